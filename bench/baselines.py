@@ -1,0 +1,94 @@
+"""Baselines TVM is measured against, in the same process and the same rounds.
+
+- eager: the PyTorch module itself under `torch.inference_mode` (always measured: speedups are
+  relative to it);
+- compile: `torch.compile` (inductor, default mode); its first call, which compiles, is timed
+  separately as setup;
+- ort: ONNX Runtime on the `torch.onnx.export(dynamo=True)` file (the same file the `onnx`
+  frontend imports when that frontend ran in the cell), CPU or CUDA execution provider,
+  `intra_op_num_threads` = the run's thread count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench.timing import torch_timer, wall_timer
+
+BASELINES = ("eager", "compile", "ort")
+
+
+@dataclass
+class Prepared:
+    name: str
+    run: Callable  # () -> list of numpy outputs
+    timer: Callable[[], float]
+    setup_s: float
+    info: dict
+
+
+def _as_numpy_list(out) -> list:
+    if isinstance(out, (tuple, list)):
+        return [o.detach().float().cpu().numpy() for o in out]
+    return [out.detach().float().cpu().numpy()]
+
+
+def prepare_eager(case, device: str) -> Prepared:
+    import torch
+
+    def run():
+        with torch.inference_mode():
+            return _as_numpy_list(case.module(*case.inputs))
+
+    return Prepared("eager", run, torch_timer(case.module, case.inputs, device), 0.0, {})
+
+
+def prepare_compile(case, device: str) -> Prepared:
+    import torch
+
+    compiled = torch.compile(case.module)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        compiled(*case.inputs)
+    setup = time.perf_counter() - t0
+
+    def run():
+        with torch.inference_mode():
+            return _as_numpy_list(compiled(*case.inputs))
+
+    return Prepared("compile", run, torch_timer(compiled, case.inputs, device), setup, dict(backend="inductor"))
+
+
+def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir: Path) -> Prepared:
+    import onnxruntime as ort
+
+    from frontends.base import ImportRequest
+    from frontends.onnx_import import ONNX_FILE, export_onnx
+
+    t0 = time.perf_counter()
+    info: dict = {"onnx_reused": bool(onnx_path and onnx_path.is_file())}
+    if not info["onnx_reused"]:
+        onnx_path = workdir / "ort" / ONNX_FILE
+        export_onnx(ImportRequest(case.module, case.inputs, case.input_names, None, workdir), onnx_path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if providers[0] not in available:
+        raise RuntimeError(f"ONNX Runtime has no {providers[0]} (available: {', '.join(available)})")
+    session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != len(case.inputs):
+        raise RuntimeError(f"ONNX model takes {len(names)} inputs ({names}), the case has {len(case.inputs)}")
+    feeds = {n: x.detach().cpu().numpy() for n, x in zip(names, case.inputs)}
+    setup = time.perf_counter() - t0
+    info.update(provider=providers[0], ort=ort.__version__)
+
+    def run():
+        return session.run(None, feeds)
+
+    return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info)

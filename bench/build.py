@@ -1,0 +1,110 @@
+"""Building a Relax module for a target, and calling the result.
+
+The pipeline is TVM's default per-target pipeline (`relax.get_default_pipeline(target)`: on CPU
+LegalizeOps, FoldConstant, FuseOps, FuseTIR and lowering; on CUDA the same plus dlight's default
+GPU schedules), spelled out pass by pass so that `gptbench passes` can time and disable each one.
+With a tuning database, `MetaScheduleApplyDatabase` runs right after FuseTIR: every fused kernel
+whose workload the database holds gets its tuned schedule, the others keep the default.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+
+def pipeline_passes(target, with_db: bool = False) -> list:
+    """The default Relax pipeline for `target` as a flat list of passes."""
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+    from tvm.relax.backend.cuda import pipeline as cuda_pipeline
+
+    backend = cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
+    legalize = list(backend.legalize_passes(target))
+    if with_db:
+        at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+        legalize.insert(at, relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
+    return (
+        list(backend.library_dispatch_passes(target))
+        + legalize
+        + list(backend.dataflow_lower_passes(target))
+        + list(backend.finalize_passes(target))
+    )
+
+
+def make_pipeline(target, with_db: bool = False):
+    import tvm
+
+    passes = pipeline_passes(target, with_db)
+
+    @tvm.transform.module_pass(opt_level=0, name="gptbench.default_pipeline")
+    def _pipeline(mod, _ctx):
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
+
+
+def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=()):
+    """(executable, seconds): tvm.compile through the default pipeline (plus a tuning database)."""
+    import tvm
+
+    with ExitStack() as stack:
+        if db_dir is not None:
+            from tvm.s_tir import meta_schedule as ms
+
+            stack.enter_context(ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"))
+        stack.enter_context(
+            tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
+        )
+        t0 = time.perf_counter()
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None))
+        return ex, time.perf_counter() - t0
+
+
+def _flatten(out) -> list:
+    import tvm
+
+    if isinstance(out, tvm.runtime.Tensor):
+        return [out]
+    items = []
+    for o in out:
+        items.extend(_flatten(o))
+    return items
+
+
+class Compiled:
+    """A built module on a device, with its weights: call it, time it."""
+
+    def __init__(self, ex, device, params, func: str = "main"):
+        import tvm
+        from tvm import relax
+
+        self.device = device
+        self.func = func
+        self.vm = relax.VirtualMachine(ex, device)
+        if device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
+            self.params = list(params)
+        else:
+            self.params = [tvm.runtime.tensor(p.numpy(), device) for p in params]
+
+    def _args(self, inputs) -> list:
+        import tvm
+
+        return [tvm.runtime.tensor(np.ascontiguousarray(_numpy(x)), self.device) for x in inputs] + self.params
+
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        return [o.numpy() for o in _flatten(self.vm[self.func](*self._args(inputs)))]
+
+    def timer(self, inputs):
+        """A zero-argument callable giving seconds for one call (TVM's time_evaluator)."""
+        args = self._args(inputs)
+        evaluator = self.vm.time_evaluator(self.func, self.device, number=1, repeat=1)
+        return lambda: float(evaluator(*args).results[0])
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)

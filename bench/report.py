@@ -1,0 +1,226 @@
+"""Reports: one versioned JSON per run (the source of truth), with a CSV of its cells and a
+Markdown table beside it, all under results/<timestamp>-<name>.*.
+
+Schema (version 1):
+    {"schema": "gptbench.report", "schema_version": 1, "kind": "run" | "passes",
+     "name", "created" (UTC ISO 8601), "command" (argv), "config", "environment", "cells": [...]}
+A cell always has id, model, frontend, target, scenario, status; measured cells have `tvm` and
+`baselines[*].latency` statistics in ms with the raw samples kept.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+
+from bench.errors import UserError
+
+SCHEMA = "gptbench.report"
+SCHEMA_VERSION = 1
+KINDS = ("run", "passes")
+CELL_KEYS = ("id", "model", "frontend", "target", "scenario", "status")
+
+
+def new_report(kind: str, name: str, config: dict, environment: dict, cells: list[dict], command: list[str] | None = None,
+               **extra) -> dict:
+    return dict(
+        schema=SCHEMA,
+        schema_version=SCHEMA_VERSION,
+        kind=kind,
+        name=name,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command or [],
+        config=config,
+        environment=environment,
+        cells=cells,
+        **extra,
+    )
+
+
+def _stem(report: dict) -> str:
+    created = _dt.datetime.fromisoformat(report["created"])
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", report["name"]).strip("-") or "run"
+    return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{safe}"
+
+
+def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write JSON, CSV and Markdown; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _stem(report)
+    paths = dict(json=out / f"{stem}.json", csv=out / f"{stem}.csv", md=out / f"{stem}.md")
+    paths["json"].write_text(json.dumps(report, indent=1, default=str) + "\n")
+    to_frame(report).to_csv(paths["csv"], index=False)
+    paths["md"].write_text(to_markdown(report))
+    return paths
+
+
+def load_report(path: str | Path) -> dict:
+    """Read and validate a report; UserError naming the problem otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read report {p}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); is it a gptbench report?") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UserError(f"{p} is not a gptbench report (no \"schema\": \"{SCHEMA}\" field)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{p} has report schema version {version!r}; this gptbench reads version {SCHEMA_VERSION}")
+    if data.get("kind") not in KINDS:
+        raise UserError(f"{p}: unknown report kind {data.get('kind')!r} (expected one of {', '.join(KINDS)})")
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise UserError(f"{p}: \"cells\" must be a list")
+    for i, cell in enumerate(cells):
+        missing = [k for k in CELL_KEYS if not isinstance(cell, dict) or k not in cell]
+        if missing:
+            raise UserError(f"{p}: cell {i} lacks {', '.join(missing)}")
+        for where, stats in _latencies(cell):
+            if not isinstance(stats, dict) or not isinstance(stats.get("samples"), list) or "median" not in stats:
+                raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed {where} latency (needs median and samples)")
+    return data
+
+
+def _latencies(cell: dict):
+    if cell.get("tvm") is not None:
+        yield "tvm", cell["tvm"]
+    for name, b in (cell.get("baselines") or {}).items():
+        if isinstance(b, dict) and b.get("latency") is not None:
+            yield name, b["latency"]
+
+
+def flat_row(cell: dict) -> dict:
+    par = cell.get("parity") or {}
+    row = {k: cell.get(k) for k in ("id", "model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens",
+                                     "shapes", "dtype", "threads", "status", "stage", "error")}
+    w = cell.get("weights") or {}
+    row["weights"] = f"{w.get('kind')}:{w.get('source')}" if w else None
+    row["n_params"] = cell.get("n_params")
+    row["unsupported_ops"] = ";".join(cell.get("unsupported_ops") or [])
+    for k in ("export_s", "import_s", "build_s", "tune_s", "cell_s"):
+        row[k] = (cell.get("timings") or {}).get(k)
+    row.update(rel_l2=par.get("rel_l2"), max_abs=par.get("max_abs"), top1_agree=par.get("top1_agree"))
+    for name, stats in _latencies(cell):
+        for stat in ("median", "min", "mean", "p90", "p99", "std"):
+            row[f"{name}_{stat}_ms"] = stats.get(stat)
+        if name != "tvm":
+            row[f"speedup_vs_{name}"] = (cell.get("speedup") or {}).get(name)
+    for k, v in (cell.get("metrics") or {}).items():
+        row[k] = v
+    row["tuning_db"] = (cell.get("tuning") or {}).get("hash")
+    row["n_relax_ops"] = sum((cell.get("relax_ops") or {}).values()) or None
+    row["peak_rss_mb"] = cell.get("peak_rss_mb")
+    return row
+
+
+def to_frame(report: dict):
+    import pandas as pd
+
+    return pd.DataFrame([flat_row(c) for c in report["cells"]])
+
+
+def md_table(headers: list[str], rows: list[list]) -> str:
+    def fmt(v) -> str:
+        return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(stats: dict | None) -> str | None:
+    if not stats:
+        return None
+    return f"{stats['median']:.3f} ± {stats['std']:.3f}" if stats["median"] < 100 else f"{stats['median']:.1f} ± {stats['std']:.1f}"
+
+
+def environment_line(env: dict) -> str:
+    tvm = env.get("tvm") or {}
+    v = env.get("versions") or {}
+    git = env.get("git") or {}
+    gpu = env.get("gpu")
+    parts = [
+        f"{env.get('cpu')} ({env.get('cores')} usable cores, mcpu {tvm.get('host_mcpu')}, {' '.join(env.get('cpu_flags') or [])})",
+        f"threads {env.get('threads')} (TVM pool {tvm.get('threads')}, torch {env.get('torch_threads')})",
+        f"TVM {tvm.get('version')} (LLVM {tvm.get('llvm')}, tvm-ffi {v.get('apache-tvm-ffi')})",
+        f"torch {v.get('torch')}, onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, transformers {v.get('transformers')}",
+        f"git {str(git.get('commit'))[:10]}{' (dirty)' if git.get('dirty') else ''}",
+    ]
+    if gpu:
+        parts.insert(1, f"GPU {gpu.get('name')} (sm {gpu.get('capability')}, driver {gpu.get('driver')}, CUDA {gpu.get('torch_cuda')})")
+    return "; ".join(parts)
+
+
+def to_markdown(report: dict) -> str:
+    cells = report["cells"]
+    cfg = report.get("config") or {}
+    base_names = [b for b in ("compile", "ort") if any(b in (c.get("baselines") or {}) for c in cells)]
+    headers = ["model", "frontend", "status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
+    for b in base_names:
+        headers.append(f"{b} ms")
+    headers += ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
+    rows = []
+    for c in cells:
+        t = c.get("timings") or {}
+        imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
+        par = c.get("parity") or {}
+        b = c.get("baselines") or {}
+        w = c.get("weights") or {}
+        row = [c["model"], c["frontend"], c["status"], w.get("kind"), None if imp is None else f"{imp:.1f}",
+               None if t.get("build_s") is None else f"{t['build_s']:.1f}",
+               None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
+               None if par.get("top1_agree") is None else f"{par['top1_agree']:.3f}",
+               _ms(c.get("tvm")), _ms((b.get("eager") or {}).get("latency"))]
+        row += [_ms((b.get(n) or {}).get("latency")) or (b.get(n) or {}).get("status") for n in base_names]
+        sp = c.get("speedup") or {}
+        row += [None if sp.get("eager") is None else f"{sp['eager']:.3f}x"]
+        row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in base_names]
+        row += [c.get("peak_rss_mb")]
+        rows.append(row)
+    shape = (f"past {cfg.get('past_len')} + 1 token" if cfg.get("scenario") == "decode" else f"seq {cfg.get('seq_len')}")
+    out = [
+        f"# gptbench {report.get('kind', 'run')}: {report['name']}",
+        "",
+        f"{report['created']} · target {cfg.get('target')} · scenario {cfg.get('scenario')} · batch {cfg.get('batch')} · {shape} · "
+        f"{cfg.get('shapes')} shapes · {cfg.get('dtype')} · tolerance rel L2 ≤ {cfg.get('tol')}",
+        "",
+        f"Environment: {environment_line(report.get('environment') or {})}",
+        "",
+        f"Latency: median ± std of {cfg.get('repeat')} interleaved rounds after {cfg.get('warmup')} warmup "
+        "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode). "
+        "Speedup = baseline median / TVM median.",
+        "",
+        md_table(headers, rows),
+    ]
+    extra = [c for c in cells if c.get("metrics")]
+    if extra:
+        keys = sorted({k for c in extra for k in c["metrics"]})
+        out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c["model"], c["frontend"], *[c["metrics"].get(k) for k in keys]] for c in extra])]
+    failed = [c for c in cells if c["status"] != "ok"]
+    if failed:
+        out += ["## Not ok", ""]
+        for c in failed:
+            ops = c.get("unsupported_ops") or []
+            out.append(f"- **{c['model']} × {c['frontend']}**: `{c['status']}`" + (f" at {c.get('stage')}" if c.get("stage") else "")
+                       + f" — {c.get('error')}" + (f" (unsupported: {', '.join(ops)})" if ops else ""))
+        out.append("")
+    patched = [c for c in cells if c.get("patches")]
+    if patched:
+        out += ["## Frontend workarounds applied", ""]
+        out += [f"- {c['model']} × {c['frontend']}: {'; '.join(c['patches'])}" for c in patched]
+        out.append("")
+    tuned = [c for c in cells if c.get("tuning")]
+    if tuned:
+        out += ["## Tuning databases", ""]
+        out += [f"- {c['model']} × {c['frontend']}: `{c['tuning'].get('path')}` (hash {c['tuning'].get('hash')}, "
+                f"{c['tuning'].get('records')} records, {c['tuning'].get('matched', '?')} of {c['tuning'].get('tasks', '?')} kernels tuned)"
+                for c in tuned]
+        out.append("")
+    return "\n".join(out)

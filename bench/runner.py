@@ -1,0 +1,342 @@
+"""The matrix runner: models × frontends on one target and scenario, one cell at a time.
+
+A cell: build the model (labelled weights) → eager reference outputs → frontend import (op
+counts; every unsupported op on failure) → TVM build → parity vs eager → interleaved latency of
+TVM and the baselines → peak RSS. Whatever fails is recorded in the cell with its stage and
+reason (`import_failed`, `build_failed`, `run_failed`, `mismatch`, `crashed`, `no_device`) and
+the run goes on with the next cell.
+
+By default every cell runs in its own spawned process (`isolate=True`): a crash inside TVM or
+LLVM (a segfault, an abort) becomes a `crashed` cell instead of ending the run, and the peak RSS
+is the cell's own.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.baselines import BASELINES
+from bench.errors import UserError
+from bench.scenarios import SCENARIOS, SHAPES, check_fits
+
+STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout")
+DTYPES = ("float32", "float16")
+FAIL_ON = ("mismatch", "any", "none")
+
+
+@dataclass
+class RunConfig:
+    models: list[str]
+    frontends: list[str]
+    target: str = "llvm"
+    scenario: str = "prefill"
+    batch: int = 1
+    seq_len: int = 128
+    past_len: int = 128
+    new_tokens: int = 32
+    warmup: int = 5
+    repeat: int = 30
+    threads: int = 0  # 0: every usable core
+    shapes: str = "static"
+    weights: str = "auto"
+    baselines: list[str] = field(default_factory=lambda: ["eager"])
+    dtype: str = "float32"
+    tol: float = 0.0  # 0: the dtype's default (1e-5 for float32)
+    db: str | None = None
+    cuda_arch: str | None = None
+    isolate: bool = True
+    seed: int = 0
+    cell_timeout: float = 0.0  # seconds; 0: none
+
+    def __post_init__(self) -> None:
+        from bench.env import usable_cores
+        from bench.errors import unknown
+        from bench.models import MODELS, WEIGHT_CHOICES, get_spec
+        from bench.parity import DEFAULT_TOL
+        from bench.targets import TARGETS
+        from frontends import FRONTENDS
+
+        if not self.models:
+            raise ValueError("no model given; `gptbench models` lists them")
+        if not self.frontends:
+            raise ValueError(f"no frontend given; choose from: {', '.join(FRONTENDS)}")
+        for m in self.models:
+            if m not in MODELS:
+                raise ValueError(str(unknown("model", m, list(MODELS))))
+        for f in self.frontends:
+            if f not in FRONTENDS:
+                raise ValueError(str(unknown("frontend", f, list(FRONTENDS))))
+            reason = FRONTENDS[f].unavailable_reason()
+            if reason:
+                raise ValueError(f"frontend {f!r} is unavailable: {reason}")
+        if len(set(self.models)) != len(self.models) or len(set(self.frontends)) != len(self.frontends):
+            raise ValueError("a model or frontend is named twice")
+        if self.target not in TARGETS:
+            raise ValueError(str(unknown("target", self.target, list(TARGETS))))
+        if self.scenario not in SCENARIOS:
+            raise ValueError(str(unknown("scenario", self.scenario, list(SCENARIOS))))
+        if self.shapes not in SHAPES:
+            raise ValueError(str(unknown("shape mode", self.shapes, list(SHAPES))))
+        if self.dtype not in DTYPES:
+            raise ValueError(str(unknown("dtype", self.dtype, list(DTYPES))))
+        if self.dtype == "float16" and self.target != "cuda":
+            raise ValueError("--dtype float16 is for --target cuda (eager PyTorch has no fast fp16 CPU path to compare with)")
+        for name in ("batch", "seq_len", "past_len", "new_tokens", "repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.threads < 0 or self.cell_timeout < 0 or self.tol < 0:
+            raise ValueError("--warmup, --threads, --cell-timeout and --tol must not be negative")
+        if self.scenario == "prefill" and self.shapes == "symbolic" and self.seq_len < 2:
+            raise ValueError("symbolic shapes need --seq-len >= 2 (torch.export specialises sizes 0 and 1)")
+        if self.scenario == "decode" and self.shapes == "symbolic" and self.past_len < 2:
+            raise ValueError("symbolic shapes need --past-len >= 2 (torch.export specialises sizes 0 and 1)")
+        for b in self.baselines:
+            if b not in BASELINES:
+                raise ValueError(str(unknown("baseline", b, list(BASELINES))))
+        if "eager" not in self.baselines:
+            self.baselines = ["eager", *self.baselines]
+        self.threads = self.threads or usable_cores()
+        self.tol = self.tol or DEFAULT_TOL[self.dtype]
+        if self.db is not None and not Path(self.db).is_dir():
+            raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
+        for m in self.models:
+            spec = get_spec(m)
+            try:
+                check_fits(spec, self.scenario, self.seq_len, self.past_len, self.new_tokens)
+            except UserError as e:
+                raise ValueError(str(e)) from None
+            if self.weights == "pretrained" and spec.pretrained_source() is None:
+                raise ValueError(f"--weights pretrained: none for {m} on this machine (looked in: {spec.pretrained_help()}); "
+                                 "use --weights auto|random or a PATH")
+        if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
+            raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
+
+    def cells(self) -> list[tuple[str, str]]:
+        return [(m, f) for m in self.models for f in self.frontends]
+
+
+def configure_threads(threads: int) -> None:
+    """Same thread count for TVM's pool (read at its first use), PyTorch and OpenMP."""
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cell_id(cell: dict) -> str:
+    """The key `compare` matches cells by."""
+    return "|".join(str(cell[k]) for k in ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "shapes", "dtype"))
+
+
+def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+    cell = dict(
+        model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
+        seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
+        past_len=cfg.past_len if cfg.scenario == "decode" else 0,
+        new_tokens=cfg.new_tokens if cfg.scenario == "generate" else 0,
+        shapes=cfg.shapes, dtype=cfg.dtype, threads=cfg.threads,
+        status="crashed", stage=None, error=None, unsupported_ops=[],
+        weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
+        parity=None, tvm=None, baselines={}, speedup={}, peak_rss_mb=None,
+        rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
+        tuning=None, target_spec=None,
+    )
+    cell["id"] = cell_id(cell)
+    return cell
+
+
+def execute_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+    """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
+    cell = _blank_cell(cfg, model, frontend)
+    t_cell = time.perf_counter()
+    try:
+        _execute(cfg, model, frontend, cell)
+    except Exception as e:  # noqa: BLE001 - a failed cell is a result
+        from frontends.base import short_error
+
+        status = {"export": "import_failed", "import": "import_failed", "build": "build_failed"}.get(cell["stage"], "run_failed")
+        cell.update(status=status, error=short_error(e), traceback=traceback.format_exc(limit=8))
+    cell["timings"]["cell_s"] = round(time.perf_counter() - t_cell, 3)
+    cell["peak_rss_mb"] = peak_rss_mb()
+    return cell
+
+
+def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
+    import torch
+
+    from bench import baselines as bl
+    from bench.build import Compiled, build
+    from bench.models import load_model
+    from bench.parity import compare
+    from bench.scenarios import make_case
+    from bench.targets import make_target
+    from bench.timing import Stats, interleave
+    from frontends import get_frontend
+    from frontends.base import FrontendError, ImportRequest
+
+    tag = f"[{model} × {frontend}]"
+    configure_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    cell["stage"] = "model"
+    loaded = load_model(model, cfg.weights, seed=cfg.seed)
+    if cfg.dtype == "float16":
+        loaded.module.half()
+    cell["weights"] = asdict(loaded.weights)
+    cell["n_params"] = loaded.n_params
+    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    cell["target_spec"] = tinfo.spec
+    torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
+    if cfg.scenario == "generate":
+        from bench.generate import generate_cell
+
+        return generate_cell(cfg, loaded, frontend, tinfo, torch_device, cell, log)
+    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
+    if cfg.dtype == "float16":
+        case.inputs = tuple(x.half() if x.is_floating_point() else x for x in case.inputs)
+    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+        workdir = Path(tmp)
+        log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
+        cell["stage"] = "import"
+        fe = get_frontend(frontend)
+        try:
+            imported = fe.import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir))
+        except FrontendError as e:
+            cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
+            log(f"{tag} import failed: {e}")
+            return
+        cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
+        cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
+        cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
+        cell["stage"] = "build"
+        log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
+        if cfg.db:
+            from bench.tuning import check_database
+
+            cell["tuning"] = check_database(cfg.db, tinfo, imported.mod)
+        try:
+            ex, build_s = build(imported.mod, tinfo.target, cfg.db)
+        except Exception as e:  # noqa: BLE001
+            from frontends.base import short_error
+
+            cell.update(status="build_failed", error=short_error(e))
+            log(f"{tag} build failed: {cell['error']}")
+            return
+        cell["timings"]["build_s"] = round(build_s, 3)
+        if not tinfo.device_available:
+            cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
+            log(f"{tag} {cell['error']}")
+            return
+        cell["stage"] = "run"
+        if torch_device == "cuda":
+            case.module.to("cuda")
+            case.inputs = tuple(x.to("cuda") for x in case.inputs)
+        compiled = Compiled(ex, tinfo.device(), imported.params)
+        eager = bl.prepare_eager(case, torch_device)
+        ref = eager.run()
+        got = compiled(*case.inputs)
+        cell["parity"] = compare(ref, got, cfg.tol, case.output_names)
+        log(f"{tag} built in {build_s:.1f} s; parity rel L2 {cell['parity'].get('rel_l2', float('nan')):.2e} "
+            f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
+        prepared = {"eager": eager}
+        for name in cfg.baselines:
+            if name == "eager":
+                continue
+            try:
+                if name == "compile":
+                    prepared[name] = bl.prepare_compile(case, torch_device)
+                else:
+                    onnx_file = workdir / "model.onnx" if frontend == "onnx" else None
+                    prepared[name] = bl.prepare_ort(case, torch_device, cfg.threads, onnx_file, workdir)
+                base_par = compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1, case.output_names)
+                cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
+                                               parity=base_par, info=prepared[name].info)
+            except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
+                from frontends.base import short_error
+
+                prepared.pop(name, None)
+                cell["baselines"][name] = dict(status="failed", error=short_error(e))
+                log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
+        cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
+        timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
+        log(f"{tag} timing {', '.join(timers)}: {cfg.warmup} warmup + {cfg.repeat} interleaved rounds")
+        samples = interleave(timers, cfg.warmup, cfg.repeat)
+        stats = {n: Stats.from_seconds(s) for n, s in samples.items()}
+        cell["tvm"] = stats["tvm"].to_dict()
+        for name in prepared:
+            cell["baselines"][name]["latency"] = stats[name].to_dict()
+            cell["speedup"][name] = round(stats[name].median / stats["tvm"].median, 4)
+        cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
+        if not cell["parity"]["ok"]:
+            cell["error"] = f"parity: {cell['parity']['reason']}"
+        log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms, eager {stats['eager'].median:.3f} ms, "
+            f"speedup {cell['speedup']['eager']:.3f}x")
+
+
+def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
+    try:
+        conn.send(execute_cell(cfg, model, frontend))
+    finally:
+        conn.close()
+
+
+def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
+    """execute_cell in a spawned process; a crash or timeout becomes the cell's status."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_cell_worker, args=(cfg, model, frontend, send), daemon=False)
+    t0 = time.perf_counter()
+    proc.start()
+    send.close()
+    result = None
+    timeout = cfg.cell_timeout or None
+    try:
+        if recv.poll(timeout):
+            result = recv.recv()
+    except EOFError:
+        result = None
+    if result is None and proc.is_alive():
+        proc.kill()
+    proc.join()
+    if result is not None:
+        return result
+    cell = _blank_cell(cfg, model, frontend)
+    cell["timings"]["cell_s"] = round(time.perf_counter() - t0, 3)
+    if timeout and cell["timings"]["cell_s"] >= timeout:
+        cell.update(status="timeout", error=f"cell exceeded --cell-timeout {timeout:g} s and was killed")
+    else:
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        cell.update(error=f"worker process died ({how}) before reporting; last stage unknown — rerun with --no-isolate to see the traceback")
+    return cell
+
+
+def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
+    cells = []
+    todo = cfg.cells()
+    configure_threads(cfg.threads)
+    for i, (model, frontend) in enumerate(todo, 1):
+        log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
+            f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
+        cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
+        cells.append(cell)
+        if on_cell:
+            on_cell(cell)
+    return cells

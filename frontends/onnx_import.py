@@ -1,0 +1,93 @@
+"""ONNX → Relax (`tvm.relax.frontend.onnx.from_onnx`).
+
+The module is exported with `torch.onnx.export(dynamo=True)` (the TorchScript exporter,
+`dynamo=False`, fails on HF GPT-2's `aten::diff`), written to the work directory (ONNX Runtime
+reads the same file), checked against the importer's converter table (every unsupported op listed
+at once) and imported with the weights kept as function inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from pathlib import Path
+
+from frontends.base import Frontend, FrontendError, Imported, ImportRequest, detach, relax_op_counts, short_error, timed
+
+ONNX_FILE = "model.onnx"
+
+
+def export_onnx(req: ImportRequest, path: Path):
+    """torch.onnx.export(dynamo=True) of the request to `path`; returns the ModelProto."""
+    import torch
+    from torch.export import Dim
+
+    dynamic_shapes = None
+    if req.dynamic:
+        dims: dict[str, object] = {}
+        dynamic_shapes = {}
+        for name in req.input_names:
+            spec = req.dynamic.get(name) or {}
+            dynamic_shapes[name] = {a: dims.setdefault(d, Dim(d, min=lo, max=hi)) for a, (d, lo, hi) in spec.items()} or None
+    chatter = io.StringIO()  # the exporter prints its progress; keep it for error messages only
+    with contextlib.redirect_stdout(chatter), torch.no_grad():
+        program = torch.onnx.export(
+            req.module,
+            tuple(req.inputs),
+            input_names=list(req.input_names),
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+            report=False,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path), external_data=_needs_external_data(req))
+    return program.model_proto
+
+
+def _needs_external_data(req: ImportRequest) -> bool:
+    n_bytes = sum(p.numel() * p.element_size() for p in req.module.parameters())
+    return n_bytes > 1_800_000_000  # protobuf's 2 GB limit on one file
+
+
+def onnx_op_counts(model) -> Counter:
+    """Op types of the main graph (inline local functions first)."""
+    return Counter(node.op_type for node in model.graph.node)
+
+
+class OnnxFrontend(Frontend):
+    name = "onnx"
+    title = "torch.onnx.export(dynamo=True) → relax.frontend.onnx.from_onnx"
+
+    def import_model(self, req: ImportRequest) -> Imported:
+        import onnx
+        from tvm.relax.frontend.onnx import from_onnx
+        from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+        timings: dict[str, float] = {}
+        path = Path(req.workdir or ".") / ONNX_FILE
+        try:
+            with timed(timings, "export_s"):
+                model = export_onnx(req, path)
+        except Exception as e:  # noqa: BLE001 - every export failure is a recorded result
+            raise FrontendError(self.name, "export", short_error(e)) from e
+        if model.functions:
+            model = onnx.inliner.inline_local_functions(model)
+        ops = onnx_op_counts(model)
+        supported = set(_get_convert_map()) | {"Constant", "If"}
+        missing = [op for op in ops if op not in supported]
+        if missing:
+            raise FrontendError(self.name, "import", "", unsupported=missing)
+        shape_dict = dtype_dict = None
+        if not req.dynamic:
+            shape_dict = {n: list(t.shape) for n, t in zip(req.input_names, req.inputs)}
+            dtype_dict = {n: str(t.dtype).replace("torch.", "") for n, t in zip(req.input_names, req.inputs)}
+        try:
+            with timed(timings, "import_s"):
+                mod = from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=True)
+                mod, params = detach(mod)
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(self.name, "import", short_error(e)) from e
+        notes = dict(onnx_file=str(path), opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None))
+        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, notes=notes)

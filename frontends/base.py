@@ -9,6 +9,7 @@ reason is missing converters, every unsupported op at once.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -71,7 +72,10 @@ def timed(timings: dict, key: str):
 
 def short_error(e: BaseException, limit: int = 600) -> str:
     """The informative part of an exception: TVM's C++ errors put the message on the last line."""
-    text = str(e).strip() or type(e).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip() or type(e).__name__
+    if "## Exception summary" in text:  # torch.onnx's report: the first summary line is the cause
+        summary = [ln for ln in text.split("## Exception summary", 1)[1].splitlines() if ln.strip()]
+        text = summary[0] if summary else text
     lines = [ln for ln in text.splitlines() if ln.strip()]
     last = lines[-1] if lines else text
     msg = f"{type(e).__name__}: {last}" if len(lines) > 1 else f"{type(e).__name__}: {text}"

@@ -1,0 +1,68 @@
+"""Bad input: one clear line naming the problem and the choices, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["run", "--model", "gpt3"], ["unknown model 'gpt3'", "gpt2-tiny"]),
+        (["run", "--model", "gpt2-tiny", "--frontend", "tflite"], ["unknown frontend 'tflite'", "export, onnx, fx"]),
+        (["run", "--model", "gpt2-tiny", "--target", "vulkan"], ["unknown target 'vulkan'", "llvm, cuda"]),
+        (["run", "--model", "gpt2-tiny", "--seq-len", "4096"], ["4096 tokens exceeds the model's context of 128"]),
+        (["run", "--model", "gpt2-tiny", "--scenario", "decode", "--past-len", "128"], ["129 tokens exceeds"]),
+        (["run", "--model", "gpt2-tiny", "--weights", "/no/such/dir"], ["no such file or directory"]),
+        (["run", "--model", "nanogpt-tiny", "--weights", "pretrained"], ["none for nanogpt-tiny"]),
+        (["run", "--model", "gpt2-tiny", "--frontend", "relay"], ["'relay' is unavailable", "v0.20"]),
+        (["run", "--model", "gpt2-tiny", "--scenario", "train"], ["unknown scenario 'train'"]),
+        (["run", "--model", "gpt2-tiny", "--batch", "0"], ["--batch must be >= 1"]),
+        (["run", "--model", "gpt2-tiny", "--baselines", "tensorrt"], ["unknown baseline 'tensorrt'"]),
+        (["run", "--model", "gpt2-tiny", "--dtype", "float16"], ["float16 is for --target cuda"]),
+        (["run", "--model", "gpt2-tiny", "--db", "/no/such/db"], ["no such tuning database"]),
+        (["report", "/no/such/report.json"], ["cannot read report"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(gptbench, argv, expected):
+    code, out, err = gptbench(*argv)
+    assert code == 2
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+def test_corrupt_and_mismatched_reports_exit_2(gptbench, tmp_path):
+    cases = {
+        "notjson.json": ("{ not json", "is not valid JSON"),
+        "other.json": (json.dumps({"hello": 1}), "is not a gptbench report"),
+        "future.json": (json.dumps({"schema": "gptbench.report", "schema_version": 99, "kind": "run", "cells": []}),
+                        "schema version 99"),
+        "badcell.json": (json.dumps({"schema": "gptbench.report", "schema_version": 1, "kind": "run", "cells": [{"model": "x"}]}),
+                         "cell 0 lacks"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code, _, err = gptbench("report", path)
+        assert code == 2, name
+        assert expected in err, (name, err)
+
+
+def test_argparse_usage_errors_exit_2(gptbench):
+    with pytest.raises(SystemExit) as info:
+        gptbench("run")  # --model missing
+    assert info.value.code == 2
+
+
+def test_models_lists_the_zoo_with_params_and_weight_sources(gptbench):
+    code, out, _ = gptbench("models")
+    assert code == 0
+    assert "| gpt2 | hf-gpt2 | 124.44M |" in out
+    assert "| nanogpt-tiny | nanogpt | 0.14M |" in out
+    assert "local HF cache (openai-community/gpt2)" in out
+    assert "embedded checkpoint" in out

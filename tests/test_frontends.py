@@ -1,0 +1,87 @@
+"""The frontends: registry, unsupported-op listing, recorded failure reasons, parity of what imports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.build import Compiled, build
+from bench.models import load_model
+from bench.scenarios import make_case
+from bench.targets import make_target
+from frontends import FRONTENDS, REGISTRY, get_frontend
+from frontends.base import FrontendError, ImportRequest
+
+
+def test_registry_names_are_unique_and_complete():
+    names = [f.name for f in REGISTRY]
+    assert len(names) == len(set(names))
+    assert set(names) == {"export", "onnx", "fx", "relay"}
+
+
+def test_relay_is_unavailable_on_tvm_0_27_with_the_reason():
+    reason = FRONTENDS["relay"].unavailable_reason()
+    assert reason and "Relay" in reason and "v0.20" in reason
+
+
+class TwoUnsupported(torch.nn.Module):
+    def forward(self, x):
+        return torch.special.i0(x) + torch.special.erfcx(x)
+
+
+@pytest.mark.parametrize("frontend", ["export", "fx"])
+def test_every_unsupported_op_is_listed_at_once(frontend, tmp_path):
+    req = ImportRequest(TwoUnsupported().eval(), (torch.randn(2, 3),), ["x"], None, tmp_path)
+    with pytest.raises(FrontendError) as info:
+        get_frontend(frontend).import_model(req)
+    ops = info.value.unsupported
+    assert len(ops) == 2, ops
+    assert any("i0" in op for op in ops) and any("erfcx" in op for op in ops)
+    assert "2 unsupported op(s)" in str(info.value)
+
+
+def test_onnx_lists_ops_the_importer_lacks(tmp_path):
+    class DetAndCelu(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.det(x).unsqueeze(-1).unsqueeze(-1) + torch.nn.functional.celu(x)
+
+    req = ImportRequest(DetAndCelu().eval(), (torch.randn(2, 3, 3),), ["x"], None, tmp_path)
+    with pytest.raises(FrontendError) as info:
+        get_frontend("onnx").import_model(req)
+    assert info.value.stage == "import"
+    assert "Det" in info.value.unsupported
+
+
+def test_fx_failure_on_hf_gpt2_says_why():
+    lm = load_model("gpt2-tiny", "random")
+    case = make_case(lm, "prefill", 1, 8, 0, "static")
+    with pytest.raises(FrontendError) as info:
+        get_frontend("fx").import_model(ImportRequest(case.module, case.inputs, case.input_names))
+    assert info.value.stage == "export"
+    assert "control flow" in str(info.value)
+
+
+def test_fx_rejects_symbolic_shapes_clearly():
+    lm = load_model("nanogpt-tiny", "random")
+    case = make_case(lm, "prefill", 1, 8, 0, "symbolic")
+    with pytest.raises(FrontendError, match="static input shapes only"):
+        get_frontend("fx").import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic))
+
+
+@pytest.mark.parametrize("model", ["nanogpt-tiny", "gpt2-tiny"])
+def test_symbolic_sequence_length_export_runs_other_lengths(model):
+    """A symbolic-shape build serves sequence lengths other than the example's, with parity."""
+    lm = load_model(model, "random")
+    case = make_case(lm, "prefill", 1, 16, 0, "symbolic")
+    imported = get_frontend("export").import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic))
+    tinfo = make_target("llvm", 2)
+    ex, _ = build(imported.mod, tinfo.target)
+    compiled = Compiled(ex, tinfo.device(), imported.params)
+    for t in (5, 16, 40):
+        ids = torch.randint(0, lm.spec.vocab_size, (1, t), generator=torch.Generator().manual_seed(t))
+        with torch.inference_mode():
+            ref = case.module(ids).numpy()
+        got = compiled(ids)[0]
+        assert got.shape == ref.shape
+        assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5

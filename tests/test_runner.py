@@ -1,0 +1,62 @@
+"""Cells in their own process, failures recorded as results, the decode scenario, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.runner import RunConfig, execute_cell, run_isolated
+
+
+def _cfg(**kw) -> RunConfig:
+    base = dict(models=["nanogpt-tiny"], frontends=["export"], seq_len=16, warmup=0, repeat=3, threads=2)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_isolated_cell_runs_in_a_spawned_process():
+    cell = run_isolated(_cfg(), "nanogpt-tiny", "export")
+    assert cell["status"] == "ok", cell["error"]
+    assert cell["rss_scope"] == "cell process"
+    assert cell["parity"]["rel_l2"] < 1e-5
+
+
+def test_a_cell_killed_by_its_timeout_is_recorded_and_the_run_goes_on():
+    cell = run_isolated(_cfg(cell_timeout=0.5), "nanogpt-tiny", "export")
+    assert cell["status"] == "timeout"
+    assert "--cell-timeout" in cell["error"]
+
+
+def test_a_frontend_failure_is_a_recorded_cell_not_an_exception():
+    cell = execute_cell(_cfg(frontends=["fx"], models=["gpt2-tiny"], isolate=False), "gpt2-tiny", "fx")
+    assert cell["status"] == "import_failed"
+    assert cell["stage"] == "export"
+    assert "control flow" in cell["error"]
+
+
+@pytest.mark.parametrize("model", ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"])
+@pytest.mark.parametrize("frontend", ["export", "onnx"])
+def test_decode_step_with_kv_cache_matches_eager(model, frontend):
+    cell = execute_cell(_cfg(models=[model], frontends=[frontend], scenario="decode", past_len=12, isolate=False), model, frontend)
+    assert cell["status"] == "ok", cell["error"]
+    assert cell["parity"]["outputs"]["logits"]["rel_l2"] < 1e-5
+    assert cell["parity"]["outputs"]["present"]["rel_l2"] < 1e-5
+    assert cell["past_len"] == 12 and cell["seq_len"] == 1
+
+
+def test_parity_mismatch_is_reported_and_fails_the_run(gptbench, tmp_path):
+    """A tolerance no float computation meets turns every cell into `mismatch`, never `ok`, and exit 1."""
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--repeat", "2",
+                              "--warmup", "0", "--tol", "1e-30", "--no-isolate", "--out", tmp_path)
+    assert code == 1
+    assert "| nanogpt-tiny | export | mismatch |" in out
+    assert "parity mismatch" in err
+    code, *_ = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--repeat", "2",
+                        "--warmup", "0", "--tol", "1e-30", "--no-isolate", "--out", tmp_path, "--fail-on", "none")
+    assert code == 0
+
+
+def test_fail_on_any_turns_a_failed_cell_into_exit_1(gptbench, tmp_path):
+    code, out, err = gptbench("run", "--model", "gpt2-tiny", "--frontend", "fx", "--seq-len", "8", "--repeat", "2", "--warmup", "0",
+                              "--no-isolate", "--out", tmp_path, "--fail-on", "any")
+    assert code == 1
+    assert "gpt2-tiny×fx=import_failed" in err

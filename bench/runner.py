@@ -139,9 +139,14 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+ID_FIELDS = ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens", "shapes", "dtype")
+
+
 def cell_id(cell: dict) -> str:
-    """The key `compare` matches cells by."""
-    return "|".join(str(cell[k]) for k in ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "shapes", "dtype"))
+    """The key `compare` matches cells by: what was measured, plus the variant (a pass ablation,
+    a tuned build) when there is one."""
+    key = "|".join(str(cell[k]) for k in ID_FIELDS)
+    return f"{key}|{cell['variant']}" if cell.get("variant") else key
 
 
 def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
@@ -155,7 +160,7 @@ def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
         weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
         parity=None, tvm=None, baselines={}, speedup={}, peak_rss_mb=None,
         rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
-        tuning=None, target_spec=None,
+        tuning=None, target_spec=None, variant=None,
     )
     cell["id"] = cell_id(cell)
     return cell

@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 
+PIPELINE_NAME = "gptbench.default_pipeline"  # the module pass wrapping the pipeline (see bench.passes)
+
+
 def pipeline_passes(target, with_db: bool = False) -> list:
     """The default Relax pipeline for `target` as a flat list of passes."""
     from tvm import relax
@@ -40,7 +43,7 @@ def make_pipeline(target, with_db: bool = False):
 
     passes = pipeline_passes(target, with_db)
 
-    @tvm.transform.module_pass(opt_level=0, name="gptbench.default_pipeline")
+    @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
     def _pipeline(mod, _ctx):
         with target:
             return tvm.transform.Sequential(passes)(mod)

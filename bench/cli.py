@@ -46,35 +46,39 @@ def cmd_models(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------- run
-def add_run_args(p: argparse.ArgumentParser, frontend_default: str = "export,onnx") -> None:
+def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,onnx") -> None:
     p.add_argument("--model", required=True, help="model name(s), comma-separated (see `gptbench models`)")
     p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx (comma-separated; default {frontend_default})")
     p.add_argument("--target", default="llvm", help="llvm (this CPU) or cuda (default llvm)")
-    p.add_argument("--scenario", default="prefill", help="prefill, decode or generate (default prefill)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=128, help="prompt tokens (prefill, generate)")
-    p.add_argument("--past-len", type=int, default=128, help="KV-cache length for --scenario decode")
-    p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
-    p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
     p.add_argument("--weights", default="auto", help="auto | random | pretrained | PATH (default auto: pretrained where available)")
-    p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
     p.add_argument("--db", default=None, help="MetaSchedule tuning database directory to apply at build (see `gptbench tune`)")
     p.add_argument("--seed", type=int, default=0)
 
 
+def add_shape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default="prefill", help="prefill, decode or generate (default prefill)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=128, help="prompt tokens (prefill, generate)")
+    p.add_argument("--past-len", type=int, default=128, help="KV-cache length for --scenario decode")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
+    p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
+    p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
+
+
 def config_from_args(args):
     from bench.runner import RunConfig
 
+    opt = vars(args).get
     try:
         return RunConfig(
-            models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=args.scenario,
-            batch=args.batch, seq_len=args.seq_len, past_len=args.past_len, new_tokens=args.new_tokens,
-            warmup=getattr(args, "warmup", 5), repeat=getattr(args, "repeat", 30), threads=args.threads, shapes=args.shapes,
-            weights=args.weights, baselines=_csv(getattr(args, "baselines", "eager")), dtype=args.dtype,
-            tol=getattr(args, "tol", 0.0), db=args.db, cuda_arch=args.cuda_arch, isolate=not getattr(args, "no_isolate", True),
-            seed=args.seed, cell_timeout=getattr(args, "cell_timeout", 0.0),
+            models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=opt("scenario", "prefill"),
+            batch=opt("batch", 1), seq_len=opt("seq_len", 128), past_len=opt("past_len", 128), new_tokens=opt("new_tokens", 32),
+            warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
+            weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
+            tol=opt("tol", 0.0), db=args.db, cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
+            seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -119,6 +123,122 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------- passes
+def cmd_passes(args) -> int:
+    from dataclasses import asdict
+
+    from bench.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
+
+    cfg = config_from_args(args)
+    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
+        raise UserError("passes takes one --model and one --frontend")
+    if cfg.scenario == "generate":
+        raise UserError("passes measures prefill or decode, not generate")
+    ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
+    cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
+    finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
+    return EXIT_FAIL if any(c["status"] == "mismatch" for c in cells if c.get("variant") == "default") else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ ppl, generate
+def _single(args, scenario: str, seq_len: int):
+    """Config, loaded model, target and a work cell for the one-model commands."""
+    import argparse as _ap
+
+    from bench.runner import setup_cell, _blank_cell
+
+    ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
+    cfg = config_from_args(ns)
+    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
+        raise UserError(f"{args.command} takes one --model and one --frontend")
+    cell = _blank_cell(cfg, cfg.models[0], cfg.frontends[0])
+    loaded, tinfo, device = setup_cell(cfg, cfg.models[0], cell)
+    return cfg, cell, loaded, tinfo
+
+
+def cmd_ppl(args) -> int:
+    import tempfile
+    from dataclasses import asdict
+
+    from bench.models import get_spec
+    from bench.ppl import read_text, split_ids, text_parity, tokenize
+    from bench.runner import TEXT_TOL, import_and_build
+    from bench.scenarios import make_case
+
+    spec = get_spec(_csv(args.model)[0]) if _csv(args.model) else None
+    length = args.max_length or (spec.context if spec else 0)
+    if spec and not 2 <= length <= spec.context:
+        raise UserError(f"--max-length {length}: must be between 2 and {spec.name}'s context {spec.context}")
+    stride = args.stride or length
+    if not 1 <= stride <= length:
+        raise UserError(f"--stride {stride}: must be between 1 and the window length {length}")
+    text = read_text(args.text)
+    cfg, cell, loaded, tinfo = _single(args, "prefill", length)
+    toks = tokenize(loaded, text)
+    ids = split_ids(toks.ids, args.split)[: args.max_tokens or None]
+    if len(ids) <= length:
+        raise UserError(f"{len(ids)} tokens of text: need more than the window length {length}")
+    cell.update(scenario="ppl", notes={"text": Path(args.text).name, "split": args.split, "tokenizer": toks.tokenizer})
+    tag = f"[{loaded.spec.name} × {cfg.frontends[0]} ppl]"
+    case = make_case(loaded, "prefill", 1, length, 0, "static", cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+        compiled = import_and_build(cfg, cfg.frontends[0], case, tinfo, Path(tmp), cell, tag)
+    if compiled is not None:
+        _err(f"{tag} scoring {len(ids)} tokens in windows of {length}, stride {stride}, eager and TVM")
+        m = text_parity(loaded, compiled, case.module, ids, length, stride)
+        cell["metrics"] = m
+        ok = m["nll_rel_diff"] <= TEXT_TOL
+        cell.update(status="ok" if ok else "mismatch", parity=dict(ok=ok, tol=TEXT_TOL, rel_l2=None, nll_rel_diff=m["nll_rel_diff"],
+                                                                   reason="" if ok else f"NLL differs by {m['nll_rel_diff']:.2e} relative"))
+        if not ok:
+            cell["error"] = f"parity: {cell['parity']['reason']}"
+    from bench.runner import cell_id
+
+    cell["id"] = cell_id(cell)
+    finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads)
+    if cell["status"] == "mismatch":
+        _err(f"eager and TVM disagree: {cell['parity']['reason']}")
+        return EXIT_FAIL
+    return EXIT_OK if cell["status"] == "ok" else EXIT_FAIL
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from bench.generate import build_generator, eager_generate
+    from bench.models import decode_module, prompt_module
+    from bench.ppl import tokenize
+
+    cfg, cell, loaded, tinfo = _single(args, "generate", 2)
+    toks = tokenize(loaded, args.prompt)
+    if len(toks.ids) < 2:
+        raise UserError("--prompt needs at least 2 tokens")
+    if len(toks.ids) + args.new_tokens > loaded.spec.context:
+        raise UserError(f"prompt ({len(toks.ids)} tokens) + --new-tokens {args.new_tokens} exceeds the context of {loaded.spec.context}")
+    if not tinfo.device_available:
+        raise UserError(f"cannot run on {cfg.target}: {tinfo.device_reason}")
+    ids = torch.tensor([toks.ids], dtype=torch.long)
+    gen, _ = build_generator(loaded, cfg.frontends[0], tinfo, 1, len(toks.ids), args.new_tokens, cfg.seed, cfg.db, log=_err)
+    out = gen(ids, args.new_tokens)[0].tolist()
+    if args.check:
+        ref = eager_generate(prompt_module(loaded), decode_module(loaded), ids, args.new_tokens)[0].tolist()
+        if ref != out:
+            first = next(i for i, (a, b) in enumerate(zip(ref, out)) if a != b)
+            _err(f"TVM's tokens differ from eager PyTorch's at new token {first}")
+            return EXIT_FAIL
+        _err(f"checked: the {args.new_tokens} tokens are identical to eager PyTorch's")
+    if loaded.vocab:
+        text = "".join(loaded.vocab[i] for i in out)
+    elif toks.tokenizer == "utf8-bytes":
+        text = bytes(i for i in out if i < 256).decode("utf-8", errors="replace")
+    else:
+        from transformers import AutoTokenizer
+
+        text = AutoTokenizer.from_pretrained(toks.tokenizer.removeprefix("hf:"), local_files_only=True).decode(out)
+    _out(args.prompt + text)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from bench.report import load_report, to_markdown
@@ -160,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("run", help="run a models × frontends matrix on one target; write a report")
-    add_run_args(p)
+    add_model_args(p)
+    add_shape_args(p)
     p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime); comma-separated")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeat", type=int, default=30, help="interleaved timing rounds (samples per backend)")
@@ -168,13 +289,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
     p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds (isolated cells only)")
     p.add_argument("--fail-on", default="mismatch", help="exit 1 when a cell is: mismatch (default), any (not ok), none")
+    p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
+                   "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
     p.add_argument("--out", default="results", help="report directory (default results/)")
     p.add_argument("--name", default="run", help="report name (file stem after the timestamp)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("passes", help="time every pass of the pipeline and ablate chosen passes; write a passes report")
+    add_model_args(p, frontend_default="export")
+    add_shape_args(p)
+    p.add_argument("--ablate", default=None, help="passes to disable one at a time, comma-separated "
+                   "(default: FoldConstant,FuseOps,FuseTIR,RewriteDataflowReshape,StaticPlanBlockMemory,KillAfterLastUse"
+                   " and ApplyDefaultSchedule on cuda)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--tol", type=float, default=0.0)
+    p.add_argument("--out", default="results")
+    p.add_argument("--name", default="passes")
+    p.set_defaults(func=cmd_passes, no_isolate=True)
+
+    p = sub.add_parser("ppl", help="sliding-window perplexity of a text, eager and through TVM (they must agree to 1e-4)")
+    add_model_args(p, frontend_default="export")
+    p.add_argument("--text", required=True, help="UTF-8 text file")
+    p.add_argument("--stride", type=int, default=0, help="window stride in tokens (default: the window length)")
+    p.add_argument("--max-length", type=int, default=0, help="window length (default: the model's context)")
+    p.add_argument("--split", default="all", choices=["all", "val", "train"], help="val: the last 10%% (as pretrain holds out)")
+    p.add_argument("--max-tokens", type=int, default=0, help="score only the first N tokens of the split")
+    p.add_argument("--out", default="results")
+    p.add_argument("--name", default="ppl")
+    p.set_defaults(func=cmd_ppl, no_isolate=True)
+
+    p = sub.add_parser("generate", help="greedy generation through a TVM build (KV cache, symbolic past length)")
+    add_model_args(p, frontend_default="export")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--new-tokens", type=int, default=200)
+    p.add_argument("--check", action="store_true", help="also generate with eager PyTorch and require identical tokens")
+    p.set_defaults(func=cmd_generate, no_isolate=True)
+
     p = sub.add_parser("report", help="print the Markdown table of report JSON file(s)")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_report)
+
+    from bench import compare, plot
+
+    compare.register(sub)
+    plot.register(sub)
 
     p = sub.add_parser("pretrain", help="train a nanoGPT char-level model on a text file")
     p.add_argument("--data", required=True, help="UTF-8 text file")

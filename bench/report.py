@@ -162,7 +162,8 @@ def to_markdown(report: dict) -> str:
     cells = report["cells"]
     cfg = report.get("config") or {}
     base_names = [b for b in ("compile", "ort") if any(b in (c.get("baselines") or {}) for c in cells)]
-    headers = ["model", "frontend", "status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
+    has_variant = any(c.get("variant") for c in cells)
+    headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
     for b in base_names:
         headers.append(f"{b} ms")
     headers += ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
@@ -173,7 +174,7 @@ def to_markdown(report: dict) -> str:
         par = c.get("parity") or {}
         b = c.get("baselines") or {}
         w = c.get("weights") or {}
-        row = [c["model"], c["frontend"], c["status"], w.get("kind"), None if imp is None else f"{imp:.1f}",
+        row = [c["model"], c["frontend"]] + ([c.get("variant")] if has_variant else []) + [c["status"], w.get("kind"), None if imp is None else f"{imp:.1f}",
                None if t.get("build_s") is None else f"{t['build_s']:.1f}",
                None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
                None if par.get("top1_agree") is None else f"{par['top1_agree']:.3f}",
@@ -203,6 +204,8 @@ def to_markdown(report: dict) -> str:
     if extra:
         keys = sorted({k for c in extra for k in c["metrics"]})
         out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c["model"], c["frontend"], *[c["metrics"].get(k) for k in keys]] for c in extra])]
+    if report.get("kind") == "passes":
+        out += passes_markdown(cells)
     failed = [c for c in cells if c["status"] != "ok"]
     if failed:
         out += ["## Not ok", ""]
@@ -224,3 +227,42 @@ def to_markdown(report: dict) -> str:
                 for c in tuned]
         out.append("")
     return "\n".join(out)
+
+
+def _delta(new, base) -> str | None:
+    if new is None or not base:
+        return None
+    return f"{(new / base - 1) * 100:+.1f}%"
+
+
+def passes_markdown(cells: list[dict]) -> list[str]:
+    """The ablation table and the pass-time tables of a passes report."""
+    default = next((c for c in cells if c.get("variant") == "default"), None)
+    base_build = ((default or {}).get("timings") or {}).get("build_s")
+    base_lat = ((default or {}).get("tvm") or {}).get("median")
+    rows = []
+    for c in cells:
+        build_s = (c.get("timings") or {}).get("build_s")
+        lat = (c.get("tvm") or {}).get("median")
+        par = c.get("parity") or {}
+        rows.append([c.get("variant"), c["status"], None if build_s is None else f"{build_s:.2f}", _delta(build_s, base_build),
+                     _ms(c.get("tvm")), _delta(lat, base_lat), None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
+                     c.get("error") if c["status"] != "ok" else None])
+    out = ["## Pass ablation", "",
+           "Each row rebuilds with one pass disabled (`PassContext(disabled_pass=[...])`); Δ is against the default pipeline.", "",
+           md_table(["variant", "status", "build s", "Δ build", "TVM ms", "Δ latency", "rel L2", "note"], rows)]
+    if default and default.get("pass_times"):
+        total = default["timings"].get("instrumented_build_s")
+        relax_s = default["timings"].get("relax_pipeline_s")
+        out += ["## Where compile time goes", "",
+                f"One instrumented default build: {total} s in all, {relax_s} s of it in the Relax pipeline, the rest in TIR "
+                "lowering and code generation. Seconds are inclusive: a pass that runs others includes their time.", "",
+                md_table(["pass", "calls", "seconds", "share", "Relax bindings after", "PrimFuncs after"],
+                         [[r["name"], r["calls"], f"{r['seconds']:.3f}", f"{100 * r['seconds'] / total:.1f}%" if total else None,
+                           r.get("relax_bindings"), r.get("prim_funcs")] for r in default["pass_times"][:20]])]
+    if default and default.get("pipeline"):
+        out += ["## The Relax pipeline, in order", "",
+                md_table(["#", "pass", "seconds", "Relax bindings after", "PrimFuncs after"],
+                         [[i + 1, r["name"], f"{r['seconds']:.3f}", r["relax_bindings"], r["prim_funcs"]]
+                          for i, r in enumerate(default["pipeline"])])]
+    return out

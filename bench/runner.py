@@ -29,6 +29,7 @@ from bench.scenarios import SCENARIOS, SHAPES, check_fits
 STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout")
 DTYPES = ("float32", "float16")
 FAIL_ON = ("mismatch", "any", "none")
+TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
 
 
 @dataclass
@@ -54,6 +55,7 @@ class RunConfig:
     isolate: bool = True
     seed: int = 0
     cell_timeout: float = 0.0  # seconds; 0: none
+    val_text: str | None = None  # text whose last 10% gives a validation loss, eager and TVM (prefill, batch 1)
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -104,6 +106,8 @@ class RunConfig:
             self.baselines = ["eager", *self.baselines]
         self.threads = self.threads or usable_cores()
         self.tol = self.tol or DEFAULT_TOL[self.dtype]
+        if self.val_text is not None and not Path(self.val_text).is_file():
+            raise ValueError(f"--val-text {self.val_text}: no such file")
         if self.db is not None and not Path(self.db).is_dir():
             raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
         for m in self.models:
@@ -182,20 +186,13 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
     return cell
 
 
-def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
+def setup_cell(cfg: RunConfig, model: str, cell: dict):
+    """Load the model and the target for a cell: (loaded, target info, torch device)."""
     import torch
 
-    from bench import baselines as bl
-    from bench.build import Compiled, build
     from bench.models import load_model
-    from bench.parity import compare
-    from bench.scenarios import make_case
     from bench.targets import make_target
-    from bench.timing import Stats, interleave
-    from frontends import get_frontend
-    from frontends.base import FrontendError, ImportRequest
 
-    tag = f"[{model} × {frontend}]"
     configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     cell["stage"] = "model"
@@ -207,6 +204,56 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     cell["target_spec"] = tinfo.spec
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
+    return loaded, tinfo, torch_device
+
+
+def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: dict, tag: str):
+    """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
+    None means the cell's status says why (import_failed, build_failed, no_device)."""
+    from bench.build import Compiled, build
+    from frontends import get_frontend
+    from frontends.base import FrontendError, ImportRequest, short_error
+
+    cell["stage"] = "import"
+    try:
+        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir))
+    except FrontendError as e:
+        cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
+        log(f"{tag} import failed: {e}")
+        return None
+    cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
+    cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
+    cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
+    cell["stage"] = "build"
+    log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
+    if cfg.db:
+        from bench.tuning import check_database
+
+        cell["tuning"] = check_database(cfg.db, tinfo, imported.mod)
+    try:
+        ex, build_s = build(imported.mod, tinfo.target, cfg.db)
+    except Exception as e:  # noqa: BLE001 - a build failure is a result
+        cell.update(status="build_failed", error=short_error(e))
+        log(f"{tag} build failed: {cell['error']}")
+        return None
+    cell["timings"]["build_s"] = round(build_s, 3)
+    if not tinfo.device_available:
+        cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
+        log(f"{tag} {cell['error']}")
+        return None
+    cell["stage"] = "run"
+    return Compiled(ex, tinfo.device(), imported.params)
+
+
+def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
+    from bench import baselines as bl
+    from bench.parity import compare
+    from bench.scenarios import make_case
+    from bench.timing import Stats, interleave
+    from frontends.base import short_error
+
+    tag = f"[{model} × {frontend}]"
+    loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
     if cfg.scenario == "generate":
         from bench.generate import generate_cell
 
@@ -217,47 +264,21 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
-        cell["stage"] = "import"
-        fe = get_frontend(frontend)
-        try:
-            imported = fe.import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir))
-        except FrontendError as e:
-            cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
-            log(f"{tag} import failed: {e}")
+        compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag)
+        if compiled is None:
             return
-        cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
-        cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
-        cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
-        cell["stage"] = "build"
-        log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-        if cfg.db:
-            from bench.tuning import check_database
-
-            cell["tuning"] = check_database(cfg.db, tinfo, imported.mod)
-        try:
-            ex, build_s = build(imported.mod, tinfo.target, cfg.db)
-        except Exception as e:  # noqa: BLE001
-            from frontends.base import short_error
-
-            cell.update(status="build_failed", error=short_error(e))
-            log(f"{tag} build failed: {cell['error']}")
-            return
-        cell["timings"]["build_s"] = round(build_s, 3)
-        if not tinfo.device_available:
-            cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
-            log(f"{tag} {cell['error']}")
-            return
-        cell["stage"] = "run"
+        build_s = cell["timings"]["build_s"]
         if torch_device == "cuda":
             case.module.to("cuda")
             case.inputs = tuple(x.to("cuda") for x in case.inputs)
-        compiled = Compiled(ex, tinfo.device(), imported.params)
         eager = bl.prepare_eager(case, torch_device)
         ref = eager.run()
         got = compiled(*case.inputs)
         cell["parity"] = compare(ref, got, cfg.tol, case.output_names)
         log(f"{tag} built in {build_s:.1f} s; parity rel L2 {cell['parity'].get('rel_l2', float('nan')):.2e} "
             f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
+        if cfg.val_text and cfg.scenario == "prefill":
+            _text_metrics(cfg, loaded, compiled, case, cell, tag)
         prepared = {"eager": eager}
         for name in cfg.baselines:
             if name == "eager":
@@ -272,8 +293,6 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
                 cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
                                                parity=base_par, info=prepared[name].info)
             except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
-                from frontends.base import short_error
-
                 prepared.pop(name, None)
                 cell["baselines"][name] = dict(status="failed", error=short_error(e))
                 log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
@@ -291,6 +310,28 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
             cell["error"] = f"parity: {cell['parity']['reason']}"
         log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms, eager {stats['eager'].median:.3f} ms, "
             f"speedup {cell['speedup']['eager']:.3f}x")
+
+
+def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) -> None:
+    """Validation loss on the held-out 10% of --val-text, eager and TVM (needs batch 1)."""
+    from bench.ppl import read_text, split_ids, text_parity, tokenize
+
+    if cfg.batch != 1:
+        cell["notes"]["val_text"] = "not computed: validation loss needs --batch 1"
+        return
+    toks = tokenize(loaded, read_text(cfg.val_text))
+    ids = split_ids(toks.ids, "val")
+    if len(ids) <= cfg.seq_len:
+        cell["notes"]["val_text"] = f"not computed: the validation split has {len(ids)} tokens, fewer than --seq-len + 1"
+        return
+    m = text_parity(loaded, compiled, case.module, ids, cfg.seq_len, cfg.seq_len)
+    cell["metrics"] = {f"val_{k}": v for k, v in m.items()}
+    cell["metrics"]["val_tokenizer"] = toks.tokenizer
+    log(f"{tag} validation loss (last 10% of {Path(cfg.val_text).name}): eager {m['eager_nll']:.4f}, TVM {m['tvm_nll']:.4f} "
+        f"nats/token (relative difference {m['nll_rel_diff']:.1e})")
+    if m["nll_rel_diff"] > TEXT_TOL:
+        cell["parity"]["ok"] = False
+        cell["parity"]["reason"] = f"validation loss differs by {m['nll_rel_diff']:.2e} relative (> {TEXT_TOL:g})"
 
 
 def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:

@@ -45,17 +45,15 @@ def random_ids(spec, batch: int, length: int, seed: int):
     return torch.randint(0, spec.vocab_size, (batch, length), generator=gen, dtype=torch.long)
 
 
-def past_for(loaded, batch: int, past_len: int, seed: int, dtype=None):
+def past_for(loaded, batch: int, past_len: int, seed: int):
     """The eager model's KV cache after a random prompt of past_len tokens: (L, 2, B, nh, P, hs)."""
     import torch
 
-    from bench.models import decode_module
+    from bench.models import prompt_module
 
-    spec = loaded.spec
-    empty = torch.zeros(spec.past_shape(batch, 0), dtype=dtype or torch.float32)
-    prompt = random_ids(spec, batch, past_len, seed + 1)
+    prompt = random_ids(loaded.spec, batch, past_len, seed + 1)
     with torch.inference_mode():
-        _, present = decode_module(loaded)(prompt, empty)
+        _, present = prompt_module(loaded)(prompt)
     return present.clone()
 
 

@@ -1,8 +1,9 @@
 """The model zoo: one explicit list of GPT models, and how to build each one.
 
-Every model is used through the same two calling conventions (see `prefill_module` and
+Every model is used through the same calling conventions (`prefill_module`, `prompt_module`,
 `decode_module`):
     prefill: input_ids (B, T) int64 -> logits (B, T, V)
+    prompt:  input_ids (B, T) int64 -> logits (B, T, V), present (L, 2, B, nh, T, hs)
     decode:  input_ids (B, T) int64, past (L, 2, B, nh, P, hs) -> logits (B, T, V), present (L, 2, B, nh, P+T, hs)
 
 Weights are always labelled: `random` (seeded init of the exact architecture), `pretrained`
@@ -304,6 +305,26 @@ def prefill_module(loaded: LoadedModel):
     return Prefill(loaded.module).eval()
 
 
+def prompt_module(loaded: LoadedModel):
+    """input_ids (B, T) -> (logits (B, T, V), present (L, 2, B, nh, T, hs)): generation's first step."""
+    import torch.nn as nn
+
+    if loaded.spec.family == "hf-gpt2":
+        from bench.models.hf_gpt2 import HFPrompt
+
+        return HFPrompt(loaded.module).eval()
+
+    class Prompt(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):
+            return self.model(input_ids, return_cache=True)
+
+    return Prompt(loaded.module).eval()
+
+
 def decode_module(loaded: LoadedModel):
     """(input_ids (B, T), past (L, 2, B, nh, P, hs)) -> (logits (B, T, V), present (L, 2, B, nh, P+T, hs))."""
     import torch.nn as nn
@@ -350,6 +371,7 @@ __all__ = [
     "get_spec",
     "load_model",
     "prefill_module",
+    "prompt_module",
     "decode_module",
     "describe",
 ]

@@ -107,3 +107,15 @@ class HFDecode(nn.Module):
         mask = torch.ones(b, past.shape[4] + t, dtype=input_ids.dtype, device=input_ids.device)  # (B, P+T)
         out = self.model(input_ids=input_ids, past_key_values=cache, attention_mask=mask, use_cache=True)
         return out.logits, stack_cache(out.past_key_values, n_layer)  # (B, T, V), (L, 2, B, nh, P+T, hs)
+
+
+class HFPrompt(nn.Module):
+    """input_ids (B, T) -> (logits, present (L, 2, B, nh, T, hs)): the first step of generation."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor):
+        out = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
+        return out.logits, stack_cache(out.past_key_values, self.model.config.n_layer)

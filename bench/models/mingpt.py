@@ -124,8 +124,9 @@ class MinGPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, past: torch.Tensor | None = None):
-        """idx (B, T) -> logits (B, T, vocab); with `past` (L, 2, B, nh, P, hs) also the new cache."""
+    def forward(self, idx: torch.Tensor, past: torch.Tensor | None = None, return_cache: bool = False):
+        """idx (B, T) -> logits (B, T, vocab); with `past` (L, 2, B, nh, P, hs) or `return_cache`
+        also the new cache."""
         t = idx.size(1)
         p = 0 if past is None else past.size(4)
         x = self.drop(self.tok_emb(idx) + self.pos_emb[:, p : p + t, :])  # (B, T, C)
@@ -134,7 +135,7 @@ class MinGPT(nn.Module):
             x, present = block(x, None if past is None else past[i])
             presents.append(present)
         logits = self.head(self.ln_f(x))  # (B, T, vocab)
-        if past is None:
+        if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
 

@@ -137,9 +137,9 @@ class GPT(nn.Module):
         """Parameter count; the tied wte/lm_head weight is counted once."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, past: torch.Tensor | None = None):
-        """idx (B, T) token ids -> logits (B, T, vocab); with `past` (L, 2, B, nh, P, hs) also
-        returns the new cache (L, 2, B, nh, P+T, hs)."""
+    def forward(self, idx: torch.Tensor, past: torch.Tensor | None = None, return_cache: bool = False):
+        """idx (B, T) token ids -> logits (B, T, vocab); with `past` (L, 2, B, nh, P, hs) or
+        `return_cache` also returns the new cache (L, 2, B, nh, P+T, hs)."""
         t = idx.size(1)
         p = 0 if past is None else past.size(4)
         pos = torch.arange(p, p + t, dtype=torch.long, device=idx.device)  # (T,)
@@ -150,7 +150,7 @@ class GPT(nn.Module):
             presents.append(present)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, vocab)
-        if past is None:
+        if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
 

@@ -1,0 +1,156 @@
+"""`gptbench plot`: a readable PNG per report; failed cells are labelled gaps, never dropped.
+
+Reports are synthetic (bench.report.new_report with seeded samples), so these tests never run TVM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from bench import plot
+from bench.errors import UserError
+from bench.plot import DPI, FIGSIZE, make_figure, plot_report
+from bench.report import new_report
+from bench.runner import cell_id
+from bench.timing import Stats
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def latency(median_ms: float, seed: int) -> dict:
+    ms = median_ms * np.random.default_rng(seed).lognormal(0.0, 0.03, 30)
+    return Stats.from_seconds(list(ms / 1e3)).to_dict()
+
+
+def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant: str | None = None) -> dict:
+    cell = dict(model=model, frontend=frontend, target="llvm", scenario="prefill", batch=1, seq_len=16, past_len=0, new_tokens=0,
+                shapes="static", dtype="float32", status=status, variant=variant, timings=dict(build_s=2.0 + seed / 10),
+                tvm=None, baselines={})
+    if status in ("ok", "mismatch"):
+        cell["tvm"] = latency(10.0, seed)
+        cell["baselines"] = {"eager": dict(status="ok", latency=latency(25.0, seed + 100)),
+                             "ort": dict(status="ok", latency=latency(8.0, seed + 200))}
+    if status == "build_failed":
+        cell["timings"] = {}
+    cell["id"] = cell_id(cell)
+    return cell
+
+
+def run_report() -> dict:
+    cells = [make_cell("nanogpt-tiny", "export", 0), make_cell("nanogpt-tiny", "onnx", 1, status="mismatch"),
+             make_cell("gpt2-tiny", "export", 2), make_cell("gpt2-tiny", "onnx", 3, status="import_failed")]
+    env = dict(cpu="AMD EPYC 7B13", gpu=None)
+    return new_report("run", "nightly", dict(target="llvm"), env, cells)
+
+
+def passes_report() -> dict:
+    cells = [make_cell("gpt2-tiny", "export", i, status=s, variant=v)
+             for i, (v, s) in enumerate([("default", "ok"), ("-FuseOps", "ok"), ("-FuseTIR", "mismatch"), ("-LegalizeOps", "build_failed")])]
+    return new_report("passes", "ablation", {}, dict(cpu="AMD EPYC 7B13", gpu=dict(name="NVIDIA H100")), cells)
+
+
+def texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def assert_valid_png(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert (width, height) == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+
+
+@pytest.fixture
+def run_plot(gptbench, monkeypatch):
+    """`gptbench plot ARGS…`: registers the subcommand on the real CLI parser unless bench/cli.py already does."""
+    import bench.cli
+
+    original = bench.cli.build_parser
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = original()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "plot" not in sub.choices:
+            plot.register(sub)
+        return parser
+
+    monkeypatch.setattr(bench.cli, "build_parser", build_parser)
+    return lambda *argv: gptbench("plot", *argv)
+
+
+def test_run_report_png_is_valid(tmp_path):
+    path = plot_report(run_report(), tmp_path / "run.png")
+    assert path == tmp_path / "run.png"
+    assert_valid_png(path)
+
+
+def test_failed_and_mismatched_cells_are_labelled_not_dropped():
+    fig = make_figure(run_report())
+    latency_ax, speedup_ax = fig.axes
+    assert "import_failed" in [t.get_text() for t in latency_ax.texts]  # the TVM onnx bar of gpt2-tiny
+    assert "import_failed" in [t.get_text() for t in speedup_ax.texts]
+    assert texts(fig).count("mismatch") == 2
+    assert [t.get_text() for t in latency_ax.get_xticklabels()] == ["nanogpt-tiny", "gpt2-tiny"]
+    assert len(speedup_ax.get_xticklabels()) == 4
+    assert {"TVM export", "TVM onnx", "eager", "ort"} == {t.get_text() for t in latency_ax.get_legend().get_texts()}
+    assert latency_ax.get_yscale() == "log"
+    assert any(line.get_linestyle() == "--" and list(line.get_ydata()) == [1.0, 1.0] for line in speedup_ax.get_lines())
+    speedups = sorted(float(t.get_text().rstrip("x")) for t in speedup_ax.texts if t.get_text().endswith("x"))
+    assert speedups == pytest.approx([2.5] * 3, rel=0.05)
+    title = fig._suptitle.get_text()
+    assert "nightly" in title and "llvm" in title and "prefill" in title and "seq 16" in title and "AMD EPYC 7B13" in title
+
+
+def test_a_failed_baseline_is_a_labelled_gap():
+    report = run_report()
+    for cell in report["cells"]:
+        if cell["model"] == "gpt2-tiny" and cell["baselines"]:
+            cell["baselines"]["ort"] = dict(status="failed", error="onnxruntime: unsupported op")
+    assert "ort failed" in texts(make_figure(report))
+
+
+def test_passes_report_plots_latency_and_build_time_per_variant(tmp_path):
+    report = passes_report()
+    fig = make_figure(report)
+    latency_ax, build_ax = fig.axes
+    for ax in (latency_ax, build_ax):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["default", "-FuseOps", "-FuseTIR", "-LegalizeOps"]
+        assert "build_failed" in [t.get_text() for t in ax.texts] and "mismatch" in [t.get_text() for t in ax.texts]
+    assert [round(p.get_height(), 3) for p in build_ax.patches if p.get_height() > 0] == [2.0, 2.1, 2.2]
+    assert "NVIDIA H100" in fig._suptitle.get_text()
+    assert_valid_png(plot_report(report, tmp_path / "passes.png"))
+
+
+def test_an_empty_report_is_a_user_error():
+    with pytest.raises(UserError, match="no cells"):
+        make_figure(new_report("run", "empty", {}, {}, []))
+
+
+def test_cli_writes_beside_each_report_or_under_out(run_plot, tmp_path):
+    a, b = tmp_path / "20260101T000000Z-a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(run_report()))
+    b.write_text(json.dumps(passes_report()))
+    code, _, err = run_plot(a, b)
+    assert code == 0, err
+    assert_valid_png(tmp_path / "20260101T000000Z-a.png")
+    assert_valid_png(tmp_path / "b.png")
+    code, _, err = run_plot(a, "--out", tmp_path / "charts")
+    assert code == 0 and (tmp_path / "charts" / "20260101T000000Z-a.png").is_file()
+    assert f"wrote {tmp_path / 'charts' / '20260101T000000Z-a.png'}" in err
+
+
+def test_corrupt_report_exits_2_and_writes_nothing(run_plot, tmp_path):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(run_report()))
+    bad.write_text('{"schema": "gptbench.report", "schema_version": 1, "kind": "run", "cells": [{"model": "x"}]')
+    code, _, err = run_plot(good, bad)
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("gptbench plot: error:") and "bad.json is not valid JSON" in lines[0]
+    assert not list(tmp_path.glob("*.png"))

@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main benchmark on the embedded default model: CPU only, no downloads.
+# The main benchmark on the embedded default model: CPU only, no downloads. Where the training
+# text is at hand (it is not part of the repository), the report also gets the model's
+# validation loss through eager PyTorch and through every TVM build.
+VAL_TEXT ?= $(wildcard ../shared/data/tinyshakespeare.txt)
+
 bench: $(STAMP)
 	$(BIN)/gptbench run --model nanogpt-shakespeare-char --frontend export,onnx,fx --target llvm \
-		--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --name default --out results/
+		--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --baselines eager,ort \
+		$(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
+	$(BIN)/gptbench plot results/*-default.json --out results/
 
 # The test suite (what .ci/run calls). Slow full-size runs are opt-in: `make test-slow`.
 test: $(STAMP)

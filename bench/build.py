@@ -4,7 +4,9 @@ The pipeline is TVM's default per-target pipeline (`relax.get_default_pipeline(t
 LegalizeOps, FoldConstant, FuseOps, FuseTIR and lowering; on CUDA the same plus dlight's default
 GPU schedules), spelled out pass by pass so that `gptbench passes` can time and disable each one.
 With a tuning database, `MetaScheduleApplyDatabase` runs right after FuseTIR: every fused kernel
-whose workload the database holds gets its tuned schedule, the others keep the default.
+whose workload the database holds gets its tuned schedule, the others keep the default. A
+database tuned with prepacked weights (`gptbench tune --prepack`) also lifts the weight layout
+rewrites into `main_transform_params`, which `Compiled` runs once when it loads the module.
 """
 
 from __future__ import annotations
@@ -19,29 +21,51 @@ import numpy as np
 PIPELINE_NAME = "gptbench.default_pipeline"  # the module pass wrapping the pipeline (see bench.passes)
 
 
-def pipeline_passes(target, with_db: bool = False) -> list:
-    """The default Relax pipeline for `target` as a flat list of passes."""
-    from tvm import relax
+def _backend(target):
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
 
-    backend = cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
+    return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
+
+
+def tuning_passes(target, prepack: bool = False) -> list:
+    """Up to and including FuseTIR: the module MetaSchedule extracts tasks from. A tuned build runs
+    exactly these before MetaScheduleApplyDatabase, so the kernels' structural keys match.
+    With `prepack`, weights are marked layout-free so tuned schedules may rewrite their layout."""
+    from tvm import relax
+
+    backend = _backend(target)
     legalize = list(backend.legalize_passes(target))
+    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+    passes = list(backend.library_dispatch_passes(target)) + legalize[:at]
+    if prepack:
+        passes += [relax.transform.CanonicalizeBindings(), relax.transform.AttachAttrLayoutFreeBuffers()]
+    return passes
+
+
+def pipeline_passes(target, with_db: bool = False, prepack: bool = False) -> list:
+    """The default Relax pipeline for `target` as a flat list of passes; with a tuning database,
+    MetaScheduleApplyDatabase after FuseTIR (and, for prepacked weights, the passes that split the
+    weight layout rewrite into `main_transform_params`)."""
+    from tvm import relax
+
+    backend = _backend(target)
+    legalize = list(backend.legalize_passes(target))
+    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+    passes = tuning_passes(target, prepack) if with_db else list(backend.library_dispatch_passes(target)) + legalize[:at]
     if with_db:
-        at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-        legalize.insert(at, relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
-    return (
-        list(backend.library_dispatch_passes(target))
-        + legalize
-        + list(backend.dataflow_lower_passes(target))
-        + list(backend.finalize_passes(target))
-    )
+        passes.append(relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
+        if prepack:
+            passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.LiftTransformParams(),
+                       relax.transform.FoldConstant()]
+    return passes + legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target))
 
 
-def make_pipeline(target, with_db: bool = False):
+def make_pipeline(target, with_db: bool = False, prepack: bool = False):
     import tvm
 
-    passes = pipeline_passes(target, with_db)
+    with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
+        passes = pipeline_passes(target, with_db, prepack)
 
     @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
     def _pipeline(mod, _ctx):
@@ -55,16 +79,20 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
     """(executable, seconds): tvm.compile through the default pipeline (plus a tuning database)."""
     import tvm
 
+    prepack = False
     with ExitStack() as stack:
         if db_dir is not None:
             from tvm.s_tir import meta_schedule as ms
 
+            from bench.tuning import read_meta
+
+            prepack = bool((read_meta(db_dir) or {}).get("prepack"))
             stack.enter_context(ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"))
         stack.enter_context(
             tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
         )
         t0 = time.perf_counter()
-        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None))
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack))
         return ex, time.perf_counter() - t0
 
 
@@ -93,6 +121,9 @@ class Compiled:
             self.params = list(params)
         else:
             self.params = [tvm.runtime.tensor(p.numpy(), device) for p in params]
+        self.prepacked = self.vm.module.implements_function(f"{func}_transform_params")
+        if self.prepacked:  # weights in the layout the tuned kernels chose, computed once at load
+            self.params = list(self.vm[f"{func}_transform_params"](self.params))
 
     def _args(self, inputs) -> list:
         import tvm

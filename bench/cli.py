@@ -239,6 +239,32 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------ tune
+def cmd_tune(args) -> int:
+    from bench.targets import make_target
+    from bench.tuning import default_db_dir, summary_markdown, tune
+
+    if args.trials < 0:
+        raise UserError(f"--trials must be >= 0, got {args.trials}")
+    db = args.db
+    args.db = None  # RunConfig would validate it as an existing database; tune may create it
+    cfg = config_from_args(args)
+    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
+        raise UserError("tune takes one --model and one --frontend")
+    if cfg.scenario not in ("prefill", "decode"):
+        raise UserError("tune takes --scenario prefill or decode (generate uses both: tune each)")
+    if cfg.shapes != "static":
+        raise UserError("MetaSchedule tunes static shapes: use --shapes static")
+    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack)
+    meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err)
+    text = summary_markdown(meta)
+    (db_dir / "SUMMARY.md").write_text(text + "\n")
+    _out(text)
+    _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from bench.report import load_report, to_markdown
@@ -322,9 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="greedy generation through a TVM build (KV cache, symbolic past length)")
     add_model_args(p, frontend_default="export")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--new-tokens", type=int, default=200)
+    p.add_argument("--new-tokens", type=int, default=100, help="tokens to generate (prompt + new tokens must fit the context)")
     p.add_argument("--check", action="store_true", help="also generate with eager PyTorch and require identical tokens")
     p.set_defaults(func=cmd_generate, no_isolate=True)
+
+    p = sub.add_parser("tune", help="MetaSchedule-tune every kernel of a model into a persistent database")
+    add_model_args(p, frontend_default="export")
+    add_shape_args(p)
+    p.add_argument("--trials", type=int, required=True, help="total trial budget across all tasks (adds to what the database has)")
+    p.add_argument("--max-trials-per-task", type=int, default=0, help="cap per task (default: none)")
+    p.add_argument("--prepack", action="store_true", help="let tuned kernels choose the weights' layout (CPU; weights are "
+                   "transformed once at load by main_transform_params)")
+    p.set_defaults(func=cmd_tune, no_isolate=True)
 
     p = sub.add_parser("report", help="print the Markdown table of report JSON file(s)")
     p.add_argument("files", nargs="+")

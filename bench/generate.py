@@ -96,6 +96,7 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
 def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: dict, log) -> None:
     """The `generate` scenario for one cell (fills `cell` in place)."""
     from bench.models import decode_module, prompt_module
+    from bench.runner import round_progress
     from bench.scenarios import random_ids
     from bench.timing import Stats, interleave, wall_timer
     from frontends.base import FrontendError, short_error
@@ -137,7 +138,7 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: di
     log(f"{tag} {cfg.new_tokens} tokens: {'identical to eager' if same else 'DIFFER from eager at token ' + str(first_diff)}")
     timers = {"tvm": wall_timer(gen, ids, cfg.new_tokens),
               "eager": wall_timer(eager_generate, prompt_mod, decode_mod, ids_dev, cfg.new_tokens)}
-    stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat).items()}
+    stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat, round_progress(tag)).items()}
     tokens = cfg.batch * cfg.new_tokens
     cell["tvm"] = stats["tvm"].to_dict()
     cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={}, latency=stats["eager"].to_dict())

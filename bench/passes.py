@@ -106,7 +106,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     from bench.build import Compiled, build, pipeline_passes
     from bench.models import load_model
     from bench.parity import compare
-    from bench.runner import _blank_cell, cell_id, configure_threads, peak_rss_mb
+    from bench.runner import _blank_cell, cell_id, configure_threads, peak_rss_mb, round_progress
     from bench.scenarios import make_case
     from bench.targets import make_target
     from bench.timing import Stats, interleave
@@ -173,7 +173,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
         timers = {v: c.timer(case.inputs) for v, c in compiled.items()}
         timers["eager"] = eager.timer
         log(f"{tag} timing {len(compiled)} builds and eager: {cfg.warmup} warmup + {cfg.repeat} interleaved rounds")
-        stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat).items()}
+        stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat, round_progress(tag)).items()}
         for variant in compiled:
             cell = cells[variant]
             cell["tvm"] = stats[variant].to_dict()

@@ -177,7 +177,7 @@ def train(data_path: str, out_dir: str, cfg: TrainConfig, log=print) -> dict:
         tokens_seen=cfg.max_iters * cfg.batch_size * cfg.block_size,
         wall_s=round(wall, 1),
         threads=torch.get_num_threads(),
-        torch=torch.__version__,
+        torch=str(torch.__version__),
         data=dict(file=Path(data_path).name, chars=len(data.train) + len(data.val), sha256=hashlib.sha256(text_bytes).hexdigest(),
                   split="first 90% train, last 10% validation"),
         val_loss=round(val, 4),

@@ -108,8 +108,16 @@ class RunConfig:
         self.tol = self.tol or DEFAULT_TOL[self.dtype]
         if self.val_text is not None and not Path(self.val_text).is_file():
             raise ValueError(f"--val-text {self.val_text}: no such file")
-        if self.db is not None and not Path(self.db).is_dir():
-            raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
+        if self.db is not None:
+            if not Path(self.db).is_dir():
+                raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
+            from bench.targets import make_target
+            from bench.tuning import validate_database
+
+            try:
+                validate_database(self.db, make_target(self.target, self.threads, self.cuda_arch))
+            except UserError as e:
+                raise ValueError(str(e)) from None
         for m in self.models:
             spec = get_spec(m)
             try:
@@ -144,6 +152,19 @@ def log(msg: str) -> None:
 
 
 ID_FIELDS = ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens", "shapes", "dtype")
+
+
+def round_progress(tag: str, every_s: float = 15.0):
+    """A progress callback for `interleave` that speaks up at most every `every_s` seconds."""
+    state = {"last": time.perf_counter()}
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - state["last"] >= every_s and done < total:
+            state["last"] = now
+            log(f"{tag} timing round {done}/{total}")
+
+    return report
 
 
 def cell_id(cell: dict) -> str:
@@ -299,7 +320,7 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
         cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
         timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
         log(f"{tag} timing {', '.join(timers)}: {cfg.warmup} warmup + {cfg.repeat} interleaved rounds")
-        samples = interleave(timers, cfg.warmup, cfg.repeat)
+        samples = interleave(timers, cfg.warmup, cfg.repeat, progress=round_progress(tag))
         stats = {n: Stats.from_seconds(s) for n, s in samples.items()}
         cell["tvm"] = stats["tvm"].to_dict()
         for name in prepared:

@@ -60,3 +60,26 @@ def test_fail_on_any_turns_a_failed_cell_into_exit_1(gptbench, tmp_path):
                               "--no-isolate", "--out", tmp_path, "--fail-on", "any")
     assert code == 1
     assert "gpt2-tiny×fx=import_failed" in err
+
+
+def test_ort_baseline_is_timed_with_parity_and_reuses_the_onnx_file():
+    cell = execute_cell(_cfg(frontends=["onnx"], baselines=["ort"], isolate=False), "nanogpt-tiny", "onnx")
+    assert cell["status"] == "ok", cell["error"]
+    ort = cell["baselines"]["ort"]
+    assert ort["status"] == "ok" and ort["parity"]["rel_l2"] < 1e-5
+    assert ort["info"]["onnx_reused"] is True and ort["info"]["provider"] == "CPUExecutionProvider"
+    assert ort["latency"]["n"] == 3
+    assert cell["speedup"]["ort"] == pytest.approx(ort["latency"]["median"] / cell["tvm"]["median"], rel=1e-3)
+
+
+def test_a_failing_baseline_is_recorded_and_the_cell_goes_on(monkeypatch):
+    from bench import baselines
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor needs a C++ compiler")
+
+    monkeypatch.setattr(baselines, "prepare_compile", broken)
+    cell = execute_cell(_cfg(baselines=["compile"], isolate=False), "nanogpt-tiny", "export")
+    assert cell["status"] == "ok"
+    assert cell["baselines"]["compile"] == {"status": "failed", "error": "RuntimeError: inductor needs a C++ compiler"}
+    assert "compile" not in cell["speedup"]

@@ -198,7 +198,8 @@ def load_checkpoint(path: Path, spec: ModelSpec) -> tuple[object, list[str] | No
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise UserError(f"cannot read checkpoint {path}: {e}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a gptbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if ckpt.get("family") != spec.family:

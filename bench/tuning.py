@@ -1,0 +1,270 @@
+"""`gptbench tune`: MetaSchedule over every kernel of a model, into a persistent database.
+
+How it works:
+1. the model is imported through a frontend with static shapes (MetaSchedule tunes fixed shapes);
+2. the Relax module goes through the first half of the build pipeline (library dispatch,
+   LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR; with `--prepack` also
+   CanonicalizeBindings and AttachAttrLayoutFreeBuffers), exactly what a tuned build runs before
+   MetaScheduleApplyDatabase, so the kernels' structural keys match at build time;
+3. every fused kernel becomes a task (`extract_tasks`), and `tune_tasks` spends the trial budget
+   across all of them with the gradient task scheduler (more trials where weighted latency is);
+4. the records go to a JSON database (`database_workload.json`, `database_tuning_record.json`) with a
+   `gptbench-db.json` beside it saying what it is for: TVM version, target (mcpu, cores / CUDA
+   arch), model, shapes, frontend, prepack, trials and wall time so far.
+
+Re-running `tune` on the same database continues: the cost model and evolutionary search start
+from the records already there, and the new trials add to them. `run --db` applies a database
+only if it was tuned for the same TVM version and target; anything else is refused.
+
+Default location: results/tuning/tvm-<version>/<target key>/<model>-<scenario>-b<B>-<shape>[-prepack].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+
+META_FILE = "gptbench-db.json"
+META_FORMAT = "gptbench-tuning-db-v1"
+DB_FILES = ("database_workload.json", "database_tuning_record.json")
+TUNING_ROOT = Path("results") / "tuning"
+
+
+def target_fingerprint(tinfo) -> dict:
+    spec = dict(tinfo.spec)
+    if spec.get("kind") == "cuda":
+        return dict(kind="cuda", arch=spec["arch"])
+    return dict(kind="llvm", mcpu=spec["mcpu"], num_cores=spec["num-cores"])
+
+
+def target_key(tinfo) -> str:
+    fp = target_fingerprint(tinfo)
+    return f"cuda-{fp['arch']}" if fp["kind"] == "cuda" else f"llvm-{fp['mcpu']}-{fp['num_cores']}c"
+
+
+def default_db_dir(model: str, scenario: str, batch: int, seq_len: int, past_len: int, tinfo, prepack: bool) -> Path:
+    import tvm
+
+    shape = f"t{seq_len}" if scenario == "prefill" else f"p{past_len}"
+    name = f"{model}-{scenario}-b{batch}-{shape}" + ("-prepack" if prepack else "")
+    return TUNING_ROOT / f"tvm-{tvm.__version__}" / target_key(tinfo) / name
+
+
+def read_meta(db_dir) -> dict | None:
+    path = Path(db_dir) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupt ({e.msg} at line {e.lineno}); delete the database or restore the file") from None
+    if meta.get("format") != META_FORMAT:
+        raise UserError(f"{path} is not a gptbench tuning database description (format {meta.get('format')!r})")
+    return meta
+
+
+def db_hash(db_dir) -> str:
+    """Content hash of the records: the same hash means the same tuned schedules."""
+    h = hashlib.sha256()
+    for name in DB_FILES:
+        path = Path(db_dir) / name
+        h.update(path.read_bytes() if path.is_file() else b"")
+    return h.hexdigest()[:16]
+
+
+def count_records(db_dir) -> int:
+    path = Path(db_dir) / DB_FILES[1]
+    return sum(1 for line in path.open() if line.strip()) if path.is_file() else 0
+
+
+def validate_database(db_dir, tinfo) -> dict:
+    """The database's description, if it was tuned for this TVM and target; else UserError."""
+    import tvm
+
+    db = Path(db_dir)
+    meta = read_meta(db)
+    if meta is None:
+        raise UserError(f"{db} has no {META_FILE}: not made by `gptbench tune`, so its TVM version and target are unknown; "
+                        "refusing to apply it (re-tune with `gptbench tune --db DIR`)")
+    if meta.get("tvm_version") != tvm.__version__:
+        raise UserError(f"tuning database {db} was made with TVM {meta.get('tvm_version')}, this is TVM {tvm.__version__}: "
+                        "schedules do not carry across versions; re-tune with `gptbench tune`")
+    want, got = meta.get("target"), target_fingerprint(tinfo)
+    if want != got:
+        diff = ", ".join(f"{k} {want.get(k)!r} (database) vs {got.get(k)!r} (here)" for k in sorted(set(want) | set(got))
+                         if want.get(k) != got.get(k))
+        hint = " (or run with --threads {})".format(want.get("num_cores")) if want.get("num_cores") != got.get("num_cores") else ""
+        raise UserError(f"tuning database {db} is for another target: {diff}; re-tune here with `gptbench tune`{hint}")
+    return meta
+
+
+def fused_module(mod, target, prepack: bool):
+    """The module as MetaSchedule sees it (see `bench.build.tuning_passes`)."""
+    import tvm
+
+    from bench.build import tuning_passes
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(tuning_passes(target, prepack))(mod)
+
+
+def extract(mod, target, prepack: bool) -> list:
+    from tvm.s_tir import meta_schedule as ms
+
+    return list(ms.relax_integration.extract_tasks(fused_module(mod, target, prepack), target))
+
+
+def check_database(db_dir, tinfo, mod) -> dict:
+    """What a build with this database gets: hash, records, and how many of the model's kernels it
+    holds a tuned schedule for (the others keep the default schedule)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    meta = validate_database(db_dir, tinfo)
+    tasks = extract(mod, tinfo.target, bool(meta.get("prepack")))
+    db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
+    # has_workload is not enough: tune_tasks registers every task's workload before tuning it
+    matched = sum(1 for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is not None)
+    return dict(path=str(db_dir), hash=db_hash(db_dir), records=count_records(db_dir), tasks=len(tasks), matched=matched,
+                prepack=bool(meta.get("prepack")), tuned_for=dict(model=meta.get("model"), scenario=meta.get("scenario"),
+                                                                   shapes=meta.get("shapes")), trials=meta.get("trials"),
+                tuning_wall_s=meta.get("wall_s"))
+
+
+def task_summary(tasks, db_dir) -> list[dict]:
+    """Per task: weight (occurrences in the model), trials recorded, best measured latency."""
+    from tvm.s_tir import meta_schedule as ms
+
+    db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
+    rows = []
+    for t in tasks:
+        mod = t.dispatched[0]
+        best_ms = trials = None
+        if db.has_workload(mod):
+            wkl = db.commit_workload(mod)
+            top = db.get_top_k(wkl, 1)
+            if top and top[0].run_secs:
+                secs = [float(x) for x in top[0].run_secs]
+                best_ms = 1e3 * sum(secs) / len(secs)
+            trials = sum(1 for r in db.get_all_tuning_records() if r.workload.same_as(wkl))
+        rows.append(dict(task=t.task_name, weight=int(t.weight), trials=trials, best_ms=None if best_ms is None else round(best_ms, 4),
+                         weighted_ms=None if best_ms is None else round(best_ms * int(t.weight), 4)))
+    return rows
+
+
+def cpu_build(mod, target, _params):
+    """MetaSchedule's default_build minus its `import tvm.s_tir.tensor_intrin`.
+
+    That import parses every CUDA, ARM, x86 and RISC-V tensor intrinsic (30-90 s on this 2-core
+    machine), and LocalBuilder starts fresh worker processes for every batch of candidates, so it
+    paid that import again and again: most of the tuning time went there. Float32 CPU schedules
+    use no tensor intrinsics, so the CPU target builds without it (CUDA keeps the default).
+    Runs in the builder's worker processes."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+def _progress_callback(total: int):
+    from tqdm import tqdm
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def __init__(self):
+            self.bar = tqdm(total=total, desc="tune", unit="trial")
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            self.bar.update(len(measure_candidates))
+
+    return Progress()
+
+
+def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log) -> dict:
+    """Tune all kernels of cfg.models[0] for cfg's shapes into db_dir; returns the summary."""
+    import tempfile
+
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from bench.models import load_model
+    from bench.runner import configure_threads
+    from bench.scenarios import make_case
+    from bench.targets import make_target
+    from frontends import get_frontend
+    from frontends.base import ImportRequest
+
+    configure_threads(cfg.threads)
+    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    db_dir = Path(db_dir)
+    meta = read_meta(db_dir)
+    if meta is not None:
+        validate_database(db_dir, tinfo)
+        if bool(meta.get("prepack")) != prepack:
+            raise UserError(f"{db_dir} was tuned {'with' if meta.get('prepack') else 'without'} --prepack; "
+                            "keep that setting when continuing it (or use another --db)")
+    loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
+    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, "static", cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
+    tasks = extract(imported.mod, tinfo.target, prepack)
+    log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
+        f"{cfg.scenario}; {trials} trials into {db_dir}")
+    db_dir.mkdir(parents=True, exist_ok=True)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work_dir=str(db_dir), seed=cfg.seed)
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    if trials > 0:
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=str(db_dir),
+            max_trials_global=trials,
+            max_trials_per_task=max_trials_per_task,
+            num_trials_per_iter=min(64, max(8, trials // max(1, len(tasks)))),
+            builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads,
+                                            f_build=cpu_build if cfg.target == "llvm" else None),
+            runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
+            database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _progress_callback(trials)],
+        )
+    wall = time.perf_counter() - t0
+    rows = task_summary(tasks, db_dir)
+    previous = meta or {}
+    meta = dict(
+        format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
+        frontend=frontend, scenario=cfg.scenario, shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
+                                                             past_len=cfg.past_len if cfg.scenario == "decode" else 0),
+        prepack=prepack, tasks=len(tasks), trials=int(previous.get("trials", 0)) + trials,
+        wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
+        records=count_records(db_dir), hash=db_hash(db_dir), task_summary=rows,
+    )
+    (db_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def summary_markdown(meta: dict) -> str:
+    from bench.report import md_table
+
+    rows = [[r["task"], r["weight"], r["trials"], r["best_ms"], r["weighted_ms"]] for r in meta["task_summary"]]
+    known = [r["weighted_ms"] for r in meta["task_summary"] if r["weighted_ms"] is not None]
+    untuned = sum(1 for r in meta["task_summary"] if r["best_ms"] is None)
+    return "\n".join([
+        f"# tuning database: {meta['model']} {meta['scenario']} {meta['shapes']} on {meta['target']}",
+        "",
+        f"TVM {meta['tvm_version']}, frontend {meta['frontend']}, prepack {meta['prepack']}: {meta['tasks']} tasks, "
+        f"{meta['trials']} trials in {meta['sessions']} session(s), {meta['wall_s']} s of tuning, {meta['records']} records, "
+        f"hash {meta['hash']}.",
+        "",
+        f"Estimated latency from the best measured kernels: {sum(known):.2f} ms (sum of weight × best; kernels only, "
+        f"no VM overhead){'; ' + str(untuned) + ' task(s) without a valid record' if untuned else ''}.",
+        "",
+        md_table(["task", "weight", "trials", "best ms", "weight × best ms"], rows),
+    ])

@@ -1,0 +1,77 @@
+"""The embedded pretrained model: training code, the committed checkpoint, loss through TVM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.errors import UserError
+from bench.models import MODELS, load_model
+
+DATA = Path(__file__).parent / "data"
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+SPEC = MODELS["nanogpt-shakespeare-char"]
+
+
+def test_pretrain_smoke_writes_a_loadable_checkpoint_and_card(gptbench, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text((DATA / "sonnet18.txt").read_text() * 4)
+    code, _, err = gptbench("pretrain", "--data", text, "--preset", "smoke", "--out", tmp_path / "ckpt", "--threads", "2")
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "ckpt" / "ckpt.pt", weights_only=True)
+    assert ckpt["format"] == "gptbench-checkpoint-v1" and ckpt["family"] == "nanogpt"
+    assert ckpt["config"]["vocab_size"] == len(ckpt["vocab"]) == len(set(text.read_text()))
+    meta = ckpt["meta"]
+    assert meta["steps"] == 30 and meta["val_loss"] > 0 and len(meta["history"]) == 2
+    assert meta["history"][-1]["train"] < meta["history"][0]["train"] + 0.5  # it trains, not diverges
+    card = (tmp_path / "ckpt" / "MODEL_CARD.md").read_text()
+    assert f"{meta['val_loss']} nats/char" in card and "90%" in card
+    # a checkpoint of another architecture is refused for the zoo entry, with the difference named
+    with pytest.raises(UserError, match="does not match nanogpt-shakespeare-char's architecture"):
+        load_model("nanogpt-shakespeare-char", str(tmp_path / "ckpt" / "ckpt.pt"))
+
+
+def test_pretrain_bad_input_is_a_usage_error(gptbench, tmp_path):
+    code, _, err = gptbench("pretrain", "--data", tmp_path / "missing.txt", "--out", tmp_path)
+    assert code == 2 and "no such file" in err
+    code, _, err = gptbench("pretrain", "--data", DATA / "sonnet18.txt", "--preset", "huge", "--out", tmp_path)
+    assert code == 2 and "unknown preset 'huge'" in err
+
+
+def test_the_committed_checkpoint_is_pretrained_and_good():
+    lm = load_model("nanogpt-shakespeare-char")
+    assert lm.weights.kind == "pretrained"
+    assert lm.vocab and len(lm.vocab) == 65
+    meta = lm.extra
+    assert meta["val_loss"] <= 1.6, meta["val_loss"]
+    assert (SPEC.checkpoint_path().parent / "MODEL_CARD.md").is_file()
+
+
+def test_shakespeare_model_loss_through_tvm_matches_eager(gptbench, tmp_path):
+    code, out, err = gptbench("ppl", "--model", "nanogpt-shakespeare-char", "--text", DATA / "sonnet18.txt", "--stride", "64",
+                              "--out", tmp_path)
+    assert code == 0, err
+    m = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]["metrics"]
+    assert m["nll_rel_diff"] <= 1e-4
+    assert m["eager_nll"] < 2.5  # a trained char model on Shakespeare's own sonnet; random init gives ~4.2
+
+
+def test_generate_shakespeare_through_tvm(gptbench):
+    code, out, err = gptbench("generate", "--model", "nanogpt-shakespeare-char", "--prompt", "ROMEO:", "--new-tokens", "60", "--check")
+    assert code == 0, err
+    assert out.startswith("ROMEO:") and len(out.strip()) > 40
+    assert "identical to eager" in err
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"{SHAKESPEARE} not present (the text is not part of this repository)")
+def test_validation_loss_on_the_held_out_split_eager_and_tvm(gptbench, tmp_path):
+    code, out, err = gptbench("run", "--model", "nanogpt-shakespeare-char", "--frontend", "export", "--seq-len", "128",
+                              "--repeat", "2", "--warmup", "0", "--no-isolate", "--val-text", SHAKESPEARE, "--out", tmp_path)
+    assert code == 0, err
+    m = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]["metrics"]
+    assert m["val_eager_nll"] <= 1.6
+    assert m["val_nll_rel_diff"] <= 1e-4
+    assert m["val_eager_nll"] == pytest.approx(load_model("nanogpt-shakespeare-char").extra["val_loss"], abs=1e-3)

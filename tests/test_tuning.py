@@ -1,0 +1,79 @@
+"""Tuning databases: a real (small) MetaSchedule run, applying it, and refusing foreign databases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.tuning import META_FILE, read_meta
+
+
+@pytest.fixture(scope="module")
+def tuned_db(tmp_path_factory):
+    """nanogpt-tiny prefill, 16 trials: enough to exercise extraction, building, measuring, records."""
+    from bench.cli import main
+
+    db = tmp_path_factory.mktemp("db") / "nanogpt-tiny"
+    code = main(["tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--trials", "16", "--db", str(db)])
+    assert code == 0
+    return db
+
+
+def test_tune_writes_records_and_a_description(tuned_db):
+    meta = read_meta(tuned_db)
+    assert meta["model"] == "nanogpt-tiny" and meta["trials"] == 16 and meta["sessions"] == 1
+    assert meta["target"]["kind"] == "llvm" and meta["target"]["mcpu"] and meta["target"]["num_cores"] == 2
+    assert meta["tasks"] > 5 and meta["records"] > 0
+    tuned = [r for r in meta["task_summary"] if r["best_ms"] is not None]
+    assert tuned, "no task got a measured schedule"
+    assert (tuned_db / "SUMMARY.md").read_text().startswith("# tuning database: nanogpt-tiny")
+
+
+def test_run_with_the_database_applies_it_and_keeps_parity(tuned_db, gptbench, tmp_path):
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--repeat", "3",
+                              "--warmup", "1", "--no-isolate", "--db", tuned_db, "--out", tmp_path)
+    assert code == 0, err
+    cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
+    assert cell["status"] == "ok" and cell["parity"]["rel_l2"] < 1e-5
+    assert cell["tuning"]["hash"] == read_meta(tuned_db)["hash"]
+    tuned = sum(1 for r in read_meta(tuned_db)["task_summary"] if r["best_ms"] is not None)
+    assert cell["tuning"]["matched"] == tuned > 0  # same model and shapes: every tuned kernel is found
+    assert "Tuning databases" in out
+
+
+def test_tuning_again_continues_the_same_database(tuned_db, gptbench):
+    before = read_meta(tuned_db)
+    code, _, _ = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--trials", "0", "--db", tuned_db)
+    assert code == 0
+    after = read_meta(tuned_db)
+    assert after["sessions"] == before["sessions"] + 1 and after["records"] == before["records"]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tvm_version", "0.19.0", "made with TVM 0.19.0"),
+    ("target", {"kind": "llvm", "mcpu": "sapphirerapids", "num_cores": 2}, "for another target: mcpu 'sapphirerapids'"),
+    ("target", {"kind": "llvm", "mcpu": None, "num_cores": 64}, "num_cores 64"),
+])
+def test_a_database_for_another_tvm_or_target_is_refused(tuned_db, gptbench, tmp_path, field, value, message):
+    import shutil
+
+    from bench.targets import host_mcpu
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tuned_db, copy)
+    meta = json.loads((copy / META_FILE).read_text())
+    if isinstance(value, dict) and value.get("mcpu") is None:
+        value = {**value, "mcpu": host_mcpu()}
+    meta[field] = value
+    (copy / META_FILE).write_text(json.dumps(meta))
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--db", copy, "--out", tmp_path)
+    assert code == 2
+    assert message in err
+
+
+def test_a_directory_without_a_description_is_refused(gptbench, tmp_path):
+    (tmp_path / "database_workload.json").write_text("")
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--db", tmp_path, "--out", tmp_path)
+    assert code == 2
+    assert "not made by `gptbench tune`" in err

@@ -25,9 +25,12 @@ bench: $(STAMP)
 		$(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
 	$(BIN)/gptbench plot results/*-default.json --out results/
 
-# The test suite (what .ci/run calls). Slow full-size runs are opt-in: `make test-slow`.
+# The test suite (what .ci/run calls): one pytest-xdist worker per usable core (at most 4), whole
+# files per worker so module fixtures run once. Slow full-size runs are opt-in: `make test-slow`.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

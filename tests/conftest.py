@@ -7,12 +7,34 @@ import warnings
 
 import pytest
 
-os.environ.setdefault("TVM_NUM_THREADS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 TINY_MODELS = ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"]
+
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (`make test` runs one worker per core), give each worker a core of its own.
+
+    The harness defaults to every usable core for TVM's and torch's thread pools; two workers each
+    spinning two threads on two cores slow each other down. Pinned, each worker sees one usable core
+    and the harness uses one thread there. Tests assert parity and behaviour, never speed.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    n_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if n_workers > 1 and len(cores) >= n_workers:
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+        os.environ["TVM_NUM_THREADS"] = "1"
+        # TVM's thread pool pins its calling thread to the machine's first core unless told not
+        # to: every worker would end up on core 0.
+        os.environ["TVM_BIND_THREADS"] = "0"
+
+
+_pin_xdist_worker()
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ backend around 10 ms with a few % of multiplicative noise), so these tests never
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 
 import numpy as np
 import pytest
 
-from bench import compare
 from bench.compare import Rule, compare_reports
 from bench.errors import UserError
 from bench.report import new_report
@@ -66,23 +64,8 @@ def rescaled(report: dict, factor: float, name: str = "new", noise: float = 0.0,
 
 
 @pytest.fixture
-def run_compare(gptbench, monkeypatch, tmp_path):
-    """`gptbench compare BASE NEW ARGS…` on report dicts (written to files): (code, stdout, stderr).
-
-    Registers the subcommand on the real CLI parser unless bench/cli.py already does, so that
-    exit codes go through bench.cli.main either way."""
-    import bench.cli
-
-    original = bench.cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "compare" not in sub.choices:
-            compare.register(sub)
-        return parser
-
-    monkeypatch.setattr(bench.cli, "build_parser", build_parser)
+def run_compare(gptbench, tmp_path):
+    """`gptbench compare BASE NEW ARGS…` on report dicts (written to files): (code, stdout, stderr)."""
 
     def run(base, new, *args):
         paths = []

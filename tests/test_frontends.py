@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bench.build import Compiled, build
+from bench.env import usable_cores
 from bench.models import load_model
 from bench.scenarios import make_case
 from bench.targets import make_target
@@ -75,7 +76,7 @@ def test_symbolic_sequence_length_export_runs_other_lengths(model):
     lm = load_model(model, "random")
     case = make_case(lm, "prefill", 1, 16, 0, "symbolic")
     imported = get_frontend("export").import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic))
-    tinfo = make_target("llvm", 2)
+    tinfo = make_target("llvm", usable_cores())
     ex, _ = build(imported.mod, tinfo.target)
     compiled = Compiled(ex, tinfo.device(), imported.params)
     for t in (5, 16, 40):

@@ -5,14 +5,12 @@ Reports are synthetic (bench.report.new_report with seeded samples), so these te
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from bench import plot
 from bench.errors import UserError
 from bench.plot import DPI, FIGSIZE, make_figure, plot_report
 from bench.report import new_report
@@ -66,20 +64,8 @@ def assert_valid_png(path) -> None:
 
 
 @pytest.fixture
-def run_plot(gptbench, monkeypatch):
-    """`gptbench plot ARGS…`: registers the subcommand on the real CLI parser unless bench/cli.py already does."""
-    import bench.cli
-
-    original = bench.cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "plot" not in sub.choices:
-            plot.register(sub)
-        return parser
-
-    monkeypatch.setattr(bench.cli, "build_parser", build_parser)
+def run_plot(gptbench):
+    """`gptbench plot ARGS…` through the real CLI: (code, stdout, stderr)."""
     return lambda *argv: gptbench("plot", *argv)
 
 

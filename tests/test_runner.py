@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from bench.env import usable_cores
 from bench.runner import RunConfig, execute_cell, run_isolated
 
 
 def _cfg(**kw) -> RunConfig:
-    base = dict(models=["nanogpt-tiny"], frontends=["export"], seq_len=16, warmup=0, repeat=3, threads=2)
+    base = dict(models=["nanogpt-tiny"], frontends=["export"], seq_len=16, warmup=0, repeat=3, threads=usable_cores())
     base.update(kw)
     return RunConfig(**base)
 

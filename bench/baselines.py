@@ -6,7 +6,9 @@
   separately as setup;
 - ort: ONNX Runtime on the `torch.onnx.export(dynamo=True)` file (the same file the `onnx`
   frontend imports when that frontend ran in the cell), CPU or CUDA execution provider,
-  `intra_op_num_threads` = the run's thread count.
+  `intra_op_num_threads` = the run's thread count;
+- untuned (only with `--db`): the same imported module built by the same pipeline without the
+  tuning database, so the report carries tuned-vs-untuned latency from the same rounds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable
 
 from bench.timing import torch_timer, wall_timer
 
-BASELINES = ("eager", "compile", "ort")
+BASELINES = ("eager", "compile", "ort", "untuned")
 
 
 @dataclass
@@ -92,3 +94,13 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
         return session.run(None, feeds)
 
     return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info)
+
+
+def prepare_untuned(imported, tinfo, inputs, dlight: bool = False) -> Prepared:
+    """TVM without the tuning database: the tuning's own baseline."""
+    from bench.build import Compiled, build
+
+    ex, build_s = build(imported.mod, tinfo.target, None, dlight=dlight)
+    compiled = Compiled(ex, tinfo.device(), imported.params)
+    return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
+                    {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)})

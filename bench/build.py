@@ -43,10 +43,20 @@ def tuning_passes(target, prepack: bool = False) -> list:
     return passes
 
 
-def pipeline_passes(target, with_db: bool = False, prepack: bool = False) -> list:
+def cpu_dlight_pass():
+    """dlight's CPU default schedules (GEMV, Reduction): an opt-in extra for llvm targets (the CUDA
+    default pipeline already applies dlight's GPU rules). Functions already scheduled, e.g. by a
+    tuning database, are left alone."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())
+
+
+def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight: bool = False) -> list:
     """The default Relax pipeline for `target` as a flat list of passes; with a tuning database,
     MetaScheduleApplyDatabase after FuseTIR (and, for prepacked weights, the passes that split the
-    weight layout rewrite into `main_transform_params`)."""
+    weight layout rewrite into `main_transform_params`); with `dlight` on llvm, dlight's CPU rules
+    after that."""
     from tvm import relax
 
     backend = _backend(target)
@@ -58,14 +68,16 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False) -> lis
         if prepack:
             passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.LiftTransformParams(),
                        relax.transform.FoldConstant()]
+    if dlight and target.kind.name == "llvm":
+        passes.append(cpu_dlight_pass())
     return passes + legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target))
 
 
-def make_pipeline(target, with_db: bool = False, prepack: bool = False):
+def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False):
     import tvm
 
     with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
-        passes = pipeline_passes(target, with_db, prepack)
+        passes = pipeline_passes(target, with_db, prepack, dlight)
 
     @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
     def _pipeline(mod, _ctx):
@@ -75,8 +87,9 @@ def make_pipeline(target, with_db: bool = False, prepack: bool = False):
     return _pipeline
 
 
-def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=()):
-    """(executable, seconds): tvm.compile through the default pipeline (plus a tuning database)."""
+def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False):
+    """(executable, seconds): tvm.compile through the default pipeline (plus a tuning database,
+    plus dlight's CPU rules)."""
     import tvm
 
     prepack = False
@@ -92,7 +105,7 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
             tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
         )
         t0 = time.perf_counter()
-        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack))
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight))
         return ex, time.perf_counter() - t0
 
 
@@ -109,6 +122,8 @@ def _flatten(out) -> list:
 
 class Compiled:
     """A built module on a device, with its weights: call it, time it."""
+
+    imported = None  # the frontend's ImportResult it was built from, when the runner keeps it
 
     def __init__(self, ex, device, params, func: str = "main"):
         import tvm

@@ -54,6 +54,7 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
     p.add_argument("--db", default=None, help="MetaSchedule tuning database directory to apply at build (see `gptbench tune`)")
+    p.add_argument("--dlight", action="store_true", help="llvm: add dlight's CPU default schedules (GEMV, Reduction) after FuseTIR")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -78,7 +79,7 @@ def config_from_args(args):
             warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
             weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
             tol=opt("tol", 0.0), db=args.db, cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
-            seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"),
+            seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -134,6 +135,8 @@ def cmd_passes(args) -> int:
         raise UserError("passes takes one --model and one --frontend")
     if cfg.scenario == "generate":
         raise UserError("passes measures prefill or decode, not generate")
+    if cfg.dlight:
+        raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
     finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
@@ -218,7 +221,8 @@ def cmd_generate(args) -> int:
     if not tinfo.device_available:
         raise UserError(f"cannot run on {cfg.target}: {tinfo.device_reason}")
     ids = torch.tensor([toks.ids], dtype=torch.long)
-    gen, _ = build_generator(loaded, cfg.frontends[0], tinfo, 1, len(toks.ids), args.new_tokens, cfg.seed, cfg.db, log=_err)
+    gen, _ = build_generator(loaded, cfg.frontends[0], tinfo, 1, len(toks.ids), args.new_tokens, cfg.seed, cfg.db, log=_err,
+                             dlight=cfg.dlight)
     out = gen(ids, args.new_tokens)[0].tolist()
     if args.check:
         ref = eager_generate(prompt_module(loaded), decode_module(loaded), ids, args.new_tokens)[0].tolist()
@@ -257,7 +261,8 @@ def cmd_tune(args) -> int:
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack)
-    meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err)
+    meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
+                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None)
     text = summary_markdown(meta)
     (db_dir / "SUMMARY.md").write_text(text + "\n")
     _out(text)
@@ -308,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a models × frontends matrix on one target; write a report")
     add_model_args(p)
     add_shape_args(p)
-    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime); comma-separated")
+    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime), untuned (TVM without the --db; tuning gain); comma-separated")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeat", type=int, default=30, help="interleaved timing rounds (samples per backend)")
     p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
@@ -317,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on", default="mismatch", help="exit 1 when a cell is: mismatch (default), any (not ok), none")
     p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
+    p.add_argument("--val-tokens", type=int, default=4096, help="compare eager and TVM on the first N tokens of the "
+                   "validation split (default 4096; 0: all); eager's loss is always over the whole split")
     p.add_argument("--out", default="results", help="report directory (default results/)")
     p.add_argument("--name", default="run", help="report name (file stem after the timestamp)")
     p.set_defaults(func=cmd_run)
@@ -357,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_shape_args(p)
     p.add_argument("--trials", type=int, required=True, help="total trial budget across all tasks (adds to what the database has)")
     p.add_argument("--max-trials-per-task", type=int, default=0, help="cap per task (default: none)")
+    p.add_argument("--skip", default=None, help="leave out tasks whose name contains one of these, comma-separated "
+                   "(e.g. concatenate: decode's fused KV-cache concatenation, whose search space stalls MetaSchedule)")
+    p.add_argument("--only", default=None, help="tune only tasks whose name contains one of these, comma-separated "
+                   "(e.g. matmul); the summary still lists every task")
     p.add_argument("--prepack", action="store_true", help="let tuned kernels choose the weights' layout (CPU; weights are "
                    "transformed once at load by main_transform_params)")
     p.set_defaults(func=cmd_tune, no_isolate=True)

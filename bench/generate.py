@@ -59,7 +59,8 @@ def eager_generate(prompt_mod, decode_mod, ids, new_tokens: int):
     return torch.stack(tokens, dim=1).cpu().numpy()
 
 
-def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, new_tokens: int, seed: int, db=None, log=print):
+def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, new_tokens: int, seed: int, db=None, log=print,
+                    dlight: bool = False):
     """Import and build prompt + decode for a frontend; returns (TVMGenerator, info dict).
     Raises FrontendError on import failures and whatever the build raises."""
     from bench.build import Compiled, build
@@ -83,7 +84,7 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
         ):
             log(f"[{spec.name} × {frontend} generate] importing the {name} function")
             imported = fe.import_model(ImportRequest(module, inputs, names, dynamic, Path(tmp) / name))
-            ex, build_s = build(imported.mod, tinfo.target, db)
+            ex, build_s = build(imported.mod, tinfo.target, db, dlight=dlight)
             compiled[name] = Compiled(ex, tinfo.device(), imported.params)
             for k, v in imported.timings.items():
                 info["timings"][f"{name}_{k}"] = round(v, 3)
@@ -104,7 +105,8 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: di
     tag = f"[{loaded.spec.name} × {frontend} generate]"
     cell["stage"] = "import"
     try:
-        gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log)
+        gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log,
+                                    dlight=cfg.dlight)
     except FrontendError as e:
         cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
         log(f"{tag} import failed: {e}")

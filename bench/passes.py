@@ -5,9 +5,10 @@
    `tvm.compile`), its wall time and nesting depth, and after each Relax pass the IR size
    (Relax bindings, PrimFuncs).
 2. Ablation: one more build per chosen pass with that pass disabled
-   (`PassContext(disabled_pass=[...])`), each measured like a `run` cell: build time, parity vs
-   eager, TVM latency interleaved with eager. A build or run that fails without the pass is
-   recorded as such (that too says what the pass is for).
+   (`PassContext(disabled_pass=[...])`), and on llvm one with dlight's CPU rules added
+   ("+dlight"), each measured like a `run` cell: build time, parity vs eager, TVM latency; all
+   builds and eager are timed in the same interleaved rounds. A build or run that fails without
+   the pass is recorded as such (that too says what the pass is for).
 
 The result is a report of kind "passes" whose cells are the variants ("default", "-FuseOps", …):
 `gptbench compare` matches them across two reports, so CI can run `passes` on a baseline and on a
@@ -136,7 +137,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     _, instrumented_s = build(imported.mod, tinfo.target, cfg.db, instruments=[recorder])
     records = recorder.records
 
-    variants = ["default", *[f"-{a}" for a in ablations]]
+    variants = ["default", *[f"-{a}" for a in ablations]] + (["+dlight"] if cfg.target == "llvm" else [])
     cells, compiled = {}, {}
     for variant in variants:
         cell = _blank_cell(cfg, model, frontend)
@@ -145,10 +146,10 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
                     source_ops=imported.source_ops, relax_ops=imported.relax_ops)
         cell["id"] = cell_id(cell)
         cells[variant] = cell
-        disabled = [] if variant == "default" else [variant[1:]]
+        disabled = [variant[1:]] if variant.startswith("-") else []
         log(f"{tag} {variant}: building")
         try:
-            ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled)
+            ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight")
         except Exception as e:  # noqa: BLE001 - a pass the build cannot do without is a finding
             cell.update(status="build_failed", stage="build", error=short_error(e))
             log(f"{tag} {variant}: build failed: {cell['error']}")

@@ -56,6 +56,8 @@ class RunConfig:
     seed: int = 0
     cell_timeout: float = 0.0  # seconds; 0: none
     val_text: str | None = None  # text whose last 10% gives a validation loss, eager and TVM (prefill, batch 1)
+    val_tokens: int = 4096  # eager and TVM are compared on the split's first N tokens (0: all of it)
+    dlight: bool = False  # add dlight's CPU default schedules (GEMV, Reduction) to the llvm pipeline
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -88,6 +90,8 @@ class RunConfig:
             raise ValueError(str(unknown("shape mode", self.shapes, list(SHAPES))))
         if self.dtype not in DTYPES:
             raise ValueError(str(unknown("dtype", self.dtype, list(DTYPES))))
+        if self.dlight and self.target != "llvm":
+            raise ValueError("--dlight adds dlight's CPU rules to the llvm pipeline; the cuda pipeline has dlight's GPU rules already")
         if self.dtype == "float16" and self.target != "cuda":
             raise ValueError("--dtype float16 is for --target cuda (eager PyTorch has no fast fp16 CPU path to compare with)")
         for name in ("batch", "seq_len", "past_len", "new_tokens", "repeat"):
@@ -102,10 +106,14 @@ class RunConfig:
         for b in self.baselines:
             if b not in BASELINES:
                 raise ValueError(str(unknown("baseline", b, list(BASELINES))))
+        if "untuned" in self.baselines and not self.db:
+            raise ValueError("the untuned baseline is TVM without a tuning database: it needs --db")
         if "eager" not in self.baselines:
             self.baselines = ["eager", *self.baselines]
         self.threads = self.threads or usable_cores()
         self.tol = self.tol or DEFAULT_TOL[self.dtype]
+        if self.val_tokens < 0:
+            raise ValueError("--val-tokens must not be negative")
         if self.val_text is not None and not Path(self.val_text).is_file():
             raise ValueError(f"--val-text {self.val_text}: no such file")
         if self.db is not None:
@@ -185,7 +193,7 @@ def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
         weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
         parity=None, tvm=None, baselines={}, speedup={}, peak_rss_mb=None,
         rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
-        tuning=None, target_spec=None, variant=None,
+        tuning=None, target_spec=None, variant="+dlight" if cfg.dlight else None,
     )
     cell["id"] = cell_id(cell)
     return cell
@@ -252,7 +260,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
 
         cell["tuning"] = check_database(cfg.db, tinfo, imported.mod)
     try:
-        ex, build_s = build(imported.mod, tinfo.target, cfg.db)
+        ex, build_s = build(imported.mod, tinfo.target, cfg.db, dlight=cfg.dlight)
     except Exception as e:  # noqa: BLE001 - a build failure is a result
         cell.update(status="build_failed", error=short_error(e))
         log(f"{tag} build failed: {cell['error']}")
@@ -263,7 +271,9 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
         log(f"{tag} {cell['error']}")
         return None
     cell["stage"] = "run"
-    return Compiled(ex, tinfo.device(), imported.params)
+    compiled = Compiled(ex, tinfo.device(), imported.params)
+    compiled.imported = imported
+    return compiled
 
 
 def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
@@ -307,6 +317,9 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
             try:
                 if name == "compile":
                     prepared[name] = bl.prepare_compile(case, torch_device)
+                elif name == "untuned":
+                    log(f"{tag} building the untuned baseline (no tuning database)")
+                    prepared[name] = bl.prepare_untuned(compiled.imported, tinfo, case.inputs, cfg.dlight)
                 else:
                     onnx_file = workdir / "model.onnx" if frontend == "onnx" else None
                     prepared[name] = bl.prepare_ort(case, torch_device, cfg.threads, onnx_file, workdir)
@@ -334,8 +347,13 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
 
 
 def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) -> None:
-    """Validation loss on the held-out 10% of --val-text, eager and TVM (needs batch 1)."""
+    """Validation loss on the held-out 10% of --val-text (needs batch 1): eager over the whole split
+    (the model's validation loss), and eager against TVM over its first --val-tokens tokens (an
+    untuned TVM build can be ~100x slower than eager: the whole split would take it many minutes)."""
+    import torch
+
     from bench.ppl import read_text, split_ids, text_parity, tokenize
+    from bench.textdata import window_loss
 
     if cfg.batch != 1:
         cell["notes"]["val_text"] = "not computed: validation loss needs --batch 1"
@@ -345,11 +363,15 @@ def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) 
     if len(ids) <= cfg.seq_len:
         cell["notes"]["val_text"] = f"not computed: the validation split has {len(ids)} tokens, fewer than --seq-len + 1"
         return
-    m = text_parity(loaded, compiled, case.module, ids, cfg.seq_len, cfg.seq_len)
+    with torch.inference_mode():
+        split_nll = window_loss(case.module, ids, cfg.seq_len)
+    part = ids[: cfg.val_tokens + 1] if cfg.val_tokens else ids
+    m = text_parity(loaded, compiled, case.module, part, cfg.seq_len, cfg.seq_len)
     cell["metrics"] = {f"val_{k}": v for k, v in m.items()}
-    cell["metrics"]["val_tokenizer"] = toks.tokenizer
-    log(f"{tag} validation loss (last 10% of {Path(cfg.val_text).name}): eager {m['eager_nll']:.4f}, TVM {m['tvm_nll']:.4f} "
-        f"nats/token (relative difference {m['nll_rel_diff']:.1e})")
+    cell["metrics"].update(val_tokenizer=toks.tokenizer, val_split_tokens=len(ids) - 1, val_split_eager_nll=round(split_nll, 6))
+    log(f"{tag} validation loss (last 10% of {Path(cfg.val_text).name}, {len(ids) - 1} tokens): eager {split_nll:.4f} nats/token; "
+        f"first {m['tokens_scored']} tokens: eager {m['eager_nll']:.4f}, TVM {m['tvm_nll']:.4f} "
+        f"(relative difference {m['nll_rel_diff']:.1e})")
     if m["nll_rel_diff"] > TEXT_TOL:
         cell["parity"]["ok"] = False
         cell["parity"]["reason"] = f"validation loss differs by {m['nll_rel_diff']:.2e} relative (> {TEXT_TOL:g})"

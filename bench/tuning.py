@@ -13,7 +13,9 @@ How it works:
    arch), model, shapes, frontend, prepack, trials and wall time so far.
 
 Re-running `tune` on the same database continues: the cost model and evolutionary search start
-from the records already there, and the new trials add to them. `run --db` applies a database
+from the records already there, and the new trials add to them. Each session starts with one
+round over all its tasks before the gradient scheduler concentrates trials; `--only matmul`
+restricts a follow-up session to the kernels that matter. `run --db` applies a database
 only if it was tuned for the same TVM version and target; anything else is refused.
 
 Default location: results/tuning/tvm-<version>/<target key>/<model>-<scenario>-b<B>-<shape>[-prepack].
@@ -187,8 +189,10 @@ def _progress_callback(total: int):
     return Progress()
 
 
-def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log) -> dict:
-    """Tune all kernels of cfg.models[0] for cfg's shapes into db_dir; returns the summary."""
+def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
+         only: list[str] | None = None, skip: list[str] | None = None) -> dict:
+    """Tune the kernels of cfg.models[0] for cfg's shapes into db_dir (all of them, or those whose
+    task name contains one of `only`, less those containing one of `skip`); returns the summary."""
     import tempfile
 
     import tvm
@@ -217,8 +221,22 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     tasks = extract(imported.mod, tinfo.target, prepack)
     log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
         f"{cfg.scenario}; {trials} trials into {db_dir}")
+    selected = [t for t in tasks if (not only or any(o in t.task_name for o in only))
+                and not any(s in t.task_name for s in skip or [])]
+    if not selected:
+        raise UserError(f"--only {','.join(only or [])} / --skip {','.join(skip or [])} leave none of the tasks: "
+                        f"{', '.join(t.task_name for t in tasks)}")
+    if only or skip:
+        log(f"tuning {len(selected)} of them: {', '.join(t.task_name for t in selected)}")
     db_dir.mkdir(parents=True, exist_ok=True)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work_dir=str(db_dir), seed=cfg.seed)
+    # TVM's logger setup (logging.dictConfig) lists every handler already on its logger by name and
+    # fails on one it did not create (pytest 9 attaches unnamed capture handlers to loggers that do not
+    # propagate, so a second tune in one process broke); it re-adds its own console and file handlers.
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(ms_logger.handlers):
+        ms_logger.removeHandler(handler)
+        handler.close()
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
     if trials > 0:
@@ -228,7 +246,7 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
             work_dir=str(db_dir),
             max_trials_global=trials,
             max_trials_per_task=max_trials_per_task,
-            num_trials_per_iter=min(64, max(8, trials // max(1, len(tasks)))),
+            num_trials_per_iter=min(64, max(8, trials // max(1, len(selected)))),
             builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads,
                                             f_build=cpu_build if cfg.target == "llvm" else None),
             runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),

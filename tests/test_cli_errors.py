@@ -23,6 +23,8 @@ import pytest
         (["run", "--model", "gpt2-tiny", "--baselines", "tensorrt"], ["unknown baseline 'tensorrt'"]),
         (["run", "--model", "gpt2-tiny", "--dtype", "float16"], ["float16 is for --target cuda"]),
         (["run", "--model", "gpt2-tiny", "--db", "/no/such/db"], ["no such tuning database"]),
+        (["run", "--model", "gpt2-tiny", "--baselines", "untuned"], ["untuned baseline", "needs --db"]),
+        (["run", "--model", "gpt2-tiny", "--target", "cuda", "--cuda-arch", "sm_90", "--dlight"], ["--dlight", "cuda pipeline"]),
         (["report", "/no/such/report.json"], ["cannot read report"]),
     ],
 )

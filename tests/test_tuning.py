@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from bench.env import usable_cores
 from bench.tuning import META_FILE, read_meta
 
 
@@ -23,7 +24,7 @@ def tuned_db(tmp_path_factory):
 def test_tune_writes_records_and_a_description(tuned_db):
     meta = read_meta(tuned_db)
     assert meta["model"] == "nanogpt-tiny" and meta["trials"] == 16 and meta["sessions"] == 1
-    assert meta["target"]["kind"] == "llvm" and meta["target"]["mcpu"] and meta["target"]["num_cores"] == 2
+    assert meta["target"]["kind"] == "llvm" and meta["target"]["mcpu"] and meta["target"]["num_cores"] == usable_cores()
     assert meta["tasks"] > 5 and meta["records"] > 0
     tuned = [r for r in meta["task_summary"] if r["best_ms"] is not None]
     assert tuned, "no task got a measured schedule"
@@ -32,10 +33,13 @@ def test_tune_writes_records_and_a_description(tuned_db):
 
 def test_run_with_the_database_applies_it_and_keeps_parity(tuned_db, gptbench, tmp_path):
     code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--repeat", "3",
-                              "--warmup", "1", "--no-isolate", "--db", tuned_db, "--out", tmp_path)
+                              "--warmup", "1", "--no-isolate", "--db", tuned_db, "--baselines", "eager,untuned", "--out", tmp_path)
     assert code == 0, err
     cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
     assert cell["status"] == "ok" and cell["parity"]["rel_l2"] < 1e-5
+    untuned = cell["baselines"]["untuned"]  # the same import built without the database, same rounds
+    assert untuned["status"] == "ok" and untuned["parity"]["rel_l2"] < 1e-5 and untuned["latency"]["n"] == 3
+    assert cell["speedup"]["untuned"] == pytest.approx(untuned["latency"]["median"] / cell["tvm"]["median"], rel=1e-3)
     assert cell["tuning"]["hash"] == read_meta(tuned_db)["hash"]
     tuned = sum(1 for r in read_meta(tuned_db)["task_summary"] if r["best_ms"] is not None)
     assert cell["tuning"]["matched"] == tuned > 0  # same model and shapes: every tuned kernel is found
@@ -77,3 +81,10 @@ def test_a_directory_without_a_description_is_refused(gptbench, tmp_path):
     code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--db", tmp_path, "--out", tmp_path)
     assert code == 2
     assert "not made by `gptbench tune`" in err
+
+
+def test_only_and_skip_that_leave_no_task_are_refused_with_the_task_list(gptbench, tmp_path):
+    code, _, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--trials", "8",
+                            "--only", "matmul", "--skip", "matmul", "--db", tmp_path / "db")
+    assert code == 2
+    assert "leave none of the tasks" in err and "fused_matmul" in err

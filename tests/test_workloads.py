@@ -82,7 +82,7 @@ def test_passes_report_times_passes_and_ablates(gptbench, tmp_path):
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert report["kind"] == "passes"
     variants = {c["variant"]: c for c in report["cells"]}
-    assert set(variants) == {"default", "-FuseOps", "-FoldConstant"}
+    assert set(variants) == {"default", "-FuseOps", "-FoldConstant", "+dlight"}
     default = variants["default"]
     names = [r["name"] for r in default["pass_times"]]
     assert {"LegalizeOps", "FuseOps", "FuseTIR", "FoldConstant"} <= set(names)
@@ -91,7 +91,7 @@ def test_passes_report_times_passes_and_ablates(gptbench, tmp_path):
     assert fuse["prim_funcs"] > 0 and fuse["relax_bindings"] > 0
     for c in report["cells"]:
         assert c["status"] == "ok" and c["parity"]["rel_l2"] < 1e-5
-    assert len({c["id"] for c in report["cells"]}) == 3  # compare can tell the variants apart
+    assert len({c["id"] for c in report["cells"]}) == 4  # compare can tell the variants apart
     assert "## Pass ablation" in out and "## Where compile time goes" in out
 
 

@@ -35,7 +35,7 @@ from bench.compare import shapes_text
 from bench.errors import UserError
 from bench.report import load_report
 
-BASELINE_ORDER = ("eager", "compile", "ort")
+BASELINE_ORDER = ("eager", "compile", "ort", "untuned")
 FIGSIZE = (13.0, 5.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")

@@ -161,7 +161,9 @@ def environment_line(env: dict) -> str:
 def to_markdown(report: dict) -> str:
     cells = report["cells"]
     cfg = report.get("config") or {}
-    base_names = [b for b in ("compile", "ort") if any(b in (c.get("baselines") or {}) for c in cells)]
+    from bench.baselines import BASELINES
+
+    base_names = [b for b in BASELINES if b != "eager" and any(b in (c.get("baselines") or {}) for c in cells)]
     has_variant = any(c.get("variant") for c in cells)
     headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
     for b in base_names:

@@ -250,12 +250,14 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     if not selected:
         raise UserError(f"--only {','.join(only or [])} / --skip {','.join(skip or [])} leave none of the tasks: "
                         f"{', '.join(t.task_name for t in tasks)}")
-    unsafe = [t for t in selected if prepack and any(u in t.task_name for u in PREPACK_UNSAFE)]
-    if unsafe:
+    unsafe = [t for t in tasks if prepack and any(u in t.task_name for u in PREPACK_UNSAFE)]
+    if unsafe:  # dropped whatever --only/--skip say: an earlier session may have recorded them
         selected = [t for t in selected if t not in unsafe]
         dropped = drop_records(db_dir, unsafe)
         log(f"not tuned with --prepack (layout rewrite of a data-indexed gather is wrong in TVM 0.27): "
             f"{', '.join(t.task_name for t in unsafe)}" + (f"; dropped their {dropped} earlier record(s)" if dropped else ""))
+    if not selected and trials > 0:
+        raise UserError("no task left to tune: every selected task is one --prepack must not tune")
     if only or skip:
         log(f"tuning {len(selected)} of them: {', '.join(t.task_name for t in selected)}")
     db_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,15 @@ The eager PyTorch baseline of the same cell is compared the same way and shown a
 when eager moved in the same direction by at least half as much (in log terms) the note says
 so, because then the machine probably changed, not the compiler.
 
+One source: the verdicts, the rules and the speedups all read the kept samples. The statistics a
+report stores beside them (n, median, mean, min, p90, p99, the speedups) are only checked against
+the samples (`check_report`): recomputed in ms they must agree to a relative 1e-3 (plus the
+rounding of the stored values), else the report is corrupt and `compare` stops with one line
+naming the file, the cell, the backend and the field (exit 2). So does any malformed value:
+samples that are not a non-empty list of positive finite numbers, a statistic, rel_l2, tolerance
+or timing that is not a number, a cell whose baselines, speedup, parity or timings is not an
+object, a duplicated cell id.
+
 Also reported: cells found in only one report, status changes (a cell ok in BASE and not ok in
 NEW is a correctness regression and always fails), parity changes (relative L2 error crossing
 the cell's tolerance, or growing more than 10x), the single-sample scalar timings (export,
@@ -28,9 +37,21 @@ import, build: ratio only, no test is possible on one sample) and environment di
 
 Regression rules (`--fail-on`, repeatable, pytest-benchmark style) are parsed by `Rule.parse`:
 `STAT:N%` and `STAT:Xms` with STAT one of median, mean, min, p90, p99 fail a cell whose verdict
-is `slower` and whose STAT grew by more than N% (X ms); `build_s:N%`, `import_s:N%` and
-`export_s:N%` fail when that scalar timing grew by more than N%. Every failure is collected and
-the command exits 1 once, listing them all; 0 otherwise; 2 on bad input.
+is `slower` and whose STAT (computed from the samples) grew by more than N% (X ms);
+`build_s:N%`, `import_s:N%` and `export_s:N%` fail when that scalar timing grew by more than N%.
+
+`speedup:N%` gates TVM's speedup over eager PyTorch measured in the same report, in the same
+rounds: s = median(eager) / median(TVM), in BASE and in NEW, and the change s_NEW / s_BASE. A
+machine that became slower for every backend leaves s alone; a change that slowed only TVM
+lowers it. The interval of the change is a percentile bootstrap (level 1 - alpha, 95% by
+default; 2000 resamples with a fixed seed) that resamples the TVM and the eager samples of each
+report independently. A cell fails when the whole interval lies below 1 **and** s dropped by
+more than N%. Cells without TVM and eager latency (at least 3 samples each) in both reports are
+listed as "speedup rule not applicable"; when no cell at all could be checked the rule fails.
+
+Every failure is collected and the command exits 1 once, listing them all; 0 otherwise; 2 on bad
+input. Two reports with no cell in common fail every rule asked (exit 1: nothing was compared);
+without rules that is only a warning.
 """
 
 from __future__ import annotations
@@ -56,8 +77,12 @@ BOOTSTRAP_SEED = 0
 PARITY_GROWTH = 10.0
 ENV_FIELDS = ("cpu", "cores", "threads", "tvm.host_mcpu", "tvm.version", "tvm.llvm", "versions.torch", "versions.apache-tvm",
               "versions.apache-tvm-ffi", "gpu.name")
+SPEEDUP = "speedup"
+STAT_RTOL = 1e-3  # stored statistics vs the same statistics recomputed from the samples
+STAT_ATOL = 1e-6  # ms: statistics and samples are stored rounded to 6 decimals
+SPEEDUP_ATOL = 1e-4  # speedups are stored rounded to 4 decimals
 RULE_FORMS = ("STAT:N% or STAT:Xms with STAT one of " + ", ".join(LATENCY_STATS) + "; or "
-              + ", ".join(f"{k}:N%" for k in TIMING_KEYS) + " (e.g. median:5%, p90:0.5ms, build_s:20%)")
+              + ", ".join(f"{k}:N%" for k in TIMING_KEYS) + "; or speedup:N% (e.g. median:5%, p90:0.5ms, build_s:20%, speedup:5%)")
 
 
 # ------------------------------------------------------------------------------------ statistics
@@ -104,12 +129,47 @@ def compare_samples(base: list[float], new: list[float], alpha: float, min_effec
     return SampleComparison(len(b), len(n), base_median, new_median, ratio, low, high, p, verdict)
 
 
+@dataclass
+class SpeedupComparison:
+    """TVM's speedup over eager in one cell (median(eager) / median(TVM), same report), BASE vs NEW."""
+
+    base: float
+    new: float
+    change: float  # new / base: below 1, TVM lost ground against eager
+    ci_low: float  # bootstrap confidence interval of the change
+    ci_high: float
+
+
+def bootstrap_speedup_change_ci(tvm_base: np.ndarray, eager_base: np.ndarray, tvm_new: np.ndarray, eager_new: np.ndarray,
+                                level: float, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of (median(eager_new)/median(tvm_new)) / (median(eager_base)/median(tvm_base)),
+    resampling each of the four sample sets independently."""
+    rng = np.random.default_rng(seed)
+
+    def medians(x: np.ndarray) -> np.ndarray:
+        return np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1)
+
+    base = medians(eager_base) / medians(tvm_base)
+    new = medians(eager_new) / medians(tvm_new)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(new / base, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def compare_speedups(tvm_base: list[float], eager_base: list[float], tvm_new: list[float], eager_new: list[float],
+                     alpha: float) -> SpeedupComparison:
+    tb, eb, tn, en = (np.asarray(x, dtype=np.float64) for x in (tvm_base, eager_base, tvm_new, eager_new))
+    base, new = float(np.median(eb) / np.median(tb)), float(np.median(en) / np.median(tn))
+    low, high = bootstrap_speedup_change_ci(tb, eb, tn, en, level=1 - alpha)
+    return SpeedupComparison(base, new, new / base, low, high)
+
+
 # ----------------------------------------------------------------------------------------- rules
 @dataclass(frozen=True)
 class Rule:
-    """A `--fail-on` regression rule: `median:5%`, `p90:0.5ms`, `build_s:20%`."""
+    """A `--fail-on` regression rule: `median:5%`, `p90:0.5ms`, `build_s:20%`, `speedup:5%`."""
 
-    metric: str  # a latency statistic (LATENCY_STATS) or a scalar timing (TIMING_KEYS)
+    metric: str  # a latency statistic (LATENCY_STATS), a scalar timing (TIMING_KEYS) or SPEEDUP
     limit: float  # percent for unit "%", milliseconds for unit "ms"
     unit: str  # "%" or "ms"
 
@@ -118,7 +178,7 @@ class Rule:
     @classmethod
     def parse(cls, text: str) -> Rule:
         m = cls._PATTERN.match(text)
-        if not m or m[1] not in LATENCY_STATS + TIMING_KEYS or (m[1] in TIMING_KEYS and m[3] != "%"):
+        if not m or m[1] not in LATENCY_STATS + TIMING_KEYS + (SPEEDUP,) or (m[1] not in LATENCY_STATS and m[3] != "%"):
             raise UserError(f"bad --fail-on rule {text!r}: expected {RULE_FORMS}")
         return cls(metric=m[1], limit=float(m[2]), unit=m[3])
 
@@ -126,10 +186,17 @@ class Rule:
     def is_timing(self) -> bool:
         return self.metric in TIMING_KEYS
 
+    @property
+    def is_speedup(self) -> bool:
+        return self.metric == SPEEDUP
+
     def __str__(self) -> str:
         return f"{self.metric}:{self.limit:g}{self.unit}"
 
     def exceeded(self, base: float, new: float) -> bool:
+        """Did the value grow (a speedup: drop) by more than the limit?"""
+        if self.is_speedup:
+            return (1 - new / base) * 100 > self.limit
         growth = (new / base - 1) * 100 if self.unit == "%" else new - base
         return growth > self.limit
 
@@ -149,9 +216,11 @@ class CellComparison:
     variant: str | None
     tvm: SampleComparison | None  # None when either side has no TVM latency (a failed cell)
     eager: SampleComparison | None
-    base_stats: dict[str, float] = field(default_factory=dict)  # LATENCY_STATS of the TVM samples
+    base_stats: dict[str, float] = field(default_factory=dict)  # LATENCY_STATS computed from the TVM samples
     new_stats: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    speedup: SpeedupComparison | None = None  # None when the speedup rule cannot be applied to the cell
+    speedup_note: str = ""  # why not
 
     @property
     def verdict(self) -> str:
@@ -165,7 +234,7 @@ class Failure:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.cell}: {self.rule}: {self.detail}"
+        return f"{self.cell}: {self.rule}: {self.detail}" if self.cell else f"{self.rule}: {self.detail}"
 
 
 @dataclass
@@ -236,6 +305,103 @@ def _get(d: dict | None, dotted: str):
     return d
 
 
+# ------------------------------------------------------------------------------------ validation
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _show(v) -> str:
+    """A value for a one-line error message: its repr, shortened."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(v) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _close(stored: float, computed: float, atol: float) -> bool:
+    return abs(stored - computed) <= STAT_RTOL * abs(computed) + atol
+
+
+def _check_latency(stats: dict, where: str, backend: str) -> np.ndarray:
+    """The samples (ms) of one latency record, after checking them and every stored statistic against them."""
+    samples = stats["samples"]  # load_report saw a dict with a "samples" list
+    if not samples:
+        raise UserError(f'{where}: {backend} latency "samples" is empty (a measured backend has at least one sample)')
+    for j, v in enumerate(samples):
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            why = " (a zero latency: every ratio against it would divide by zero)" if _is_number(v) and v == 0 else ""
+            raise UserError(f'{where}: {backend} latency "samples"[{j}] is {_show(v)}: every sample must be a positive, '
+                            f"finite number of ms{why}")
+    ms = np.asarray(samples, dtype=np.float64)
+    n = stats.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != len(ms)):
+        raise UserError(f'{where}: {backend} latency "n" is {_show(n)} but it has {len(ms)} samples: corrupt report')
+    if stats.get("median") is None:
+        raise UserError(f'{where}: {backend} latency "median" is missing')
+    for key in ("std", *LATENCY_STATS):
+        v = stats.get(key)
+        if v is None:
+            continue
+        if not _is_number(v) or not math.isfinite(v):
+            raise UserError(f'{where}: {backend} latency "{key}" is {_show(v)}, not a finite number of ms')
+        if key != "std" and not _close(v, computed := _stat(key, ms), STAT_ATOL):
+            raise UserError(f'{where}: {backend} latency "{key}" is {v:g} ms but its samples give {computed:g} ms: '
+                            "corrupt report (the stored statistics do not match the samples)")
+    return ms
+
+
+def _check_number(v, where: str, what: str, *, positive: bool = False) -> None:
+    if v is not None and (not _is_number(v) or not math.isfinite(v) or v < 0 or (positive and v == 0)):
+        raise UserError(f"{where}: {what} is {_show(v)}, not a {'positive' if positive else 'non-negative'} finite number")
+
+
+def check_report(report: dict, name: str) -> None:
+    """Every value `compare` reads, checked: UserError naming the file (name), cell, backend and field.
+
+    load_report has checked the schema, that cells are objects with the CELL_KEYS and that each
+    latency record is an object with a median and a list of samples; this checks the values.
+    """
+    seen: set[str] = set()
+    for i, cell in enumerate(report["cells"]):
+        cid = cell["id"]
+        if not isinstance(cid, str) or not cid:
+            raise UserError(f'{name}: cell {i}: "id" is {_show(cid)}, not a non-empty string')
+        where = f"{name}: cell {i} ({' '.join(cid.split())})"
+        if cid in seen:
+            raise UserError(f'{where}: "id" appears twice in the report: cells could not be matched')
+        seen.add(cid)
+        for key in ("model", "frontend", "target", "scenario", "status"):
+            if not isinstance(cell[key], str):
+                raise UserError(f'{where}: "{key}" is {_show(cell[key])}, not a string')
+        if cell.get("variant") is not None and not isinstance(cell["variant"], str):
+            raise UserError(f'{where}: "variant" is {_show(cell["variant"])}, not a string')
+        for key in ("tvm", "baselines", "speedup", "parity", "timings"):
+            if cell.get(key) is not None and not isinstance(cell[key], dict):
+                raise UserError(f'{where}: "{key}" is {_kind(cell[key])} ({_show(cell[key])}), not an object')
+        medians = {}
+        if cell.get("tvm") is not None:
+            medians["tvm"] = float(np.median(_check_latency(cell["tvm"], where, "tvm")))
+        for backend, b in (cell.get("baselines") or {}).items():
+            if not isinstance(b, dict):
+                raise UserError(f'{where}: "baselines"."{backend}" is {_kind(b)} ({_show(b)}), not an object')
+            if b.get("latency") is not None:
+                medians[backend] = float(np.median(_check_latency(b["latency"], where, backend)))
+        for backend, v in (cell.get("speedup") or {}).items():
+            _check_number(v, where, f'"speedup"."{backend}"', positive=True)
+            if v is not None and "tvm" in medians and backend in medians \
+                    and not _close(v, computed := medians[backend] / medians["tvm"], SPEEDUP_ATOL):
+                raise UserError(f'{where}: "speedup"."{backend}" is {v:g} but the samples give {computed:.4f} '
+                                f"({backend} median / tvm median): corrupt report")
+        parity = cell.get("parity") or {}
+        for key in ("rel_l2", "tol"):
+            _check_number(parity.get(key), where, f'"parity"."{key}"')
+        timings = cell.get("timings") or {}
+        for key in TIMING_KEYS:
+            _check_number(timings.get(key), where, f'"timings"."{key}"')
+
+
 def cell_label(cell: dict) -> str:
     return f"{cell['model']} × {cell['frontend']}" + (f" [{cell['variant']}]" if cell.get("variant") else "")
 
@@ -246,12 +412,18 @@ def shapes_text(cell: dict) -> str:
     return f"{cell.get('shapes')}, batch {cell.get('batch')}, {tokens.get(cell['scenario'], 'seq ' + str(cell.get('seq_len')))}"
 
 
+def _stat(key: str, ms: np.ndarray) -> float:
+    """One of LATENCY_STATS of samples in ms, computed as bench.timing.Stats does."""
+    if key in ("p90", "p99"):
+        return float(np.percentile(ms, int(key[1:])))
+    return float({"median": np.median, "mean": np.mean, "min": np.min}[key](ms))
+
+
 def _latency_stats(stats: dict) -> dict[str, float]:
-    """The rule statistics of one latency record: as recorded, else computed from its samples."""
+    """The rule statistics of one latency record, computed from its samples (never the stored ones:
+    the verdict reads the samples, so must the rules)."""
     samples = np.asarray(stats["samples"], dtype=np.float64)
-    compute = {"median": np.median, "mean": np.mean, "min": np.min, "p90": lambda x: np.percentile(x, 90),
-               "p99": lambda x: np.percentile(x, 99)}
-    return {k: float(stats[k]) if stats.get(k) is not None else float(compute[k](samples)) for k in LATENCY_STATS}
+    return {k: _stat(k, samples) for k in LATENCY_STATS}
 
 
 def _eager(cell: dict) -> dict | None:
@@ -270,9 +442,31 @@ def _eager_moved_too(tvm: SampleComparison, eager: SampleComparison | None) -> b
     return abs(math.log(eager.ratio)) >= 0.5 * abs(math.log(tvm.ratio))
 
 
-def _compare_cell(b: dict, n: dict, alpha: float, min_effect: float) -> CellComparison:
+def _speedup(b: dict, n: dict, alpha: float) -> tuple[SpeedupComparison | None, str]:
+    """TVM's speedup over eager in BASE and NEW, or why the speedup rule cannot be applied to the cell."""
+    samples = {(side, backend): (latency or {}).get("samples") or []
+               for side, cell in (("BASE", b), ("NEW", n)) for backend, latency in (("TVM", cell.get("tvm")), ("eager", _eager(cell)))}
+    absent = {backend: [side for (side, of), x in samples.items() if of == backend and not x] for backend in ("TVM", "eager")}
+    missing = [f"no {backend} latency in " + " and ".join(sides) for backend, sides in absent.items() if sides]
+    if missing:
+        return None, ", ".join(missing)
+    few = [f"{backend} in {side} ({len(x)})" for (side, backend), x in samples.items() if len(x) < MIN_SAMPLES]
+    if few:
+        return None, f"too few samples (fewer than {MIN_SAMPLES}): " + ", ".join(few)
+    return compare_speedups(samples["BASE", "TVM"], samples["BASE", "eager"], samples["NEW", "TVM"], samples["NEW", "eager"], alpha), ""
+
+
+def _timing_flags(cell: dict) -> list:
+    """The flags a report raised about how a cell was timed (solo check, busy machine); [] for older reports."""
+    timing = cell.get("timing")
+    flags = timing.get("flags") if isinstance(timing, dict) else None
+    return flags if isinstance(flags, list) else []
+
+
+def _compare_cell(b: dict, n: dict, alpha: float, min_effect: float, speedup: bool = False) -> CellComparison:
     tvm = _compare_latency(b.get("tvm"), n.get("tvm"), alpha, min_effect)
     eager = _compare_latency(_eager(b), _eager(n), alpha, min_effect)
+    ratio, ratio_note = _speedup(b, n, alpha) if speedup else (None, "")
     notes = []
     if tvm is None:
         missing = [f"{side} {c['status']}" for side, c in (("BASE", b), ("NEW", n)) if not (c.get("tvm") or {}).get("samples")]
@@ -281,11 +475,14 @@ def _compare_cell(b: dict, n: dict, alpha: float, min_effect: float) -> CellComp
         notes.append("too few samples")
     elif _eager_moved_too(tvm, eager):
         notes.append(f"eager also {eager.verdict} (×{eager.ratio:.3f}): the machine changed, not the compiler?")
+    unstable = [side for side, c in (("BASE", b), ("NEW", n)) if _timing_flags(c)]
+    if unstable:
+        notes.append(f"unstable timing in {' and '.join(unstable)} (the report flagged its solo check or a busy machine)")
     return CellComparison(
         id=n["id"], label=cell_label(n), model=n["model"], frontend=n["frontend"], target=n["target"], scenario=n["scenario"],
         shapes=shapes_text(n), variant=n.get("variant"), tvm=tvm, eager=eager,
         base_stats=_latency_stats(b["tvm"]) if tvm else {}, new_stats=_latency_stats(n["tvm"]) if tvm else {},
-        note="; ".join(notes),
+        note="; ".join(notes), speedup=ratio, speedup_note=ratio_note,
     )
 
 
@@ -301,8 +498,9 @@ def _parity_change(b: dict, n: dict) -> ParityChange | None:
     if not pb or not pn:
         return None
     rb, rn = pb.get("rel_l2"), pn.get("rel_l2")
-    within_b = rb is not None and rb <= pb.get("tol", math.inf)
-    within_n = rn is not None and rn <= pn.get("tol", math.inf)
+    tb, tn = (math.inf if p.get("tol") is None else p["tol"] for p in (pb, pn))
+    within_b = rb is not None and rb <= tb
+    within_n = rn is not None and rn <= tn
     if within_b != within_n:
         reason = f"now {'within' if within_n else 'beyond'} tolerance {pn.get('tol')}" + ("" if rn is not None else f" ({pn.get('reason')})")
     elif rb is not None and rn is not None and rn > PARITY_GROWTH * rb:
@@ -330,10 +528,22 @@ def environment_differences(base_env: dict, new_env: dict) -> tuple[list[str], l
 
 
 def _rule_failures(cells: list[CellComparison], timings: list[TimingChange], rules: list[Rule]) -> tuple[list[Failure], list[str]]:
-    """Failures of every rule on every cell, and a warning for each rule that could check no cell."""
+    """Failures of every rule on every cell, and a warning for each rule that could check no cell
+    (a speedup rule that could check no cell is a failure: it was asked, and nothing answered it)."""
     failures, unchecked = [], []
     for rule in rules:
         checked = 0
+        if rule.is_speedup:
+            for c in (c for c in cells if c.speedup):
+                checked += 1
+                s = c.speedup
+                if s.ci_high < 1 and rule.exceeded(s.base, s.new):
+                    failures.append(Failure(c.label, str(rule), f"speedup over eager {s.base:.3f}x → {s.new:.3f}x ({_speedup_ci(s)}, "
+                                                                f"{(s.change - 1) * 100:+.1f}%; same rounds in each report)"))
+            if not checked:
+                failures.append(Failure("", str(rule), "no cell could be checked: no matched cell has TVM and eager latency "
+                                                       f"(at least {MIN_SAMPLES} samples each) in both reports"))
+            continue
         if rule.is_timing:
             for t in (t for t in timings if t.key == rule.metric):
                 checked += 1
@@ -353,21 +563,33 @@ def _rule_failures(cells: list[CellComparison], timings: list[TimingChange], rul
     return failures, unchecked
 
 
-def compare_reports(base: dict, new: dict, rules: list[Rule], alpha: float = 0.05, min_effect: float = 0.02) -> CompareResult:
-    """Compare two loaded reports (see the module docstring for the method)."""
+def compare_reports(base: dict, new: dict, rules: list[Rule], alpha: float = 0.05, min_effect: float = 0.02, *,
+                    base_name: str = "BASE", new_name: str = "NEW") -> CompareResult:
+    """Compare two loaded reports (see the module docstring for the method); UserError naming
+    base_name or new_name (their files) when a value in one is malformed or corrupt."""
+    check_report(base, base_name)
+    check_report(new, new_name)
     base_cells = {c["id"]: c for c in base["cells"]}
     new_cells = {c["id"]: c for c in new["cells"]}
     matched = [i for i in new_cells if i in base_cells]
     pairs = [(base_cells[i], new_cells[i]) for i in matched]
-    cells = [_compare_cell(b, n, alpha, min_effect) for b, n in pairs]
+    speedup = any(r.is_speedup for r in rules)
+    cells = [_compare_cell(b, n, alpha, min_effect, speedup) for b, n in pairs]
     status_changes = [s for s in (_status_change(b, n) for b, n in pairs) if s]
     parity_changes = [p for p in (_parity_change(b, n) for b, n in pairs) if p]
     timing_changes = [t for b, n in pairs for t in _timing_changes(b, n)]
     warnings, info = environment_differences(base.get("environment") or {}, new.get("environment") or {})
+    failures = []
     if not matched:
-        warnings.append("warning: the reports have no cell in common (same models, frontends, target, scenario and shapes?)")
-    failures, unchecked = _rule_failures(cells, timing_changes, rules)
-    warnings += unchecked
+        nothing = "no cell was compared: the reports have no cell in common (same models, frontends, target, scenario and shapes?)"
+        if rules:
+            failures.append(Failure("", ", ".join(str(r) for r in rules), nothing))
+        else:
+            warnings.append(f"warning: {nothing}")
+    else:
+        failures, unchecked = _rule_failures(cells, timing_changes, rules)
+        warnings += [f"warning: speedup rule not applicable to {c.label}: {c.speedup_note}" for c in cells if speedup and not c.speedup]
+        warnings += unchecked
     failures += [Failure(s.cell, "status", f"{s.base} → {s.new}" + (f" ({s.error})" if s.error else ""))
                  for s in status_changes if s.kind == "regression"]
     return CompareResult(
@@ -384,6 +606,10 @@ def _ratio_ci(s: SampleComparison) -> str:
     if s.ci_low is None:
         return f"{s.ratio:.3f}"
     return f"{s.ratio:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
+
+
+def _speedup_ci(s: SpeedupComparison) -> str:
+    return f"×{s.change:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
 
 
 def _fmt(v: float | None, spec: str) -> str | None:
@@ -425,8 +651,13 @@ def _markdown(r: CompareResult) -> str:
             [[c, f"BASE ({r.base['name']})"] for c in r.only_base] + [[c, f"NEW ({r.new['name']})"] for c in r.only_new])
     section("Compile timings (single samples: ratio only, no test)", ["cell", "timing", "base s", "new s", "ratio"],
             [[t.cell, t.key, f"{t.base_s:.3f}", f"{t.new_s:.3f}", f"{t.ratio:.3f}"] for t in r.timing_changes])
+    if any(rule.startswith(SPEEDUP + ":") for rule in r.rules):
+        section(f"TVM speedup over eager (eager median / TVM median, same rounds; change NEW/BASE with {level} bootstrap CI)",
+                ["cell", "base speedup", "new speedup", f"change [{level} CI]", "note"],
+                [[c.label, f"{c.speedup.base:.3f}x", f"{c.speedup.new:.3f}x", _speedup_ci(c.speedup), None] if c.speedup
+                 else [c.label, None, None, None, f"speedup rule not applicable: {c.speedup_note}"] for c in r.cells])
     out += ["## Rule failures", ""]
-    out += [f"- **{f.cell}**: `{f.rule}`: {f.detail}" for f in r.failures] or ["None."]
+    out += [f"- **{f.cell}**: `{f.rule}`: {f.detail}" if f.cell else f"- `{f.rule}`: {f.detail}" for f in r.failures] or ["None."]
     return "\n".join(out) + "\n"
 
 
@@ -455,7 +686,8 @@ def cmd_compare(args) -> int:
     if alpha == 0:
         raise UserError("--alpha must be greater than 0")
     min_effect = _fraction(args.min_effect, "--min-effect")
-    result = compare_reports(load_report(args.base), load_report(args.new), rules, alpha, min_effect)
+    result = compare_reports(load_report(args.base), load_report(args.new), rules, alpha, min_effect,
+                             base_name=str(args.base), new_name=str(args.new))
     md = result.to_markdown()
     print(md, flush=True)
     if args.md:
@@ -477,7 +709,13 @@ def register(subparsers) -> None:
     p.add_argument("base", help="BASE report JSON (before)")
     p.add_argument("new", help="NEW report JSON (after)")
     p.add_argument("--fail-on", action="append", default=[], metavar="RULE",
-                   help="exit 1 when a rule is broken (repeatable): " + RULE_FORMS.replace("%", "%%"))
+                   help=("exit 1 when a rule is broken (repeatable): " + RULE_FORMS + ". STAT:… fails a cell whose TVM verdict "
+                         "is slower and whose STAT, computed from the samples, grew beyond the limit; build_s/import_s/export_s:N% "
+                         "fail when that compile timing grew by more than N%; speedup:N% fails a cell whose TVM speedup over "
+                         "eager (eager median / TVM median, measured in the same rounds of each report) dropped by more than N% "
+                         "with its bootstrap interval (95%, or 1 - --alpha) wholly below 1, so a machine slower for every backend does not fail "
+                         "it; cells without eager samples are listed as not applicable, and the rule fails when it could "
+                         "check no cell. Any rule fails when the reports have no cell in common").replace("%", "%%"))
     p.add_argument("--alpha", default="0.05", help="significance level of the Mann-Whitney test and the bootstrap interval (default 0.05)")
     p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
     p.add_argument("--md", default=None, metavar="FILE", help="also write the Markdown report to FILE")

@@ -170,7 +170,7 @@ def test_rules_parse_percent_milliseconds_and_timings():
     assert str(Rule.parse("p99:2.50ms")) == "p99:2.5ms"
 
 
-@pytest.mark.parametrize("bad", ["median:abc", "foo:5%", "build_s:3ms", "median5%", "median:-5%", "median:5"])
+@pytest.mark.parametrize("bad", ["median:abc", "foo:5%", "build_s:3ms", "speedup:2ms", "median5%", "median:-5%", "median:5"])
 def test_bad_rules_exit_2_naming_the_rule_and_the_forms(run_compare, bad):
     with pytest.raises(UserError):
         Rule.parse(bad)
@@ -312,3 +312,226 @@ def test_md_and_json_files(run_compare, tmp_path):
     assert [c["verdict"] for c in data["cells"]] == ["slower"] * 4
     assert data["cells"][0]["tvm"]["ratio"] == pytest.approx(1.2, rel=1e-4) and data["cells"][0]["base_stats"]["p90"] > 0
     assert {f["cell"] for f in data["failures"]} == {"nanogpt-tiny × export", "nanogpt-tiny × onnx", "gpt2-tiny × export", "gpt2-tiny × onnx"}
+
+
+# ------------------------------------------------------------------- one source: the samples
+def test_stored_statistics_that_disagree_with_the_samples_are_a_corrupt_report(run_compare):
+    base = make_report()
+    new = copy.deepcopy(base)
+    for cell in new["cells"]:  # samples 20% slower, stored statistics left as they were
+        cell["tvm"]["samples"] = [round(x * 1.2, 6) for x in cell["tvm"]["samples"]]
+    code, out, err = run_compare(base, new, "--fail-on", "median:5%")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "new.json: cell 0 (" + base["cells"][0]["id"] + "): tvm latency \"median\"" in line
+    assert "corrupt report" in line
+    with pytest.raises(UserError, match='NEW: cell 0 .*tvm latency "median"'):
+        compare_reports(base, new, [])
+
+
+def test_stored_statistics_within_rounding_are_accepted():
+    base = make_report()
+    new = copy.deepcopy(base)
+    new["cells"][0]["tvm"]["median"] *= 1 + 5e-4
+    new["cells"][0]["speedup"] = {"eager": round(np.median(new["cells"][0]["baselines"]["eager"]["latency"]["samples"])
+                                                / np.median(new["cells"][0]["tvm"]["samples"]), 4)}
+    assert compare_reports(base, new, [Rule.parse("median:5%")]).ok
+
+
+def test_rules_read_statistics_computed_from_the_samples():
+    base = make_report()
+    slow = rescaled(base, 1.20)
+    for cell in slow["cells"]:  # only the median is required beside the samples
+        for key in ("mean", "min", "p90", "p99", "std", "n"):
+            del cell["tvm"][key]
+    result = compare_reports(base, slow, [Rule.parse("p90:5%"), Rule.parse("mean:5%")])
+    assert len(result.failures) == 8
+    samples = np.asarray(slow["cells"][0]["tvm"]["samples"])
+    assert result.cells[0].new_stats["p90"] == pytest.approx(np.percentile(samples, 90))
+    assert result.cells[0].new_stats["mean"] == pytest.approx(samples.mean())
+
+
+# ------------------------------------------------------------------------ no cell in common
+def test_no_cell_in_common_fails_every_rule_asked(run_compare):
+    base = make_report(cells=[make_cell("gpt2-tiny", "export", 0)])
+    other = make_report("other", cells=[make_cell("nanogpt-tiny", "onnx", 1)])
+    code, out, err = run_compare(base, other, "--fail-on", "median:5%", "--fail-on", "speedup:5%")
+    assert code == 1
+    assert "1 regression(s):" in err
+    assert "  median:5%, speedup:5%: no cell was compared: the reports have no cell in common" in err
+    assert "- `median:5%, speedup:5%`: no cell was compared" in out
+    assert "speedup rule not applicable" not in err and "checked no cell" not in err
+
+
+def test_no_cell_in_common_without_rules_is_information(run_compare):
+    base = make_report(cells=[make_cell("gpt2-tiny", "export", 0)])
+    other = make_report("other", cells=[make_cell("nanogpt-tiny", "onnx", 1)])
+    code, out, err = run_compare(base, other)
+    assert code == 0
+    assert "warning: no cell was compared: the reports have no cell in common" in err
+    assert "No cell in common." in out
+
+
+# --------------------------------------------------------------------------- malformed values
+def _tvm(cell: dict) -> dict:
+    return cell["tvm"]
+
+
+def _eager_latency(cell: dict) -> dict:
+    return cell["baselines"]["eager"]["latency"]
+
+
+def _set(get, key, value):
+    def mutate(report: dict) -> None:
+        holder = get(report["cells"][0])
+        holder[key] = value(holder[key]) if callable(value) else value
+    return mutate
+
+
+def _zero_tvm(report: dict) -> None:
+    tvm = report["cells"][0]["tvm"]
+    tvm["samples"] = [0.0] * len(tvm["samples"])
+    tvm.update({k: 0.0 for k in ("min", "median", "mean", "p90", "p99", "std")})
+
+
+def _duplicate_cell(report: dict) -> None:
+    report["cells"][1] = copy.deepcopy(report["cells"][0])
+
+
+MALFORMED = {  # id: (report to corrupt, mutation, what the error line must name)
+    "string-samples": ("new", _set(_tvm, "samples", lambda s: [str(x) for x in s]), 'tvm latency "samples"[0]'),
+    "samples-not-a-list": ("new", _set(_tvm, "samples", "10.0 10.1 10.2"), "malformed tvm latency (needs median and samples)"),
+    "median-fast": ("new", _set(_tvm, "median", "fast"), "tvm latency \"median\" is 'fast'"),
+    "median-missing": ("new", lambda r: r["cells"][0]["tvm"].pop("median"), "malformed tvm latency (needs median"),
+    "median-null": ("new", _set(_tvm, "median", None), 'tvm latency "median" is missing'),
+    "p90-infinite": ("new", _set(_tvm, "p90", float("inf")), 'tvm latency "p90" is inf'),
+    "n-wrong": ("new", _set(_tvm, "n", 29), 'tvm latency "n" is 29'),
+    "empty-samples": ("new", _set(_tvm, "samples", []), 'tvm latency "samples" is empty'),
+    "nan-sample": ("new", _set(_tvm, "samples", lambda s: s[:3] + [float("nan")] + s[4:]), 'tvm latency "samples"[3] is nan'),
+    "negative-sample": ("new", _set(_tvm, "samples", lambda s: [-1.0] + s[1:]), 'tvm latency "samples"[0] is -1.0'),
+    "null-sample": ("new", _set(_tvm, "samples", lambda s: s[:2] + [None] + s[3:]), 'tvm latency "samples"[2] is None'),
+    "boolean-sample": ("new", _set(_tvm, "samples", lambda s: [True] + s[1:]), 'tvm latency "samples"[0] is True'),
+    "all-zero-base-samples": ("base", _zero_tvm, 'tvm latency "samples"[0] is 0.0'),
+    "eager-median-string": ("new", _set(_eager_latency, "median", "fast"), "eager latency \"median\" is 'fast'"),
+    "eager-string-samples": ("base", _set(_eager_latency, "samples", lambda s: [str(x) for x in s]), 'eager latency "samples"[0]'),
+    "tvm-not-a-dict": ("new", lambda r: r["cells"][0].update(tvm="fast"), "malformed tvm latency"),
+    "rel-l2-string": ("new", _set(lambda c: c["parity"], "rel_l2", "3e-7"), '"parity"."rel_l2" is \'3e-7\''),
+    "tol-negative": ("new", _set(lambda c: c["parity"], "tol", -1.0), '"parity"."tol" is -1.0'),
+    "parity-not-a-dict": ("new", lambda r: r["cells"][0].update(parity="ok"), '"parity" is a string'),
+    "speedup-not-a-dict": ("new", lambda r: r["cells"][0].update(speedup=2.5), '"speedup" is a number'),
+    "speedup-value-string": ("new", lambda r: r["cells"][0].update(speedup={"eager": "fast"}), '"speedup"."eager" is \'fast\''),
+    "speedup-disagrees": ("new", lambda r: r["cells"][0].update(speedup={"eager": 9.0}), '"speedup"."eager" is 9 but the samples give'),
+    "baselines-not-a-dict": ("new", lambda r: r["cells"][0].update(baselines=["eager"]), 'malformed "baselines"'),
+    "baseline-not-a-dict": ("new", lambda r: r["cells"][0].update(baselines={"eager": "ok"}), '"baselines"."eager" is a string'),
+    "timing-string": ("new", _set(lambda c: c["timings"], "build_s", "2s"), '"timings"."build_s" is \'2s\''),
+    "duplicate-id": ("new", _duplicate_cell, '"id" appears twice'),
+    "status-not-a-string": ("new", lambda r: r["cells"][0].update(status=0), '"status" is 0'),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_values_exit_2_with_one_line_naming_the_field(run_compare, case):
+    side, mutate, expected = MALFORMED[case]
+    base = make_report()
+    bad = copy.deepcopy(base)
+    mutate(bad)
+    code, out, err = run_compare(*((bad, base) if side == "base" else (base, bad)), "--fail-on", "median:5%", "--fail-on", "speedup:5%")
+    assert code == 2, err
+    line = one_line(err)
+    assert line.startswith("gptbench compare: error: ") and f"{side}.json: cell " in line, line
+    assert f"({base['cells'][0]['id']})" in line or (case == "duplicate-id" and "cell 1" in line), line
+    assert expected in line, line
+    assert out == ""
+
+
+def test_a_parity_without_tolerance_is_read_as_no_tolerance():
+    base = make_report()
+    new = copy.deepcopy(base)
+    for report in (base, new):
+        report["cells"][0]["parity"]["tol"] = None
+    new["cells"][0]["parity"]["rel_l2"] = 1e-3
+    (change,) = compare_reports(base, new, []).parity_changes
+    assert change.reason == "grew 3333x"
+
+
+# ------------------------------------------------------------------------------ speedup rule
+def test_speedup_rule_parses_percent_only():
+    assert Rule.parse("speedup:5%") == Rule("speedup", 5.0, "%") and Rule.parse("speedup:5%").is_speedup
+    with pytest.raises(UserError, match="speedup:N%"):
+        Rule.parse("speedup:1ms")
+
+
+def test_speedup_rule_passes_when_tvm_and_eager_slowed_together(run_compare):
+    base = make_report()
+    machine = rescaled(rescaled(base, 1.20), 1.20, backend="eager")
+    result = compare_reports(base, machine, [Rule.parse("speedup:5%")])
+    assert result.ok and not result.warnings
+    assert all(c.speedup.change == pytest.approx(1.0) and c.speedup.ci_low < 1 < c.speedup.ci_high for c in result.cells)
+    code, out, err = run_compare(base, machine, "--fail-on", "speedup:5%")
+    assert code == 0, err
+    assert "## TVM speedup over eager" in out and out.count("| ×1.000 [") == 4
+
+
+def test_speedup_rule_fails_when_only_tvm_slowed_naming_the_cell(run_compare):
+    base = make_report()
+    slow_tvm = rescaled(base, 1.20)
+    result = compare_reports(base, slow_tvm, [Rule.parse("speedup:5%")])
+    assert [f.cell for f in result.failures] == ["nanogpt-tiny × export", "nanogpt-tiny × onnx", "gpt2-tiny × export", "gpt2-tiny × onnx"]
+    s = result.cells[0].speedup
+    assert s.change == pytest.approx(1 / 1.2, rel=1e-4) and s.ci_high < 1 and s.new == pytest.approx(s.base / 1.2, rel=1e-4)
+    code, out, err = run_compare(base, slow_tvm, "--fail-on", "speedup:5%")
+    assert code == 1
+    assert "4 regression(s):" in err
+    assert "  nanogpt-tiny × export: speedup:5%: speedup over eager 2." in err and "(×0.833 [" in err
+    assert "- **gpt2-tiny × onnx**: `speedup:5%`: speedup over eager" in out
+    assert compare_reports(base, slow_tvm, [Rule.parse("speedup:20%")]).ok  # a 16.7% drop is within 20%
+
+
+def test_speedup_rule_passes_one_percent_noise(run_compare):
+    base = make_report()
+    noisy = rescaled(rescaled(base, 1.01, noise=0.01, seed=3), 1.0, noise=0.01, seed=4, backend="eager")
+    result = compare_reports(base, noisy, [Rule.parse("speedup:5%")])
+    assert all(abs(c.speedup.change - 1) < 0.03 for c in result.cells)
+    assert result.ok
+    code, _, err = run_compare(base, noisy, "--fail-on", "speedup:5%")
+    assert code == 0, err
+
+
+def test_speedup_rule_lists_cells_without_eager_and_fails_when_none_could_be_checked(run_compare):
+    base = make_report()
+    new = copy.deepcopy(base)
+    new["cells"][1]["baselines"]["eager"] = dict(status="failed", error="oom")
+    result = compare_reports(base, new, [Rule.parse("speedup:5%")])
+    assert result.ok and result.cells[1].speedup is None
+    assert result.warnings == ["warning: speedup rule not applicable to nanogpt-tiny × onnx: no eager latency in NEW"]
+    code, out, err = run_compare(base, new, "--fail-on", "speedup:5%")
+    assert code == 0
+    assert "warning: speedup rule not applicable to nanogpt-tiny × onnx" in err
+    assert "| nanogpt-tiny × onnx |  |  |  | speedup rule not applicable: no eager latency in NEW |" in out
+
+    no_eager = copy.deepcopy(base)
+    for cell in no_eager["cells"]:
+        cell["baselines"] = {}
+        cell["speedup"] = {}
+    code, out, err = run_compare(no_eager, base, "--fail-on", "speedup:5%", "--fail-on", "median:5%")
+    assert code == 1
+    assert err.count("speedup rule not applicable") == 4
+    assert "  speedup:5%: no cell could be checked: no matched cell has TVM and eager latency" in err
+    few = copy.deepcopy(base)
+    few["cells"] = few["cells"][:1]
+    few["cells"][0]["baselines"]["eager"]["latency"] = Stats.from_seconds([0.025, 0.026]).to_dict()
+    few["cells"][0]["speedup"] = {}
+    (cell,) = compare_reports(few, base, [Rule.parse("speedup:5%")]).cells
+    assert cell.speedup is None and cell.speedup_note == "too few samples (fewer than 3): eager in BASE (2)"
+
+
+def test_a_cell_the_report_flagged_as_unstably_timed_is_noted(run_compare):
+    import copy
+
+    base = make_report()
+    new = copy.deepcopy(base)
+    new["name"] = "new"
+    new["cells"][0]["timing"] = {"flags": ["the machine was busy while timing: other processes used 1.00 cores"]}
+    code, out, _ = run_compare(base, new)
+    assert code == 0
+    assert "unstable timing in NEW" in out and out.count("unstable timing") == 1

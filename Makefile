@@ -14,14 +14,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main benchmark on the embedded default model: CPU only, no downloads. Where the training
-# text is at hand (it is not part of the repository), the report also gets the model's
-# validation loss through eager PyTorch and through every TVM build.
+# The main benchmark on the embedded default model: CPU only, no downloads. TVM is tuned on this
+# machine for at most TUNE_BUDGET when TUNE_CACHE has no database for this TVM, CPU and core count
+# (a second run finds it and tunes nothing); the report shows tuned TVM next to eager PyTorch, ONNX
+# Runtime and the same TVM pipeline untuned. --fast-math: GELU's erf and the softmax's exp as
+# TVM's vectorisable approximations (see README). Where the training text is at hand (it is not
+# part of the repository), the report also gets the model's validation loss through eager
+# PyTorch and through every TVM build.
 VAL_TEXT ?= $(wildcard ../shared/data/tinyshakespeare.txt)
+TUNE_BUDGET ?= 5m
+TUNE_CACHE ?= results/tuning
 
 bench: $(STAMP)
 	$(BIN)/gptbench run --model nanogpt-shakespeare-char --frontend export,onnx,fx --target llvm \
-		--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --baselines eager,ort \
+		--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --baselines eager,ort,untuned \
+		--fast-math --tune-budget $(TUNE_BUDGET) --tune-cache $(TUNE_CACHE) \
 		$(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
 	$(BIN)/gptbench plot results/*-default.json --out results/
 

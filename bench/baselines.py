@@ -20,7 +20,7 @@ from typing import Callable
 
 from bench.timing import torch_timer, wall_timer
 
-BASELINES = ("eager", "compile", "ort", "untuned")
+BASELINES = ("eager", "compile", "ort", "untuned")  # `--baselines none`: TVM alone (eager still runs once, for parity)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     from frontends.onnx_import import ONNX_FILE, export_onnx
 
     t0 = time.perf_counter()
-    info: dict = {"onnx_reused": bool(onnx_path and onnx_path.is_file())}
+    info: dict = {"onnx_reused": bool(onnx_path and onnx_path.is_file())}  # the onnx frontend's own file, else exported here
     if not info["onnx_reused"]:
         onnx_path = workdir / "ort" / ONNX_FILE
         export_onnx(ImportRequest(case.module, case.inputs, case.input_names, None, workdir), onnx_path)
@@ -83,6 +83,7 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     if providers[0] not in available:
         raise RuntimeError(f"ONNX Runtime has no {providers[0]} (available: {', '.join(available)})")
     session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+    info.update(session_options(opts), onnx_file=onnx_file_info(onnx_path))
     names = [i.name for i in session.get_inputs()]
     if len(names) != len(case.inputs):
         raise RuntimeError(f"ONNX model takes {len(names)} inputs ({names}), the case has {len(case.inputs)}")
@@ -96,11 +97,30 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info)
 
 
-def prepare_untuned(imported, tinfo, inputs, dlight: bool = False) -> Prepared:
+def session_options(opts) -> dict:
+    """The ONNX Runtime session settings that decide its speed, as the report records them."""
+    try:
+        spinning = opts.get_session_config_entry("session.intra_op.allow_spinning")
+    except Exception:  # noqa: BLE001 - not set: ONNX Runtime's default
+        spinning = "1 (default)"
+    return dict(graph_optimization_level=str(opts.graph_optimization_level).split(".")[-1],
+                intra_op_num_threads=opts.intra_op_num_threads, inter_op_num_threads=opts.inter_op_num_threads,
+                execution_mode=str(opts.execution_mode).split(".")[-1], allow_spinning=spinning)
+
+
+def onnx_file_info(path: Path) -> dict:
+    import hashlib
+
+    data = Path(path).read_bytes()
+    extra = sum(f.stat().st_size for f in Path(path).parent.glob("*.data"))  # external weights, if any
+    return dict(name=Path(path).name, bytes=len(data) + extra, sha256=hashlib.sha256(data).hexdigest()[:16])
+
+
+def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bool = False) -> Prepared:
     """TVM without the tuning database: the tuning's own baseline."""
     from bench.build import Compiled, build
 
-    ex, build_s = build(imported.mod, tinfo.target, None, dlight=dlight)
+    ex, build_s = build(imported.mod, tinfo.target, None, dlight=dlight, fast_math=fast_math)
     compiled = Compiled(ex, tinfo.device(), imported.params)
     return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
                     {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)})

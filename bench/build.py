@@ -28,16 +28,23 @@ def _backend(target):
     return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
 
 
-def tuning_passes(target, prepack: bool = False) -> list:
+def front_passes(target, fast_math: bool = False) -> list:
+    """The harness's rewrites (bench.rewrites), then TVM's default pipeline up to and including FuseTIR."""
+    from bench.rewrites import rewrite_passes
+
+    backend = _backend(target)
+    legalize = list(backend.legalize_passes(target))
+    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+    return rewrite_passes(fast_math) + list(backend.library_dispatch_passes(target)) + legalize[:at]
+
+
+def tuning_passes(target, prepack: bool = False, fast_math: bool = False) -> list:
     """Up to and including FuseTIR: the module MetaSchedule extracts tasks from. A tuned build runs
     exactly these before MetaScheduleApplyDatabase, so the kernels' structural keys match.
     With `prepack`, weights are marked layout-free so tuned schedules may rewrite their layout."""
     from tvm import relax
 
-    backend = _backend(target)
-    legalize = list(backend.legalize_passes(target))
-    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-    passes = list(backend.library_dispatch_passes(target)) + legalize[:at]
+    passes = front_passes(target, fast_math)
     if prepack:
         passes += [relax.transform.CanonicalizeBindings(), relax.transform.AttachAttrLayoutFreeBuffers()]
     return passes
@@ -52,7 +59,7 @@ def cpu_dlight_pass():
     return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())
 
 
-def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight: bool = False) -> list:
+def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False) -> list:
     """The default Relax pipeline for `target` as a flat list of passes; with a tuning database,
     MetaScheduleApplyDatabase after FuseTIR (and, for prepacked weights, the passes that split the
     weight layout rewrite into `main_transform_params`); with `dlight` on llvm, dlight's CPU rules
@@ -62,7 +69,7 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight
     backend = _backend(target)
     legalize = list(backend.legalize_passes(target))
     at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-    passes = tuning_passes(target, prepack) if with_db else list(backend.library_dispatch_passes(target)) + legalize[:at]
+    passes = tuning_passes(target, prepack, fast_math) if with_db else front_passes(target, fast_math)
     if with_db:
         passes.append(relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
         if prepack:
@@ -73,11 +80,11 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight
     return passes + legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target))
 
 
-def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False):
+def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False):
     import tvm
 
     with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
-        passes = pipeline_passes(target, with_db, prepack, dlight)
+        passes = pipeline_passes(target, with_db, prepack, dlight, fast_math)
 
     @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
     def _pipeline(mod, _ctx):
@@ -87,9 +94,10 @@ def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: 
     return _pipeline
 
 
-def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False):
-    """(executable, seconds): tvm.compile through the default pipeline (plus a tuning database,
-    plus dlight's CPU rules)."""
+def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False,
+          fast_math: bool = False):
+    """(executable, seconds): tvm.compile through the harness's rewrites and the default pipeline (plus a
+    tuning database, plus dlight's CPU rules)."""
     import tvm
 
     prepack = False
@@ -105,7 +113,7 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
             tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
         )
         t0 = time.perf_counter()
-        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight))
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math))
         return ex, time.perf_counter() - t0
 
 
@@ -131,6 +139,8 @@ class Compiled:
 
         self.device = device
         self.func = func
+        self.ex = ex
+        self.raw_params = list(params)  # as imported, before any layout transform
         self.vm = relax.VirtualMachine(ex, device)
         if device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
             self.params = list(params)

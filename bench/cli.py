@@ -55,6 +55,8 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
     p.add_argument("--db", default=None, help="MetaSchedule tuning database directory to apply at build (see `gptbench tune`)")
     p.add_argument("--dlight", action="store_true", help="llvm: add dlight's CPU default schedules (GEMV, Reduction) after FuseTIR")
+    p.add_argument("--fast-math", action="store_true", help="approximate erf/tanh/exp/softmax by TVM's vectorisable fast_* "
+                   "functions (FastMathTransform); the cell's variant says +fastmath, parity is checked as always")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -66,6 +68,26 @@ def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
     p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
     p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
+
+
+def add_timing_args(p: argparse.ArgumentParser, warmup: int, repeat: int) -> None:
+    p.add_argument("--warmup", type=int, default=warmup, help=f"calls per backend before timing, discarded (default {warmup})")
+    p.add_argument("--repeat", type=int, default=repeat, help=f"timed samples (calls) per backend (default {repeat})")
+    p.add_argument("--timing", default="blocks", help="blocks (default: each backend alone in alternating blocks) or "
+                   "interleaved (one call per backend per round; the thread pools then disturb each other)")
+    p.add_argument("--block", type=int, default=5, help="timed calls per block (default 5)")
+    p.add_argument("--solo", type=int, default=10, help="calls per backend in the solo check after the rounds (default 10; 0: none)")
+
+
+def _duration(flag: str, text) -> float:
+    from bench.tuning import parse_duration
+
+    if text is None:
+        return 0.0
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UserError(f"{flag} {e}") from None
 
 
 def config_from_args(args):
@@ -80,6 +102,8 @@ def config_from_args(args):
             weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
             tol=opt("tol", 0.0), db=args.db, cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
+            timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
+            tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -90,7 +114,10 @@ def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: 
     from bench.report import new_report, to_markdown, write_report
 
     report = new_report(kind, name, cfg_dict, collect(threads), cells, command=sys.argv, **extra)
-    paths = write_report(report, out)
+    try:
+        paths = write_report(report, out)
+    except OSError as e:
+        raise UserError(f"cannot write the report to {out}: {e.strerror or e} (nothing was left half-written)") from None
     _out(to_markdown(report))
     _err("wrote " + ", ".join(str(p) for p in paths.values()))
     return report
@@ -101,9 +128,14 @@ def cmd_run(args) -> int:
 
     from bench.runner import configure_threads, run_matrix
 
+    from bench.report import check_out_dir
+
     cfg = config_from_args(args)
     if args.fail_on not in ("mismatch", "any", "none"):
         raise UserError(f"--fail-on {args.fail_on!r}: choose mismatch, any or none")
+    check_out_dir(args.out)
+    if cfg.tune_budget:
+        check_out_dir(cfg.tune_cache, "--tune-cache")
     configure_threads(cfg.threads)
     if cfg.target == "cuda":
         from bench.targets import make_target
@@ -111,7 +143,18 @@ def cmd_run(args) -> int:
         info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
         if not info.device_available:
             _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
-    cells = run_matrix(cfg)
+    from bench.runner import Interrupted
+
+    try:
+        cells = run_matrix(cfg)
+    except Interrupted as e:
+        if e.cells:
+            finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, partial=True, interrupted=e.signame)
+            _err(f"interrupted ({e.signame}): the report keeps the {sum(c['status'] != 'interrupted' for c in e.cells)} "
+                 "finished cell(s), marked partial")
+        else:
+            _err(f"interrupted ({e.signame}) before any cell finished: no report written")
+        return e.exit_code
     finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads)
     bad = [c for c in cells if c["status"] != "ok"]
     mismatched = [c for c in cells if c["status"] == "mismatch"]
@@ -122,6 +165,41 @@ def cmd_run(args) -> int:
         _err("parity mismatch: " + ", ".join(f"{c['model']}×{c['frontend']} ({c['parity']['reason']})" for c in mismatched))
         return EXIT_FAIL
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- timers
+def cmd_timers(args) -> int:
+    import datetime as _dt
+
+    from bench.env import collect
+    import json
+    from dataclasses import replace
+
+    from bench.report import atomic_write, check_out_dir, environment_line
+    from bench.runner import configure_threads
+    from bench.timers import GOAL, to_markdown, validate
+
+    args.baselines = "eager,ort"
+    cfg = config_from_args(args)
+    if len(cfg.frontends) != 1:
+        raise UserError("timers takes one --frontend")
+    if cfg.target != "llvm" or cfg.scenario == "generate":
+        raise UserError("timers checks llvm prefill or decode latencies (--target llvm, --scenario prefill|decode)")
+    out = Path(args.out)
+    check_out_dir(out)
+    configure_threads(cfg.threads)
+    results = [validate(replace(cfg, models=[m]), cfg.frontends[0], _err) for m in cfg.models]
+    created = _dt.datetime.now(_dt.timezone.utc)
+    env = collect(cfg.threads)
+    stem = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{args.name}"
+    md = to_markdown(results, environment_line(env), created.isoformat(timespec="seconds"))
+    atomic_write(out / f"{stem}.json", json.dumps(dict(schema="gptbench.timers", schema_version=1, created=created.isoformat(timespec="seconds"),
+                                                       command=sys.argv, environment=env, results=results), indent=1, default=str) + "\n")
+    atomic_write(out / f"{stem}.md", md)
+    _out(md)
+    _err(f"wrote {out / stem}.json, .md")
+    worst = max((abs(v) for r in results for label in ("blocks", "blocks again") for v in r["agreement"].get(label, {}).values()), default=0.0)
+    return EXIT_OK if worst <= GOAL else EXIT_FAIL
 
 
 # ---------------------------------------------------------------------------------------- passes
@@ -137,6 +215,9 @@ def cmd_passes(args) -> int:
         raise UserError("passes measures prefill or decode, not generate")
     if cfg.dlight:
         raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
+    from bench.report import check_out_dir
+
+    check_out_dir(args.out)
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
     finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
@@ -176,6 +257,11 @@ def cmd_ppl(args) -> int:
     if not 1 <= stride <= length:
         raise UserError(f"--stride {stride}: must be between 1 and the window length {length}")
     text = read_text(args.text)
+    from bench.report import check_out_dir
+
+    if args.max_tokens < 0:
+        raise UserError(f"--max-tokens must not be negative, got {args.max_tokens} (0: the whole split)")
+    check_out_dir(args.out)
     cfg, cell, loaded, tinfo = _single(args, "prefill", length)
     toks = tokenize(loaded, text)
     ids = split_ids(toks.ids, args.split)[: args.max_tokens or None]
@@ -212,6 +298,8 @@ def cmd_generate(args) -> int:
     from bench.models import decode_module, prompt_module
     from bench.ppl import tokenize
 
+    if args.new_tokens < 1:
+        raise UserError(f"--new-tokens must be >= 1, got {args.new_tokens}")
     cfg, cell, loaded, tinfo = _single(args, "generate", 2)
     toks = tokenize(loaded, args.prompt)
     if len(toks.ids) < 2:
@@ -222,7 +310,7 @@ def cmd_generate(args) -> int:
         raise UserError(f"cannot run on {cfg.target}: {tinfo.device_reason}")
     ids = torch.tensor([toks.ids], dtype=torch.long)
     gen, _ = build_generator(loaded, cfg.frontends[0], tinfo, 1, len(toks.ids), args.new_tokens, cfg.seed, cfg.db, log=_err,
-                             dlight=cfg.dlight)
+                             dlight=cfg.dlight, fast_math=cfg.fast_math)
     out = gen(ids, args.new_tokens)[0].tolist()
     if args.check:
         ref = eager_generate(prompt_module(loaded), decode_module(loaded), ids, args.new_tokens)[0].tolist()
@@ -248,8 +336,16 @@ def cmd_tune(args) -> int:
     from bench.targets import make_target
     from bench.tuning import default_db_dir, summary_markdown, tune
 
+    from bench.tuning import parse_duration
+
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
+    try:
+        budget_s = parse_duration(args.budget) if args.budget is not None else None
+    except ValueError as e:
+        raise UserError(f"--budget {e}") from None
+    if not args.trials and not budget_s:
+        raise UserError("say how long to tune: --trials N, --budget DURATION (e.g. 5m), or both")
     db = args.db
     args.db = None  # RunConfig would validate it as an existing database; tune may create it
     cfg = config_from_args(args)
@@ -260,13 +356,19 @@ def cmd_tune(args) -> int:
     if cfg.shapes != "static":
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
-    db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack)
+    db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
+                                                cfg.fast_math)
     meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
-                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None)
+                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s)
     text = summary_markdown(meta)
-    (db_dir / "SUMMARY.md").write_text(text + "\n")
+    from bench.report import atomic_write
+
+    atomic_write(db_dir / "SUMMARY.md", text + "\n")
     _out(text)
     _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
+    if meta["last_session"]["stopped_by"] == "interrupt":
+        _err("interrupted: the records measured so far and the database description are saved")
+        return 130
     return EXIT_OK
 
 
@@ -313,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a models × frontends matrix on one target; write a report")
     add_model_args(p)
     add_shape_args(p)
-    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime), untuned (TVM without the --db; tuning gain); comma-separated")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeat", type=int, default=30, help="interleaved timing rounds (samples per backend)")
+    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime), untuned (TVM without the --db; "
+                   "tuning gain), comma-separated; none: time TVM alone (eager still gives the parity reference)")
+    add_timing_args(p, warmup=5, repeat=30)
     p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
     p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds (isolated cells only)")
@@ -324,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
     p.add_argument("--val-tokens", type=int, default=4096, help="compare eager and TVM on the first N tokens of the "
                    "validation split (default 4096; 0: all); eager's loss is always over the whole split")
+    p.add_argument("--tune-budget", default=None, help="tune each model for at most this long (e.g. 5m) when no database is "
+                   "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
+    p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
+                   "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
     p.add_argument("--out", default="results", help="report directory (default results/)")
     p.add_argument("--name", default="run", help="report name (file stem after the timestamp)")
     p.set_defaults(func=cmd_run)
@@ -334,12 +440,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablate", default=None, help="passes to disable one at a time, comma-separated "
                    "(default: FoldConstant,FuseOps,FuseTIR,RewriteDataflowReshape,StaticPlanBlockMemory,KillAfterLastUse"
                    " and ApplyDefaultSchedule on cuda)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeat", type=int, default=20)
+    add_timing_args(p, warmup=3, repeat=20)
     p.add_argument("--tol", type=float, default=0.0)
     p.add_argument("--out", default="results")
     p.add_argument("--name", default="passes")
     p.set_defaults(func=cmd_passes, no_isolate=True)
+
+    p = sub.add_parser("timers", help="check the harness's medians against independent timers (each backend alone in a "
+                       "fresh process), in one time window; exit 1 beyond 10%%")
+    add_model_args(p, frontend_default="export")
+    add_shape_args(p)
+    add_timing_args(p, warmup=5, repeat=30)
+    p.add_argument("--out", default="results", help="report directory (default results/)")
+    p.add_argument("--name", default="timers", help="report name (file stem after the timestamp)")
+    p.set_defaults(func=cmd_timers)
 
     p = sub.add_parser("ppl", help="sliding-window perplexity of a text, eager and through TVM (they must agree to 1e-4)")
     add_model_args(p, frontend_default="export")
@@ -362,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="MetaSchedule-tune every kernel of a model into a persistent database")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
-    p.add_argument("--trials", type=int, required=True, help="total trial budget across all tasks (adds to what the database has)")
+    p.add_argument("--trials", type=int, default=0, help="total trial budget across all tasks (adds to what the database has)")
+    p.add_argument("--budget", default=None, help="wall-clock budget for this session, e.g. 5m or 1h30m (from the start, import "
+                   "included; checked between measurement batches); give --trials, --budget or both")
     p.add_argument("--max-trials-per-task", type=int, default=0, help="cap per task (default: none)")
     p.add_argument("--skip", default=None, help="leave out tasks whose name contains one of these, comma-separated "
                    "(e.g. concatenate: decode's fused KV-cache concatenation, whose search space stalls MetaSchedule)")

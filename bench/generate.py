@@ -7,7 +7,7 @@ Generation is two compiled functions, as in any KV-cache decoder:
 The cache stays on the device between steps as TVM tensors; only the (B, 1, V) logits come back
 to pick the next token (argmax, greedy). Eager PyTorch runs the same loop with the same modules.
 
-The scenario times whole generations (prompt + N-1 decode steps), interleaved eager/TVM, and
+The scenario times whole generations (prompt + N-1 decode steps), eager and TVM in alternating blocks, and
 requires the generated token ids to be identical.
 """
 
@@ -60,7 +60,7 @@ def eager_generate(prompt_mod, decode_mod, ids, new_tokens: int):
 
 
 def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, new_tokens: int, seed: int, db=None, log=print,
-                    dlight: bool = False):
+                    dlight: bool = False, fast_math: bool = False):
     """Import and build prompt + decode for a frontend; returns (TVMGenerator, info dict).
     Raises FrontendError on import failures and whatever the build raises."""
     from bench.build import Compiled, build
@@ -84,7 +84,7 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
         ):
             log(f"[{spec.name} × {frontend} generate] importing the {name} function")
             imported = fe.import_model(ImportRequest(module, inputs, names, dynamic, Path(tmp) / name))
-            ex, build_s = build(imported.mod, tinfo.target, db, dlight=dlight)
+            ex, build_s = build(imported.mod, tinfo.target, db, dlight=dlight, fast_math=fast_math)
             compiled[name] = Compiled(ex, tinfo.device(), imported.params)
             for k, v in imported.timings.items():
                 info["timings"][f"{name}_{k}"] = round(v, 3)
@@ -97,16 +97,16 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
 def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: dict, log) -> None:
     """The `generate` scenario for one cell (fills `cell` in place)."""
     from bench.models import decode_module, prompt_module
-    from bench.runner import round_progress
+    from bench.runner import time_backends
     from bench.scenarios import random_ids
-    from bench.timing import Stats, interleave, wall_timer
+    from bench.timing import wall_timer
     from frontends.base import FrontendError, short_error
 
     tag = f"[{loaded.spec.name} × {frontend} generate]"
     cell["stage"] = "import"
     try:
         gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log,
-                                    dlight=cfg.dlight)
+                                    dlight=cfg.dlight, fast_math=cfg.fast_math)
     except FrontendError as e:
         cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
         log(f"{tag} import failed: {e}")
@@ -140,7 +140,7 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: di
     log(f"{tag} {cfg.new_tokens} tokens: {'identical to eager' if same else 'DIFFER from eager at token ' + str(first_diff)}")
     timers = {"tvm": wall_timer(gen, ids, cfg.new_tokens),
               "eager": wall_timer(eager_generate, prompt_mod, decode_mod, ids_dev, cfg.new_tokens)}
-    stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat, round_progress(tag)).items()}
+    stats = time_backends(cfg.plan(), timers, cell, tag)
     tokens = cfg.batch * cfg.new_tokens
     cell["tvm"] = stats["tvm"].to_dict()
     cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={}, latency=stats["eager"].to_dict())

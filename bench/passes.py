@@ -7,7 +7,7 @@
 2. Ablation: one more build per chosen pass with that pass disabled
    (`PassContext(disabled_pass=[...])`), and on llvm one with dlight's CPU rules added
    ("+dlight"), each measured like a `run` cell: build time, parity vs eager, TVM latency; all
-   builds and eager are timed in the same interleaved rounds. A build or run that fails without
+   builds and eager are timed in the same alternating rounds. A build or run that fails without
    the pass is recorded as such (that too says what the pass is for).
 
 The result is a report of kind "passes" whose cells are the variants ("default", "-FuseOps", …):
@@ -107,10 +107,9 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     from bench.build import Compiled, build, pipeline_passes
     from bench.models import load_model
     from bench.parity import compare
-    from bench.runner import _blank_cell, cell_id, configure_threads, peak_rss_mb, round_progress
+    from bench.runner import _blank_cell, cell_id, configure_threads, peak_rss_mb, time_backends
     from bench.scenarios import make_case
     from bench.targets import make_target
-    from bench.timing import Stats, interleave
     from frontends import get_frontend
     from frontends.base import ImportRequest, short_error
 
@@ -134,7 +133,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
 
     recorder = make_recorder()
     log(f"{tag} timing every pass of one default build")
-    _, instrumented_s = build(imported.mod, tinfo.target, cfg.db, instruments=[recorder])
+    _, instrumented_s = build(imported.mod, tinfo.target, cfg.db, instruments=[recorder], fast_math=cfg.fast_math)
     records = recorder.records
 
     variants = ["default", *[f"-{a}" for a in ablations]] + (["+dlight"] if cfg.target == "llvm" else [])
@@ -149,7 +148,8 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
         disabled = [variant[1:]] if variant.startswith("-") else []
         log(f"{tag} {variant}: building")
         try:
-            ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight")
+            ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight",
+                                fast_math=cfg.fast_math)
         except Exception as e:  # noqa: BLE001 - a pass the build cannot do without is a finding
             cell.update(status="build_failed", stage="build", error=short_error(e))
             log(f"{tag} {variant}: build failed: {cell['error']}")
@@ -170,13 +170,14 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     default["timings"]["instrumented_build_s"] = round(instrumented_s, 3)
     default["timings"]["relax_pipeline_s"] = round(sum(r["seconds"] for r in records if r["name"] == PIPELINE_PASS), 3)
     if compiled:
-        # every variant and eager in the same interleaved rounds, so the deltas compare like with like
+        # every variant and eager in the same alternating rounds, so the deltas compare like with like
         timers = {v: c.timer(case.inputs) for v, c in compiled.items()}
         timers["eager"] = eager.timer
-        log(f"{tag} timing {len(compiled)} builds and eager: {cfg.warmup} warmup + {cfg.repeat} interleaved rounds")
-        stats = {k: Stats.from_seconds(v) for k, v in interleave(timers, cfg.warmup, cfg.repeat, round_progress(tag)).items()}
+        timing: dict = {}
+        stats = time_backends(cfg.plan(), timers, timing, tag)
         for variant in compiled:
             cell = cells[variant]
+            cell["timing"] = timing["timing"]
             cell["tvm"] = stats[variant].to_dict()
             cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={}, latency=stats["eager"].to_dict())
             cell["speedup"]["eager"] = round(stats["eager"].median / stats[variant].median, 4)

@@ -4,7 +4,7 @@ A "run" report gets two panels:
 1. latency per model, grouped by backend (TVM once per frontend, then each measured baseline:
    eager, compile, ort): bars at the median, whiskers from the 10th to the 90th percentile of
    the raw samples, on a log axis (backends differ by orders of magnitude). A baseline is
-   measured in every cell of a model (interleaved with that cell's TVM module); its bar pools
+   measured in every cell of a model (in the same rounds as that cell's TVM module); its bar pools
    the samples of all of them;
 2. speedup vs eager per cell (eager median / TVM median of the same cell) with a dashed line at
    1.0, on a log axis so that 2x faster and 2x slower are the same distance from it.
@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
 from bench.compare import shapes_text
@@ -39,6 +39,13 @@ BASELINE_ORDER = ("eager", "compile", "ort", "untuned")
 FIGSIZE = (13.0, 5.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+# One colour per backend, the same in every figure: TVM's frontends in blues and greens, the baselines apart.
+BACKEND_COLORS = {"export": "tab:blue", "onnx": "tab:cyan", "fx": "tab:green", "relay": "tab:olive",
+                  "eager": "tab:gray", "compile": "tab:orange", "ort": "tab:purple", "untuned": "tab:pink"}
+
+
+def backend_color(name: str, index: int) -> str:
+    return BACKEND_COLORS.get(name, COLORS[index % len(COLORS)])
 
 
 @dataclass
@@ -78,7 +85,8 @@ def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> No
                         yerr=[[b.value - b.low for b in whiskers], [b.high - b.value for b in whiskers]],
                         fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     else:
-        ax.bar([], [], width, color=color, label=label)  # keep the legend entry of an all-failed backend
+        # keep the legend entry of an all-failed backend, in its own colour (an empty bar call would fall back to the cycle's)
+        ax.bar([float("nan")], [float("nan")], width, color=color, label=label, edgecolor="black", linewidth=0.5)
     bottom = blended_transform_factory(ax.transData, ax.transAxes)
     for b in bars:
         if b.value is None or b.mismatch:
@@ -86,13 +94,20 @@ def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> No
                     fontsize=7, color="darkred", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
 
 
+def _plain(value: float, _pos=None) -> str:
+    """0.6, 2, 150: a log axis read as numbers, never as 6e-01."""
+    return f"{value:.3g}"
+
+
 def _axes(ax: Axes, n_positions: int, log: bool) -> None:
     """Room for every position (a gap at the edge included) and plain numbers on a log axis."""
     ax.set_xlim(-0.5, n_positions - 0.5)
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(LogFormatter())
-        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
 
 
 def _title(report: dict) -> str:
@@ -137,15 +152,24 @@ def _run_latency(ax: Axes, cells: list[dict]) -> None:
 
     for k, frontend in enumerate(frontends):
         bars = [_tvm_bar(by_key[m, frontend], x(i, k)) for i, m in enumerate(models) if (m, frontend) in by_key]
-        _draw(ax, bars, width, COLORS[k % len(COLORS)], f"TVM {frontend}")
+        _draw(ax, bars, width, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
     for j, baseline in enumerate(baselines, start=len(frontends)):
         bars = [_baseline_bar([c for c in cells if c["model"] == m], baseline, x(i, j)) for i, m in enumerate(models)]
-        _draw(ax, bars, width, COLORS[j % len(COLORS)], baseline)
+        _draw(ax, bars, width, backend_color(baseline, j), "TVM untuned (same pipeline, no database)" if baseline == "untuned" else baseline)
     _axes(ax, len(models), log=True)
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("latency, ms (median, p10–p90)")
     ax.set_title("Latency per model and backend", fontsize=10)
     ax.legend(fontsize=8)
+
+
+def _tuned_label(cells: list[dict], frontend: str) -> str:
+    """' (tuned: 28 of 30 kernels)' for a frontend whose cells used a tuning database, else ''."""
+    tuned = [c["tuning"] for c in cells if c["frontend"] == frontend and c.get("tuning")]
+    if not tuned:
+        return ""
+    matched, tasks = sum(t.get("matched") or 0 for t in tuned), sum(t.get("tasks") or 0 for t in tuned)
+    return f" (tuned: {matched} of {tasks} kernels)" if tasks else " (tuned)"
 
 
 def _run_speedup(ax: Axes, cells: list[dict]) -> None:
@@ -161,7 +185,7 @@ def _run_speedup(ax: Axes, cells: list[dict]) -> None:
                 bars.append(Bar(i, speedup, mismatch=cell["status"] == "mismatch"))
             else:
                 bars.append(Bar(i, None, gap=cell["status"] if cell["status"] not in ("ok", "mismatch") else "no eager"))
-        _draw(ax, bars, 0.7, COLORS[k % len(COLORS)], f"TVM {frontend}")
+        _draw(ax, bars, 0.7, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
         for b in bars:
             if b.value is not None:
                 ax.annotate(f"{b.value:.2f}x", (b.x, b.value), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)

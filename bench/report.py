@@ -45,15 +45,73 @@ def _stem(report: dict) -> str:
     return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{safe}"
 
 
+def check_out_dir(out_dir: str | Path, flag: str = "--out") -> Path:
+    """Make sure reports can be written to out_dir before any work starts (UserError otherwise)."""
+    import os
+    import tempfile
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out}: is a file, not a directory; name a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".gptbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{flag} {out}: cannot write there ({e.strerror or e}); choose a writable directory") from None
+    return out
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path through a temporary file in the same directory and a rename: a reader (or a
+    full disk) never sees half a file; on failure nothing is left behind."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _claim_stem(out: Path, stem: str) -> str:
+    """A stem none of whose report files exists yet, claimed atomically (O_EXCL on its JSON name), so two
+    runs finishing in the same second never overwrite each other: the second gets a -2 suffix."""
+    import os
+
+    for i in range(1, 1000):
+        candidate = stem if i == 1 else f"{stem}-{i}"
+        if any((out / f"{candidate}{ext}").exists() for ext in (".csv", ".md")):
+            continue
+        try:
+            os.close(os.open(out / f"{candidate}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"{out}: 999 reports named {stem}* already; choose another --name")
+
+
 def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Write JSON, CSV and Markdown; returns their paths."""
+    """Write JSON, CSV and Markdown, each atomically, under a name no other report has; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = _stem(report)
+    stem = _claim_stem(out, _stem(report))
     paths = dict(json=out / f"{stem}.json", csv=out / f"{stem}.csv", md=out / f"{stem}.md")
-    paths["json"].write_text(json.dumps(report, indent=1, default=str) + "\n")
-    to_frame(report).to_csv(paths["csv"], index=False)
-    paths["md"].write_text(to_markdown(report))
+    try:
+        atomic_write(paths["csv"], to_frame(report).to_csv(index=False))
+        atomic_write(paths["md"], to_markdown(report))
+        atomic_write(paths["json"], json.dumps(report, indent=1, default=str) + "\n")  # last: it replaces the claim
+    except BaseException:
+        for p in paths.values():
+            p.unlink(missing_ok=True)
+        raise
     return paths
 
 
@@ -82,6 +140,9 @@ def load_report(path: str | Path) -> dict:
         missing = [k for k in CELL_KEYS if not isinstance(cell, dict) or k not in cell]
         if missing:
             raise UserError(f"{p}: cell {i} lacks {', '.join(missing)}")
+        if cell.get("baselines") is not None and not isinstance(cell["baselines"], dict):
+            raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed \"baselines\" (an object of backend → record, "
+                            f"not {type(cell['baselines']).__name__})")
         for where, stats in _latencies(cell):
             if not isinstance(stats, dict) or not isinstance(stats.get("samples"), list) or "median" not in stats:
                 raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed {where} latency (needs median and samples)")
@@ -191,17 +252,18 @@ def to_markdown(report: dict) -> str:
     out = [
         f"# gptbench {report.get('kind', 'run')}: {report['name']}",
         "",
+        *([f"**Partial report**: the run was interrupted ({report.get('interrupted')}); it keeps the cells that finished, "
+           "the cell in progress is marked `interrupted` and the cells after it were not run.", ""] if report.get("partial") else []),
         f"{report['created']} · target {cfg.get('target')} · scenario {cfg.get('scenario')} · batch {cfg.get('batch')} · {shape} · "
         f"{cfg.get('shapes')} shapes · {cfg.get('dtype')} · tolerance rel L2 ≤ {cfg.get('tol')}",
         "",
         f"Environment: {environment_line(report.get('environment') or {})}",
         "",
-        f"Latency: median ± std of {cfg.get('repeat')} interleaved rounds after {cfg.get('warmup')} warmup "
-        "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode). "
-        "Speedup = baseline median / TVM median.",
+        latency_method(cfg, cells),
         "",
         md_table(headers, rows),
     ]
+    out += timing_check_markdown(cells)
     extra = [c for c in cells if c.get("metrics")]
     if extra:
         keys = sorted({k for c in extra for k in c["metrics"]})
@@ -225,10 +287,52 @@ def to_markdown(report: dict) -> str:
     if tuned:
         out += ["## Tuning databases", ""]
         out += [f"- {c['model']} × {c['frontend']}: `{c['tuning'].get('path')}` (hash {c['tuning'].get('hash')}, "
-                f"{c['tuning'].get('records')} records, {c['tuning'].get('matched', '?')} of {c['tuning'].get('tasks', '?')} kernels tuned)"
+                f"{c['tuning'].get('records')} records from {c['tuning'].get('trials', '?')} trials and {c['tuning'].get('tuning_wall_s', '?')} s "
+                f"of tuning, {c['tuning'].get('matched', '?')} of {c['tuning'].get('tasks', '?')} kernels tuned)"
+                + (f"; tuned in this run: {c['tuning']['tuned_in_this_run']['trials']} trials, "
+                   f"{c['tuning']['tuned_in_this_run']['wall_s']} s" if c["tuning"].get("tuned_in_this_run") else "; found in the cache")
+                * bool(c["tuning"].get("tuned_in_this_run") or c["tuning"].get("from_cache"))
                 for c in tuned]
         out.append("")
     return "\n".join(out)
+
+
+def latency_method(cfg: dict, cells: list[dict]) -> str:
+    """How the latencies of a report were taken, in one paragraph."""
+    plan = next((c["timing"]["describe"] for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("describe")), None)
+    how = plan or f"{cfg.get('warmup')} warmup calls, then {cfg.get('repeat')} interleaved rounds of one call per backend"
+    return (f"Latency: median ± std of {cfg.get('repeat')} samples per backend; {how} "
+            "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode; "
+            "ONNX Runtime: perf_counter around session.run). Speedup = baseline median / TVM median.")
+
+
+def timing_check_markdown(cells: list[dict]) -> list[str]:
+    """The solo check: each backend's median alone after the rounds next to its median in the rounds."""
+    rows, flagged = [], []
+    for c in cells:
+        t = c.get("timing") if isinstance(c.get("timing"), dict) else None
+        if not t or not t.get("solo"):
+            continue
+        if c.get("variant") and any(r[0] == c["model"] and r[1] == c["frontend"] for r in rows):
+            continue  # a passes report: every variant shares one measurement
+        machine = t.get("machine") or {}
+        others = None if "others_cores" not in machine else f"{machine['others_cores']:.2f}" + ("" if machine.get("quiet") else " **busy**")
+        for name, s in t["solo"].items():
+            mark = "**flagged**" if s.get("flagged") else "ok"
+            rows.append([c["model"], c["frontend"], name, f"{s['paired_median']:.3f}", f"{s['median']:.3f}", f"{s['diff'] * 100:+.1f}%", mark,
+                         others])
+        flagged += [f"- {c['model']} × {c['frontend']}: {f}" for f in t.get("flags") or []]
+    if not rows:
+        return []
+    tol = next(c["timing"].get("solo_tolerance") for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("solo"))
+    out = ["## Solo check", "",
+           f"After the rounds each backend ran once more alone (after its own idle wait); a solo median more than ±{tol:.0%} "
+           "from the median in the rounds is flagged: the machine drifted or the backends disturbed each other. "
+           "*Other load* is the CPU other processes (and the hypervisor) took while the cell was timed, in cores.", "",
+           md_table(["model", "frontend", "backend", "median in rounds ms", "solo median ms", "solo vs rounds", "check", "other load"], rows)]
+    if flagged:
+        out += ["Flagged:", "", *flagged, ""]
+    return out
 
 
 def _delta(new, base) -> str | None:

@@ -1,8 +1,8 @@
 """The matrix runner: models × frontends on one target and scenario, one cell at a time.
 
 A cell: build the model (labelled weights) → eager reference outputs → frontend import (op
-counts; every unsupported op on failure) → TVM build → parity vs eager → interleaved latency of
-TVM and the baselines → peak RSS. Whatever fails is recorded in the cell with its stage and
+counts; every unsupported op on failure) → TVM build → parity vs eager → latency of TVM and the
+baselines in alternating blocks (bench.timing) → peak RSS. Whatever fails is recorded in the cell with its stage and
 reason (`import_failed`, `build_failed`, `run_failed`, `mismatch`, `crashed`, `no_device`) and
 the run goes on with the next cell.
 
@@ -19,14 +19,14 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.baselines import BASELINES
 from bench.errors import UserError
 from bench.scenarios import SCENARIOS, SHAPES, check_fits
 
-STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout")
+STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout", "interrupted")
 DTYPES = ("float32", "float16")
 FAIL_ON = ("mismatch", "any", "none")
 TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
@@ -58,6 +58,14 @@ class RunConfig:
     val_text: str | None = None  # text whose last 10% gives a validation loss, eager and TVM (prefill, batch 1)
     val_tokens: int = 4096  # eager and TVM are compared on the split's first N tokens (0: all of it)
     dlight: bool = False  # add dlight's CPU default schedules (GEMV, Reduction) to the llvm pipeline
+    fast_math: bool = False  # approximate erf/tanh/exp/softmax that vectorise (bench.rewrites)
+    tune_budget: float = 0.0  # seconds: tune each model for at most this long when no database is cached for it
+    tune_cache: str = "results/tuning"  # where --tune-budget looks for and keeps databases
+    dbs: dict = field(default_factory=dict)  # model -> database found or made by --tune-budget
+    tuned_now: dict = field(default_factory=dict)  # model -> what tuning this run did (trials, seconds)
+    timing: str = "blocks"  # blocks | interleaved (see bench.timing)
+    block: int = 5  # timed calls per block
+    solo: int = 10  # calls per backend in the solo check (0: none)
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -65,18 +73,18 @@ class RunConfig:
         from bench.models import MODELS, WEIGHT_CHOICES, get_spec
         from bench.parity import DEFAULT_TOL
         from bench.targets import TARGETS
-        from frontends import FRONTENDS
+        from frontends import FRONTENDS, unknown_frontend
 
         if not self.models:
             raise ValueError("no model given; `gptbench models` lists them")
         if not self.frontends:
-            raise ValueError(f"no frontend given; choose from: {', '.join(FRONTENDS)}")
+            raise ValueError(str(unknown_frontend("")).replace("unknown frontend ''", "no frontend given"))
         for m in self.models:
             if m not in MODELS:
                 raise ValueError(str(unknown("model", m, list(MODELS))))
         for f in self.frontends:
             if f not in FRONTENDS:
-                raise ValueError(str(unknown("frontend", f, list(FRONTENDS))))
+                raise ValueError(str(unknown_frontend(f)))
             reason = FRONTENDS[f].unavailable_reason()
             if reason:
                 raise ValueError(f"frontend {f!r} is unavailable: {reason}")
@@ -103,19 +111,36 @@ class RunConfig:
             raise ValueError("symbolic shapes need --seq-len >= 2 (torch.export specialises sizes 0 and 1)")
         if self.scenario == "decode" and self.shapes == "symbolic" and self.past_len < 2:
             raise ValueError("symbolic shapes need --past-len >= 2 (torch.export specialises sizes 0 and 1)")
+        if "none" in self.baselines:
+            if len(self.baselines) > 1:
+                raise ValueError("--baselines none times TVM alone; it cannot be combined with other baselines")
+            self.baselines = []
         for b in self.baselines:
             if b not in BASELINES:
-                raise ValueError(str(unknown("baseline", b, list(BASELINES))))
-        if "untuned" in self.baselines and not self.db:
-            raise ValueError("the untuned baseline is TVM without a tuning database: it needs --db")
-        if "eager" not in self.baselines:
+                raise ValueError(str(unknown("baseline", b, [*BASELINES, "none"])))
+        if "untuned" in self.baselines and not (self.db or self.tune_budget):
+            raise ValueError("the untuned baseline is TVM without a tuning database: it needs --db or --tune-budget")
+        if self.tune_budget < 0:
+            raise ValueError("--tune-budget must not be negative")
+        if self.tune_budget and self.db:
+            raise ValueError("--tune-budget finds or makes a database itself; drop --db (or drop --tune-budget to use yours)")
+        if self.tune_budget and self.scenario == "generate":
+            raise ValueError("--tune-budget tunes prefill or decode; for generate, tune each with `gptbench tune` and pass --db")
+        if self.tune_budget and self.shapes != "static":
+            raise ValueError("--tune-budget needs --shapes static (MetaSchedule tunes fixed shapes)")
+        if self.baselines and "eager" not in self.baselines:
             self.baselines = ["eager", *self.baselines]
+        self.plan()  # validates --timing, --block, --solo
         self.threads = self.threads or usable_cores()
         self.tol = self.tol or DEFAULT_TOL[self.dtype]
         if self.val_tokens < 0:
             raise ValueError("--val-tokens must not be negative")
-        if self.val_text is not None and not Path(self.val_text).is_file():
-            raise ValueError(f"--val-text {self.val_text}: no such file")
+        if self.val_text is not None:
+            check_text_file("--val-text", self.val_text)
+        if self.cuda_arch and self.target != "cuda":
+            raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
+        if self.cell_timeout and not self.isolate:
+            raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
         if self.db is not None:
             if not Path(self.db).is_dir():
                 raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
@@ -123,9 +148,12 @@ class RunConfig:
             from bench.tuning import validate_database
 
             try:
-                validate_database(self.db, make_target(self.target, self.threads, self.cuda_arch))
+                meta = validate_database(self.db, make_target(self.target, self.threads, self.cuda_arch))
             except UserError as e:
                 raise ValueError(str(e)) from None
+            if bool(meta.get("fast_math")) != self.fast_math:
+                raise ValueError(f"--db {self.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
+                                 f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
         for m in self.models:
             spec = get_spec(m)
             try:
@@ -138,8 +166,37 @@ class RunConfig:
         if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
             raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
 
+    def db_for(self, model: str) -> str | None:
+        """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
+        return self.dbs.get(model) or self.db
+
+    def plan(self):
+        from bench.timing import TimingPlan
+
+        return TimingPlan(warmup=self.warmup, repeat=self.repeat, method=self.timing, block=self.block, solo=self.solo)
+
     def cells(self) -> list[tuple[str, str]]:
         return [(m, f) for m in self.models for f in self.frontends]
+
+
+def check_text_file(flag: str, path: str) -> None:
+    """ValueError unless path is a readable UTF-8 text file (checked before any work starts)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {path}: is a directory; give a UTF-8 text file")
+    if not p.is_file():
+        raise ValueError(f"{flag} {path}: no such file")
+    try:
+        head = p.open("rb").read(1 << 16)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot read it ({e.strerror or e})") from None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # not just a character cut at the 64 KiB boundary
+            raise ValueError(f"{flag} {path}: not UTF-8 text (byte {e.start}: {head[e.start]:#04x}); give a text file") from None
+    if b"\x00" in head:
+        raise ValueError(f"{flag} {path}: holds NUL bytes: a binary file, not text")
 
 
 def configure_threads(threads: int) -> None:
@@ -163,7 +220,7 @@ ID_FIELDS = ("model", "frontend", "target", "scenario", "batch", "seq_len", "pas
 
 
 def round_progress(tag: str, every_s: float = 15.0):
-    """A progress callback for `interleave` that speaks up at most every `every_s` seconds."""
+    """A progress callback for `measure` that speaks up at most every `every_s` seconds."""
     state = {"last": time.perf_counter()}
 
     def report(done: int, total: int) -> None:
@@ -182,6 +239,12 @@ def cell_id(cell: dict) -> str:
     return f"{key}|{cell['variant']}" if cell.get("variant") else key
 
 
+def variant_name(cfg) -> str | None:
+    """The pipeline variant a cell was built with (part of its id: compare never matches two variants)."""
+    parts = (["+dlight"] if cfg.dlight else []) + (["+fastmath"] if cfg.fast_math else [])
+    return "".join(parts) or None
+
+
 def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
     cell = dict(
         model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
@@ -191,9 +254,9 @@ def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
         shapes=cfg.shapes, dtype=cfg.dtype, threads=cfg.threads,
         status="crashed", stage=None, error=None, unsupported_ops=[],
         weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
-        parity=None, tvm=None, baselines={}, speedup={}, peak_rss_mb=None,
+        parity=None, tvm=None, baselines={}, speedup={}, timing=None, peak_rss_mb=None,
         rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
-        tuning=None, target_spec=None, variant="+dlight" if cfg.dlight else None,
+        tuning=None, target_spec=None, variant=variant_name(cfg), rewrites={},
     )
     cell["id"] = cell_id(cell)
     return cell
@@ -254,13 +317,20 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
     cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
     cell["stage"] = "build"
+    from bench.rewrites import rewrite_counts
+
+    cell["rewrites"] = rewrite_counts(imported.mod, cfg.fast_math)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-    if cfg.db:
+    db = cfg.db_for(cell["model"])
+    if db:
         from bench.tuning import check_database
 
-        cell["tuning"] = check_database(cfg.db, tinfo, imported.mod)
+        cell["tuning"] = check_database(db, tinfo, imported.mod)
+        cell["tuning"].update(cfg.tuned_now.get(cell["model"]) or {})
+    elif (cfg.tuned_now.get(cell["model"]) or {}).get("tuning_error"):
+        cell["notes"]["tuning_error"] = cfg.tuned_now[cell["model"]]["tuning_error"]
     try:
-        ex, build_s = build(imported.mod, tinfo.target, cfg.db, dlight=cfg.dlight)
+        ex, build_s = build(imported.mod, tinfo.target, db, dlight=cfg.dlight, fast_math=cfg.fast_math)
     except Exception as e:  # noqa: BLE001 - a build failure is a result
         cell.update(status="build_failed", error=short_error(e))
         log(f"{tag} build failed: {cell['error']}")
@@ -280,7 +350,6 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
     from bench import baselines as bl
     from bench.parity import compare
     from bench.scenarios import make_case
-    from bench.timing import Stats, interleave
     from frontends.base import short_error
 
     tag = f"[{model} × {frontend}]"
@@ -310,19 +379,12 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
             f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
         if cfg.val_text and cfg.scenario == "prefill":
             _text_metrics(cfg, loaded, compiled, case, cell, tag)
-        prepared = {"eager": eager}
+        prepared = {"eager": eager} if cfg.baselines else {}
         for name in cfg.baselines:
             if name == "eager":
                 continue
             try:
-                if name == "compile":
-                    prepared[name] = bl.prepare_compile(case, torch_device)
-                elif name == "untuned":
-                    log(f"{tag} building the untuned baseline (no tuning database)")
-                    prepared[name] = bl.prepare_untuned(compiled.imported, tinfo, case.inputs, cfg.dlight)
-                else:
-                    onnx_file = workdir / "model.onnx" if frontend == "onnx" else None
-                    prepared[name] = bl.prepare_ort(case, torch_device, cfg.threads, onnx_file, workdir)
+                prepared[name] = _prepare_baseline(name, cfg, case, compiled, tinfo, torch_device, frontend, workdir, tag)
                 base_par = compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1, case.output_names)
                 cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
                                                parity=base_par, info=prepared[name].info)
@@ -330,11 +392,10 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
                 prepared.pop(name, None)
                 cell["baselines"][name] = dict(status="failed", error=short_error(e))
                 log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
-        cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
+        if "eager" in prepared:
+            cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
         timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
-        log(f"{tag} timing {', '.join(timers)}: {cfg.warmup} warmup + {cfg.repeat} interleaved rounds")
-        samples = interleave(timers, cfg.warmup, cfg.repeat, progress=round_progress(tag))
-        stats = {n: Stats.from_seconds(s) for n, s in samples.items()}
+        stats = time_backends(cfg.plan(), timers, cell, tag)
         cell["tvm"] = stats["tvm"].to_dict()
         for name in prepared:
             cell["baselines"][name]["latency"] = stats[name].to_dict()
@@ -342,8 +403,41 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
         cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
         if not cell["parity"]["ok"]:
             cell["error"] = f"parity: {cell['parity']['reason']}"
-        log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms, eager {stats['eager'].median:.3f} ms, "
-            f"speedup {cell['speedup']['eager']:.3f}x")
+        versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell['speedup']['eager']:.3f}x" if "eager" in stats else " (timed alone)")
+        log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms{versus}")
+
+
+def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_device: str, frontend: str, workdir: Path, tag: str):
+    from bench import baselines as bl
+
+    if name == "compile":
+        return bl.prepare_compile(case, torch_device)
+    if name == "untuned":
+        log(f"{tag} building the untuned baseline (no tuning database)")
+        return bl.prepare_untuned(compiled.imported, tinfo, case.inputs, cfg.dlight, cfg.fast_math)
+    if name == "ort":
+        onnx_file = workdir / "model.onnx" if frontend == "onnx" else None
+        return bl.prepare_ort(case, torch_device, cfg.threads, onnx_file, workdir)
+    raise ValueError(f"no way to prepare baseline {name!r}")  # RunConfig rejects unknown names first
+
+
+def time_backends(plan, timers: dict, cell: dict, tag: str) -> dict:
+    """Time `timers` by `plan`; record the method and the solo check in `cell["timing"]` (flags go to
+    stderr too). Returns Stats per backend."""
+    from bench.timing import MachineProbe, Stats, measure
+
+    log(f"{tag} timing {', '.join(timers)}: {plan.describe()}")
+    probe = MachineProbe()
+    m = measure(timers, plan, progress=round_progress(tag))
+    cell["timing"] = m.summary(plan)
+    cell["timing"]["machine"] = machine = probe.result()
+    flags = [f"solo check: {f}" for f in m.flags()]
+    if not machine["quiet"]:
+        flags.append(machine["warning"])
+    cell["timing"]["flags"] = flags
+    for f in flags:
+        log(f"{tag} WARNING {f}")
+    return {n: Stats.from_seconds(s) for n, s in m.samples.items()}
 
 
 def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) -> None:
@@ -377,7 +471,30 @@ def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) 
         cell["parity"]["reason"] = f"validation loss differs by {m['nll_rel_diff']:.2e} relative (> {TEXT_TOL:g})"
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a run: the cells finished so far are kept (`cells`)."""
+
+    def __init__(self, signame: str, exit_code: int, cells: list[dict]):
+        super().__init__(signame)
+        self.signame, self.exit_code, self.cells = signame, exit_code, cells
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies, however the parent died (no orphans)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
+    import signal
+
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     try:
         conn.send(execute_cell(cfg, model, frontend))
     finally:
@@ -401,6 +518,10 @@ def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
             result = recv.recv()
     except EOFError:
         result = None
+    except BaseException:  # Ctrl-C or SIGTERM: the worker goes with us
+        proc.kill()
+        proc.join()
+        raise
     if result is None and proc.is_alive():
         proc.kill()
     proc.join()
@@ -417,15 +538,83 @@ def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
     return cell
 
 
+def tuning_frontend(cfg: RunConfig) -> str:
+    """The frontend whose import a --tune-budget database is tuned on: export where asked (its kernels
+    are what the other frontends' builds match against as far as they can), else the first asked."""
+    return "export" if "export" in cfg.frontends else cfg.frontends[0]
+
+
+def ensure_tuned(cfg: RunConfig) -> None:
+    """--tune-budget: for each model, use the cached database for (TVM version, target, model, scenario,
+    shapes, fast-math) when there is one, else tune one for at most the budget and keep it. Fills
+    cfg.dbs (model -> path) and cfg.tuned_now (model -> what this run's tuning did)."""
+    from bench.targets import make_target
+    from bench.tuning import default_db_dir, read_meta, tune
+
+    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    for model in cfg.models:
+        db = default_db_dir(model, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, True, cfg.fast_math, root=cfg.tune_cache)
+        meta = read_meta(db)
+        if meta is not None and meta.get("trials"):
+            log(f"[{model}] tuning database found: {db} ({meta.get('trials')} trials, {meta.get('wall_s')} s of tuning); tuning nothing")
+            cfg.dbs[model] = str(db)
+            cfg.tuned_now[model] = dict(from_cache=True)
+            continue
+        frontend = tuning_frontend(cfg)
+        log(f"[{model}] no tuning database at {db}: tuning through {frontend} for at most {cfg.tune_budget:g} s")
+        one = replace(cfg, models=[model], frontends=[frontend], db=None, dbs={}, tuned_now={})
+        try:
+            meta = tune(one, frontend, 0, db, True, None, log, budget_s=cfg.tune_budget)
+        except Exception as e:  # noqa: BLE001 - the cells then run untuned and say why
+            from frontends.base import short_error
+
+            log(f"[{model}] tuning failed, its cells build untuned: {short_error(e)}")
+            cfg.tuned_now[model] = dict(tuning_error=short_error(e))
+            continue
+        (db / "SUMMARY.md").write_text(_summary(meta) + "\n")
+        cfg.dbs[model] = str(db)
+        cfg.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])
+        log(f"[{model}] tuned {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s "
+            f"(stopped by {meta['last_session']['stopped_by']}): {db}")
+
+
+def _summary(meta: dict) -> str:
+    from bench.tuning import summary_markdown
+
+    return summary_markdown(meta)
+
+
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     cells = []
     todo = cfg.cells()
     configure_threads(cfg.threads)
-    for i, (model, frontend) in enumerate(todo, 1):
-        log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
-            f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
-        cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
-        cells.append(cell)
-        if on_cell:
-            on_cell(cell)
+    import signal
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        if cfg.tune_budget:
+            ensure_tuned(cfg)
+        for i, (model, frontend) in enumerate(todo, 1):
+            log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
+                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
+            try:
+                cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
+            except KeyboardInterrupt as e:
+                term = str(e) == "SIGTERM"
+                cell = _blank_cell(cfg, model, frontend)
+                cell.update(status="interrupted", error=f"{'SIGTERM' if term else 'Ctrl-C (SIGINT)'} during this cell; "
+                                                        f"{len(todo) - i} cell(s) after it not run")
+                cells.append(cell)
+                raise Interrupted("SIGTERM" if term else "SIGINT", 143 if term else 130, cells) from None
+            cells.append(cell)
+            if on_cell:
+                on_cell(cell)
+    except KeyboardInterrupt as e:  # during tuning, before any cell
+        term = str(e) == "SIGTERM"
+        raise Interrupted("SIGTERM" if term else "SIGINT", 143 if term else 130, cells) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return cells

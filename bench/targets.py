@@ -44,13 +44,13 @@ def host_mcpu() -> str:
 
 
 def normalize_arch(arch: str) -> str:
-    """'90', 'sm90', 'sm_90', '9.0' -> 'sm_90'."""
+    """'90', 'sm90', 'sm_90', '9.0', 'sm_90a' -> 'sm_90[a]'; UserError for anything that is not a
+    CUDA compute capability (major 3-12, one minor digit, optional a/f suffix)."""
     s = str(arch).strip().lower()
-    m = re.fullmatch(r"(?:sm_?)?(\d+)(?:\.(\d+))?([a-z]?)", s)
-    if not m:
-        raise UserError(f"bad CUDA architecture {arch!r}: expected e.g. sm_90, 90 or 9.0")
-    major_minor = m.group(1) + (m.group(2) or "")
-    return f"sm_{major_minor}{m.group(3)}"
+    m = re.fullmatch(r"(?:sm_?)?(\d{1,2})(\d)([af]?)", s) or re.fullmatch(r"(\d{1,2})\.(\d)([af]?)", s)
+    if not m or not 3 <= int(m.group(1)) <= 12:
+        raise UserError(f"bad CUDA architecture {arch!r}: expected a compute capability such as sm_86, sm_90, sm_90a, 90 or 9.0")
+    return f"sm_{m.group(1)}{m.group(2)}{m.group(3)}"
 
 
 def gpu_arch() -> str | None:

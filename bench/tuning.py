@@ -49,12 +49,13 @@ def target_key(tinfo) -> str:
     return f"cuda-{fp['arch']}" if fp["kind"] == "cuda" else f"llvm-{fp['mcpu']}-{fp['num_cores']}c"
 
 
-def default_db_dir(model: str, scenario: str, batch: int, seq_len: int, past_len: int, tinfo, prepack: bool) -> Path:
+def default_db_dir(model: str, scenario: str, batch: int, seq_len: int, past_len: int, tinfo, prepack: bool,
+                   fast_math: bool = False, root: str | Path | None = None) -> Path:
     import tvm
 
     shape = f"t{seq_len}" if scenario == "prefill" else f"p{past_len}"
-    name = f"{model}-{scenario}-b{batch}-{shape}" + ("-prepack" if prepack else "")
-    return TUNING_ROOT / f"tvm-{tvm.__version__}" / target_key(tinfo) / name
+    name = f"{model}-{scenario}-b{batch}-{shape}" + ("-prepack" if prepack else "") + ("-fastmath" if fast_math else "")
+    return Path(root or TUNING_ROOT) / f"tvm-{tvm.__version__}" / target_key(tinfo) / name
 
 
 def read_meta(db_dir) -> dict | None:
@@ -64,9 +65,15 @@ def read_meta(db_dir) -> dict | None:
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"{path} is corrupt ({e.msg} at line {e.lineno}); delete the database or restore the file") from None
+        raise UserError(f"{path} is corrupt ({e.msg}, line {e.lineno}); delete the database or restore the file") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is corrupt: a JSON object was expected, found {type(meta).__name__}; delete the database or restore the file")
     if meta.get("format") != META_FORMAT:
         raise UserError(f"{path} is not a gptbench tuning database description (format {meta.get('format')!r})")
+    for key, kind in (("target", dict), ("tvm_version", str), ("model", str), ("shapes", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise UserError(f"{path} is corrupt: \"{key}\" should be a {'JSON object' if kind is dict else 'string'}, "
+                            f"found {meta.get(key)!r}; delete the database or restore the file")
     return meta
 
 
@@ -103,6 +110,23 @@ def drop_records(db_dir, tasks) -> int:
     return len(lines) - len(keep)
 
 
+def check_records(db_dir) -> None:
+    """UserError naming the file and line when a database file is not JSON lines (a truncated write)."""
+    for name in DB_FILES:
+        path = Path(db_dir) / name
+        if not path.is_file():
+            continue
+        with path.open() as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path} is corrupt at line {lineno} ({e.msg}): a tuning session was cut off while "
+                                    f"writing? Delete that line (or the database) and re-tune") from None
+
+
 def count_records(db_dir) -> int:
     path = Path(db_dir) / DB_FILES[1]
     return sum(1 for line in path.open() if line.strip()) if path.is_file() else 0
@@ -120,6 +144,7 @@ def validate_database(db_dir, tinfo) -> dict:
     if meta.get("tvm_version") != tvm.__version__:
         raise UserError(f"tuning database {db} was made with TVM {meta.get('tvm_version')}, this is TVM {tvm.__version__}: "
                         "schedules do not carry across versions; re-tune with `gptbench tune`")
+    check_records(db)
     want, got = meta.get("target"), target_fingerprint(tinfo)
     if want != got:
         diff = ", ".join(f"{k} {want.get(k)!r} (database) vs {got.get(k)!r} (here)" for k in sorted(set(want) | set(got))
@@ -129,20 +154,20 @@ def validate_database(db_dir, tinfo) -> dict:
     return meta
 
 
-def fused_module(mod, target, prepack: bool):
+def fused_module(mod, target, prepack: bool, fast_math: bool = False):
     """The module as MetaSchedule sees it (see `bench.build.tuning_passes`)."""
     import tvm
 
     from bench.build import tuning_passes
 
     with target, tvm.transform.PassContext(opt_level=3):
-        return tvm.transform.Sequential(tuning_passes(target, prepack))(mod)
+        return tvm.transform.Sequential(tuning_passes(target, prepack, fast_math))(mod)
 
 
-def extract(mod, target, prepack: bool) -> list:
+def extract(mod, target, prepack: bool, fast_math: bool = False) -> list:
     from tvm.s_tir import meta_schedule as ms
 
-    return list(ms.relax_integration.extract_tasks(fused_module(mod, target, prepack), target))
+    return list(ms.relax_integration.extract_tasks(fused_module(mod, target, prepack, fast_math), target))
 
 
 def check_database(db_dir, tinfo, mod) -> dict:
@@ -151,7 +176,7 @@ def check_database(db_dir, tinfo, mod) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
     meta = validate_database(db_dir, tinfo)
-    tasks = extract(mod, tinfo.target, bool(meta.get("prepack")))
+    tasks = extract(mod, tinfo.target, bool(meta.get("prepack")), bool(meta.get("fast_math")))
     db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
     # has_workload is not enough: tune_tasks registers every task's workload before tuning it
     matched = sum(1 for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is not None)
@@ -197,7 +222,75 @@ def cpu_build(mod, target, _params):
     return tvm_build(mod, target=target)
 
 
-def _progress_callback(total: int):
+class Budget:
+    """When tuning stops: a wall-clock deadline (time.monotonic), a Ctrl-C, or neither."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.deadline = None if not seconds else time.monotonic() + seconds
+        self.interrupted = False
+
+    def over(self) -> bool:
+        return self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+
+PATIENCE = 3  # a task whose best kernel improved by under MIN_GAIN over its last PATIENCE batches stops
+MIN_GAIN = 0.01
+
+
+def _scheduler(budget: Budget, best: dict, history: dict, log):
+    """The MetaSchedule task scheduler of a tuning session with a wall-clock budget (`--budget`,
+    `run --tune-budget`): it spends trials where the latency is, and stops on time.
+
+    1. One round over every task (as MetaSchedule's own schedulers do): each task's first batch.
+    2. Then always the live task with the largest weighted latency (occurrences × best measured
+       kernel time): where the model's time is. A task whose best kernel stopped improving
+       (under 1% over its last 3 batches) is stopped, so the budget goes to the kernels that
+       still improve; MetaSchedule itself stops a task whose search space is exhausted (an
+       element-wise kernel often has one schedule). When every task has stopped, so does the
+       session, before its budget: a budget is a limit, not a target.
+    3. When the deadline passes (or Ctrl-C was pressed), no new batch starts: MetaSchedule
+       joins the batches in flight and ends the session normally, records kept.
+    A session with only --trials keeps MetaSchedule's gradient scheduler, with Ctrl-C handled
+    the same way. `best` and `history` are filled by the measure callback (best seconds per
+    task, per batch)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class BudgetScheduler(ms.task_scheduler.PyTaskScheduler):
+        def __init__(self):
+            super().__init__()
+            self.first_round = 0
+
+        def next_task_id(self) -> int:
+            ts = self._outer()
+            tasks = ts.tasks_
+            n = len(tasks)
+            if budget.over():
+                return -1
+            if self.first_round < n:
+                self.first_round += 1
+                return self.first_round - 1
+            for i in range(n):
+                ts.touch_task(i)  # joins every batch that has finished (its results reach `best`)
+            alive = [i for i in range(n) if not tasks[i].is_terminated]
+            idle = [i for i in alive if tasks[i].measure_candidates is None]
+            for i in idle:
+                h = history.get(i, [])
+                if not tasks[i].is_terminated and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
+                    ts.terminate_task(i)
+            alive = [i for i in range(n) if not tasks[i].is_terminated]
+            if not alive:
+                return -1
+            pick = max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
+            if tasks[pick].measure_candidates is not None:
+                ts.join_running_task(pick)
+            return pick
+
+    return BudgetScheduler()
+
+
+def _progress_callback(total: int, best: dict | None = None, history: dict | None = None):
     from tqdm import tqdm
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
@@ -209,14 +302,24 @@ def _progress_callback(total: int):
 
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             self.bar.update(len(measure_candidates))
+            if best is not None:
+                secs = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in runner_results
+                        if r.error_msg is None and r.run_secs]
+                if secs:
+                    best[task_id] = min(best.get(task_id, float("inf")), min(secs))
+                history.setdefault(task_id, []).append(best.get(task_id, float("inf")))
 
     return Progress()
 
 
 def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
-         only: list[str] | None = None, skip: list[str] | None = None) -> dict:
+         only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None) -> dict:
     """Tune the kernels of cfg.models[0] for cfg's shapes into db_dir (all of them, or those whose
-    task name contains one of `only`, less those containing one of `skip`); returns the summary."""
+    task name contains one of `only`, less those containing one of `skip`); returns the summary.
+    Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
+    the call (checked between measurement batches), or at Ctrl-C (the summary then says
+    `interrupted`); in every case the records so far and a valid description are kept."""
+    import signal
     import tempfile
 
     import tvm
@@ -229,22 +332,34 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     from frontends import get_frontend
     from frontends.base import ImportRequest
 
+    budget = Budget(budget_s)
     configure_threads(cfg.threads)
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     db_dir = Path(db_dir)
     meta = read_meta(db_dir)
     if meta is not None:
         validate_database(db_dir, tinfo)
+        want = dict(model=cfg.models[0], scenario=cfg.scenario,
+                    shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
+                                past_len=cfg.past_len if cfg.scenario == "decode" else 0))
+        have = {k: meta.get(k) for k in want}
+        if have != want:
+            diff = ", ".join(f"{k} {have[k]!r} (database) vs {want[k]!r} (asked)" for k in want if have[k] != want[k])
+            raise UserError(f"{db_dir} was tuned for another workload: {diff}; use another --db (kernels would not match)")
         if bool(meta.get("prepack")) != prepack:
             raise UserError(f"{db_dir} was tuned {'with' if meta.get('prepack') else 'without'} --prepack; "
+                            "keep that setting when continuing it (or use another --db)")
+        if bool(meta.get("fast_math")) != cfg.fast_math:
+            raise UserError(f"{db_dir} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math; "
                             "keep that setting when continuing it (or use another --db)")
     loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, "static", cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
-    tasks = extract(imported.mod, tinfo.target, prepack)
+    tasks = extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
     log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
-        f"{cfg.scenario}; {trials} trials into {db_dir}")
+        f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
+        + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
     selected = [t for t in tasks if (not only or any(o in t.task_name for o in only))
                 and not any(s in t.task_name for s in skip or [])]
     if not selected:
@@ -271,33 +386,75 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    if trials > 0:
-        ms.tune.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=str(db_dir),
-            max_trials_global=trials,
-            max_trials_per_task=max_trials_per_task,
-            num_trials_per_iter=min(64, max(8, trials // max(1, len(selected)))),
-            builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads,
-                                            f_build=cpu_build if cfg.target == "llvm" else None),
-            runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
-            database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _progress_callback(trials)],
-        )
+    limit = trials if trials > 0 else (100_000 if budget_s else 0)
+    best: dict = {}
+    history: dict = {}
+
+    def on_sigint(_signum, _frame):
+        if budget.interrupted or not budget_s:  # the gradient scheduler cannot be stopped gently: unwind
+            budget.interrupted = True
+            raise KeyboardInterrupt
+        budget.interrupted = True
+        log("\ninterrupted: finishing the measurements in flight, then saving the database (Ctrl-C again to abort)")
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        if limit > 0:
+            scheduler = _scheduler(budget, best, history, log) if budget_s else "gradient"
+            _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
+                        _progress_callback(trials or None, best, history))
+    except BaseException:  # noqa: BLE001 - Ctrl-C arrives as KeyboardInterrupt or wrapped in a TVM error
+        if not budget.interrupted:
+            raise
+        log("\ninterrupted: saving what was measured")
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     wall = time.perf_counter() - t0
     rows = task_summary(tasks, db_dir)
     previous = meta or {}
+    trials_done = count_records(db_dir) - int(previous.get("records", 0))
     meta = dict(
         format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
         frontend=frontend, scenario=cfg.scenario, shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
                                                              past_len=cfg.past_len if cfg.scenario == "decode" else 0),
-        prepack=prepack, tasks=len(tasks), trials=int(previous.get("trials", 0)) + trials,
+        prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
         wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
         records=count_records(db_dir), hash=db_hash(db_dir), task_summary=rows,
+        last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=budget_s, trial_limit=trials or None,
+                          stopped_by="interrupt" if budget.interrupted else ("budget" if budget.over() else "trials or search space")),
     )
-    (db_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    from bench.report import atomic_write
+
+    atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
+    ms.tune.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=str(db_dir),
+        max_trials_global=limit,
+        max_trials_per_task=max_trials_per_task,
+        task_scheduler=scheduler,
+        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < 100_000 else 16,
+        builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None),
+        runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
+        database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+    )
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '5m', '1h', '1h30m', '0'; ValueError naming the forms otherwise."""
+    import re
+
+    t = str(text).strip().lower()
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", t)
+    if not t or m is None or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration: write e.g. 90s, 5m, 1h30m (0 for none)")
+    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + sec
 
 
 def summary_markdown(meta: dict) -> str:
@@ -309,9 +466,11 @@ def summary_markdown(meta: dict) -> str:
     return "\n".join([
         f"# tuning database: {meta['model']} {meta['scenario']} {meta['shapes']} on {meta['target']}",
         "",
-        f"TVM {meta['tvm_version']}, frontend {meta['frontend']}, prepack {meta['prepack']}: {meta['tasks']} tasks, "
-        f"{meta['trials']} trials in {meta['sessions']} session(s), {meta['wall_s']} s of tuning, {meta['records']} records, "
-        f"hash {meta['hash']}.",
+        f"TVM {meta['tvm_version']}, frontend {meta['frontend']}, prepack {meta['prepack']}, fast math {bool(meta.get('fast_math'))}: "
+        f"{meta['tasks']} tasks, {meta['trials']} trials in {meta['sessions']} session(s), {meta['wall_s']} s of tuning, "
+        f"{meta['records']} records, hash {meta['hash']}."
+        + (f" Last session: {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s, stopped by "
+           f"{meta['last_session']['stopped_by']}." if meta.get("last_session") else ""),
         "",
         f"Estimated latency from the best measured kernels: {sum(known):.2f} ms (sum of weight × best; kernels only, "
         f"no VM overhead){'; ' + str(untuned) + ' task(s) without a valid record' if untuned else ''}.",

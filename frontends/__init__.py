@@ -12,12 +12,24 @@ REGISTRY: list[Frontend] = [TorchExportFrontend(), OnnxFrontend(), FxFrontend(),
 FRONTENDS: dict[str, Frontend] = {f.name: f for f in REGISTRY}
 
 
-def get_frontend(name: str) -> Frontend:
+def available() -> list[str]:
+    """The frontends this TVM can run (relay needs TVM <= 0.19: it is named, never offered, elsewhere)."""
+    return [name for name, f in FRONTENDS.items() if f.unavailable_reason() is None]
+
+
+def unknown_frontend(name: str):
     from bench.errors import unknown
 
+    err = unknown("frontend", name, available())
+    missing = [n for n in FRONTENDS if n not in available()]
+    return type(err)(f"{err} (not available with this TVM: {', '.join(missing)})") if missing else err
+
+
+def get_frontend(name: str) -> Frontend:
     if name not in FRONTENDS:
-        raise unknown("frontend", name, list(FRONTENDS))
+        raise unknown_frontend(name)
     return FRONTENDS[name]
 
 
-__all__ = ["Frontend", "FrontendError", "Imported", "ImportRequest", "REGISTRY", "FRONTENDS", "get_frontend"]
+__all__ = ["Frontend", "FrontendError", "Imported", "ImportRequest", "REGISTRY", "FRONTENDS", "available", "get_frontend",
+           "unknown_frontend"]

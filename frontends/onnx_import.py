@@ -51,6 +51,28 @@ def _needs_external_data(req: ImportRequest) -> bool:
     return n_bytes > 1_800_000_000  # protobuf's 2 GB limit on one file
 
 
+def inline_scalar_initializers(model) -> int:
+    """Turn every one-element initializer into a Constant node (in place); returns how many.
+
+    With keep_params_in_input, `from_onnx` makes every initializer a weight parameter of `main`,
+    scalars included (the 3.0 of GPT-2's `pow(x, 3)`, the 0.5 of GELU), so the Relax graph cannot
+    see their values; torch.export hands the same scalars to Relax as constants."""
+    import numpy as np
+    import onnx
+
+    scalars = [t for t in model.graph.initializer if int(np.prod(t.dims)) <= 1]
+    names = {t.name for t in scalars}
+    for t in reversed(scalars):
+        model.graph.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
+    keep_inits = [t for t in model.graph.initializer if t.name not in names]
+    keep_inputs = [i for i in model.graph.input if i.name not in names]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep_inits)
+    del model.graph.input[:]
+    model.graph.input.extend(keep_inputs)
+    return len(scalars)
+
+
 def onnx_op_counts(model) -> Counter:
     """Op types of the main graph (inline local functions first)."""
     return Counter(node.op_type for node in model.graph.node)
@@ -74,7 +96,12 @@ class OnnxFrontend(Frontend):
             raise FrontendError(self.name, "export", short_error(e)) from e
         if model.functions:
             model = onnx.inliner.inline_local_functions(model)
-        ops = onnx_op_counts(model)
+        ops = onnx_op_counts(model)  # the exported graph's ops, before the change below
+        patches = []
+        n_scalars = inline_scalar_initializers(model)
+        if n_scalars:
+            patches.append(f"{n_scalars} scalar initializer(s) imported as constants, not weights (so that e.g. pow(x, 3) "
+                           "can be rewritten; the torch.export path has them as constants already)")
         supported = set(_get_convert_map()) | {"Constant", "If"}
         missing = [op for op in ops if op not in supported]
         if missing:
@@ -90,4 +117,4 @@ class OnnxFrontend(Frontend):
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "import", short_error(e)) from e
         notes = dict(onnx_file=str(path), opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None))
-        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, notes=notes)
+        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches=patches, notes=notes)

@@ -11,7 +11,7 @@ import pytest
     "argv,expected",
     [
         (["run", "--model", "gpt3"], ["unknown model 'gpt3'", "gpt2-tiny"]),
-        (["run", "--model", "gpt2-tiny", "--frontend", "tflite"], ["unknown frontend 'tflite'", "export, onnx, fx"]),
+        (["run", "--model", "gpt2-tiny", "--frontend", "tflite"], ["unknown frontend 'tflite'", "choose from: export, onnx, fx (not available with this TVM: relay)"]),
         (["run", "--model", "gpt2-tiny", "--target", "vulkan"], ["unknown target 'vulkan'", "llvm, cuda"]),
         (["run", "--model", "gpt2-tiny", "--seq-len", "4096"], ["4096 tokens exceeds the model's context of 128"]),
         (["run", "--model", "gpt2-tiny", "--scenario", "decode", "--past-len", "128"], ["129 tokens exceeds"]),
@@ -24,6 +24,18 @@ import pytest
         (["run", "--model", "gpt2-tiny", "--dtype", "float16"], ["float16 is for --target cuda"]),
         (["run", "--model", "gpt2-tiny", "--db", "/no/such/db"], ["no such tuning database"]),
         (["run", "--model", "gpt2-tiny", "--baselines", "untuned"], ["untuned baseline", "needs --db"]),
+        (["run", "--model", "gpt2-tiny", "--baselines", "none,ort"], ["--baselines none times TVM alone"]),
+        (["run", "--model", "gpt2-tiny", "--timing", "zigzag"], ["unknown timing method 'zigzag'", "blocks, interleaved"]),
+        (["run", "--model", "gpt2-tiny", "--block", "0"], ["--block must be >= 1"]),
+        (["run", "--model", "gpt2-tiny", "--target", "cuda", "--cuda-arch", "sm_1"], ["bad CUDA architecture 'sm_1'"]),
+        (["run", "--model", "gpt2-tiny", "--target", "cuda", "--cuda-arch", "90z"], ["bad CUDA architecture '90z'"]),
+        (["run", "--model", "gpt2-tiny", "--cuda-arch", "sm_90"], ["--cuda-arch sm_90 is for --target cuda"]),
+        (["run", "--model", "gpt2-tiny", "--cell-timeout", "5", "--no-isolate"], ["--cell-timeout needs cells in their own process"]),
+        (["run", "--model", "gpt2-tiny", "--val-text", "/"], ["is a directory"]),
+        (["run", "--model", "gpt2-tiny", "--val-text", "/bin/sh"], ["not UTF-8 text"]),
+        (["generate", "--model", "gpt2-tiny", "--prompt", "hello there", "--new-tokens", "0"], ["--new-tokens must be >= 1"]),
+        (["generate", "--model", "gpt2-tiny", "--prompt", "hello there", "--new-tokens", "-3"], ["--new-tokens must be >= 1"]),
+        (["ppl", "--model", "gpt2-tiny", "--text", "README.md", "--max-tokens", "-5"], ["--max-tokens must not be negative"]),
         (["run", "--model", "gpt2-tiny", "--target", "cuda", "--cuda-arch", "sm_90", "--dlight"], ["--dlight", "cuda pipeline"]),
         (["report", "/no/such/report.json"], ["cannot read report"]),
     ],
@@ -68,3 +80,28 @@ def test_models_lists_the_zoo_with_params_and_weight_sources(gptbench):
     assert "| nanogpt-tiny | nanogpt | 0.14M |" in out
     assert "local HF cache (openai-community/gpt2)" in out
     assert "embedded checkpoint" in out
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ("[1, 2, 3]", "a JSON object was expected"),
+    ('{"format": "gptbench-tuning-db-v1", "target": null}', '"target" should be a JSON object'),
+])
+def test_a_corrupt_database_description_is_one_line(gptbench, tmp_path, meta, expected):
+    (tmp_path / "gptbench-db.json").write_text(meta)
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--db", tmp_path, "--out", tmp_path / "out")
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_truncated_tuning_record_file_is_refused_before_any_work(gptbench, tmp_path):
+    from bench.targets import make_target
+    from bench.tuning import META_FORMAT, target_fingerprint
+
+    import tvm
+
+    meta = dict(format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(make_target("llvm", 1)), model="nanogpt-tiny",
+                scenario="prefill", shapes=dict(batch=1, seq_len=16, past_len=0))
+    (tmp_path / "gptbench-db.json").write_text(json.dumps(meta))
+    (tmp_path / "database_workload.json").write_text("")
+    (tmp_path / "database_tuning_record.json").write_text('[0, [[["b0", 1]]]]\n[0, [[["b1"')
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--threads", "1", "--seq-len", "16", "--db", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "database_tuning_record.json is corrupt at line 2" in err

@@ -140,3 +140,22 @@ def test_corrupt_report_exits_2_and_writes_nothing(run_plot, tmp_path):
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("gptbench plot: error:") and "bad.json is not valid JSON" in lines[0]
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_every_backend_has_its_own_colour_even_when_all_its_cells_failed():
+    from matplotlib.colors import to_hex
+
+    cells = [make_cell("nanogpt-tiny", "export", 0), make_cell("nanogpt-tiny", "fx", 1, status="import_failed")]
+    cells[0]["tuning"] = dict(matched=28, tasks=30)
+    fig = make_figure(new_report("run", "colours", dict(target="llvm"), dict(cpu="x"), cells))
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colours = {label: to_hex(h.patches[0].get_facecolor()) for h, label in zip(handles, labels)}
+    assert len(set(colours.values())) == len(colours), colours  # export and the all-failed fx differ
+    assert "TVM export (tuned: 28 of 30 kernels)" in colours
+
+
+def test_speedup_axis_reads_as_plain_numbers():
+    fig = make_figure(run_report())
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels(which="both") if t.get_text()]
+    assert labels and not any("e-" in t or "e+" in t or "$" in t for t in labels), labels

@@ -69,6 +69,9 @@ def test_ort_baseline_is_timed_with_parity_and_reuses_the_onnx_file():
     ort = cell["baselines"]["ort"]
     assert ort["status"] == "ok" and ort["parity"]["rel_l2"] < 1e-5
     assert ort["info"]["onnx_reused"] is True and ort["info"]["provider"] == "CPUExecutionProvider"
+    # what ONNX Runtime ran, and how it was configured, is in the report
+    assert ort["info"]["intra_op_num_threads"] == cell["threads"] and ort["info"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert ort["info"]["onnx_file"]["name"] == "model.onnx" and len(ort["info"]["onnx_file"]["sha256"]) == 16
     assert ort["latency"]["n"] == 3
     assert cell["speedup"]["ort"] == pytest.approx(ort["latency"]["median"] / cell["tvm"]["median"], rel=1e-3)
 
@@ -84,3 +87,27 @@ def test_a_failing_baseline_is_recorded_and_the_cell_goes_on(monkeypatch):
     assert cell["status"] == "ok"
     assert cell["baselines"]["compile"] == {"status": "failed", "error": "RuntimeError: inductor needs a C++ compiler"}
     assert "compile" not in cell["speedup"]
+
+
+def test_every_cell_carries_its_timing_method_solo_check_and_machine_load():
+    cell = execute_cell(_cfg(baselines=["ort"], repeat=4, block=2, solo=3, isolate=False), "nanogpt-tiny", "export")
+    assert cell["status"] == "ok", cell["error"]
+    t = cell["timing"]
+    assert t["plan"]["method"] == "blocks" and t["rounds"] == 2
+    assert set(t["solo"]) == {"tvm", "eager", "ort"} and all(s["n"] == 3 for s in t["solo"].values())
+    assert t["solo"]["tvm"]["paired_median"] == pytest.approx(cell["tvm"]["median"], rel=1e-4)
+    assert {"others_cores", "steal_cores", "quiet"} <= set(t["machine"])
+    assert isinstance(t["flags"], list)
+
+
+def test_baselines_none_times_tvm_alone(gptbench, tmp_path):
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--repeat", "3",
+                              "--warmup", "0", "--baselines", "none", "--timing", "interleaved", "--no-isolate", "--out", tmp_path)
+    assert code == 0, err
+    from bench.report import load_report
+
+    cell = load_report(next(tmp_path.glob("*.json")))["cells"][0]
+    assert cell["status"] == "ok" and cell["parity"]["ok"]  # eager still gave the parity reference
+    assert cell["baselines"] == {} and cell["speedup"] == {} and cell["tvm"]["n"] == 3
+    assert cell["timing"]["plan"]["method"] == "interleaved" and set(cell["timing"]["solo"]) == {"tvm"}
+    assert "timed alone" in err

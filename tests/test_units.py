@@ -1,4 +1,4 @@
-"""Timing statistics, interleaving, parity arithmetic, report round trip, sliding-window scoring."""
+"""Timing statistics, parity arithmetic, report round trip, sliding-window scoring."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from bench.parity import compare
 from bench.report import load_report, new_report, write_report
 from bench.textdata import perplexity, window_starts
-from bench.timing import Stats, interleave
+from bench.timing import Stats
 
 
 def test_stats_from_known_samples():
@@ -19,14 +19,6 @@ def test_stats_from_known_samples():
     assert s.mean == pytest.approx(4.0) and s.p90 == pytest.approx(7.6)
     assert s.std == pytest.approx(np.std([1, 2, 3, 4, 10], ddof=1))
     assert s.samples == [1.0, 2.0, 3.0, 4.0, 10.0]
-
-
-def test_interleave_rotates_the_order_and_discards_warmup():
-    calls = []
-    timers = {n: (lambda n=n: calls.append(n) or 1.0) for n in ("a", "b", "c")}
-    samples = interleave(timers, warmup=1, repeat=3)
-    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
 
 
 def test_parity_catches_shape_nan_and_tolerance():

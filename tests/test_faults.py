@@ -1,0 +1,117 @@
+"""Fault injection around writing reports: bad --out, full disk, two runs finishing in the same second."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from bench.report import load_report, new_report, write_report
+
+
+def _report(name="same", n_cells=1):
+    cell = dict(id="m|f", model="m", frontend="f", target="llvm", scenario="prefill", status="ok",
+                tvm=dict(median=1.0, std=0.1, samples=[1.0] * 50), baselines={}, speedup={})
+    r = new_report("run", name, dict(target="llvm"), {}, [dict(cell, id=f"m|f{i}") for i in range(n_cells)])
+    r["created"] = "2026-11-25T12:00:00+00:00"  # the same second for every report made here
+    return r
+
+
+def test_two_reports_with_the_same_name_in_the_same_second_do_not_overwrite_each_other(tmp_path):
+    first = write_report(_report(n_cells=1), tmp_path)
+    second = write_report(_report(n_cells=2), tmp_path)
+    assert first["json"] != second["json"] and second["json"].name.endswith("-same-2.json")
+    assert len(load_report(first["json"])["cells"]) == 1 and len(load_report(second["json"])["cells"]) == 2
+    assert len(list(tmp_path.iterdir())) == 6  # three files each, no temporary left
+
+
+def test_a_full_disk_leaves_no_half_written_report(tmp_path):
+    """RLIMIT_FSIZE makes every write past 4 KB fail (EFBIG), as a full disk would."""
+    code = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, {str(tmp_path.parent)!r})
+        from tests.test_faults import _report
+        from bench.report import write_report
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            write_report(_report(n_cells=40), {str(tmp_path)!r})
+        except OSError as e:
+            print("OSError", e.errno)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+    assert "OSError 27" in proc.stdout, proc.stderr  # EFBIG
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(gptbench, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--out", f)
+    assert code == 2 and "is a file, not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_that_cannot_be_written_is_refused_before_any_work(gptbench):
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--out", "/proc/gptbench-cannot-write-here")
+    assert code == 2 and "cannot write there" in err and len(err.strip().splitlines()) == 1
+
+
+def _start_run(tmp_path, *extra):
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--model", "nanogpt-tiny", "--frontend", "export,onnx",
+                             "--seq-len", "8", "--repeat", "200", "--warmup", "0", "--solo", "0", "--out", str(tmp_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+
+
+def _wait_for(proc, text: str, timeout: float = 300.0) -> list[str]:
+    import time
+
+    seen, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never saw {text!r}: {''.join(seen)[-2000:]}")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("sig, code, name", [("SIGINT", 130, "SIGINT"), ("SIGTERM", 143, "SIGTERM")])
+def test_an_interrupted_run_keeps_its_finished_cells_in_a_partial_report(tmp_path, sig, code, name):
+    import signal
+
+    proc = _start_run(tmp_path)
+    _wait_for(proc, "== cell 2/2")
+    _wait_for(proc, "importing")  # the second cell's worker is busy
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    report = load_report(next(tmp_path.glob("*.json")))
+    assert report["partial"] is True and report["interrupted"] == name
+    assert [c["status"] for c in report["cells"]] == ["ok", "interrupted"]
+    assert "Partial report" in out
+
+
+def test_a_killed_run_leaves_no_cell_worker_behind(tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    proc = _start_run(tmp_path)
+    _wait_for(proc, "importing")
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the cell runs in a worker process"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, [p.cmdline() for p in alive]
+    time.sleep(0.1)

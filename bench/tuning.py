@@ -237,27 +237,42 @@ PATIENCE = 3  # a task whose best kernel improved by under MIN_GAIN over its las
 MIN_GAIN = 0.01
 
 
-def _scheduler(budget: Budget, best: dict, history: dict, log):
-    """The MetaSchedule task scheduler of a tuning session with a wall-clock budget (`--budget`,
-    `run --tune-budget`): it spends trials where the latency is, and stops on time.
+GRADIENT_ALPHA, GRADIENT_WINDOW = 0.2, 3  # MetaSchedule's defaults for its gradient scheduler
 
-    1. One round over every task (as MetaSchedule's own schedulers do): each task's first batch.
-    2. Then always the live task with the largest weighted latency (occurrences × best measured
-       kernel time): where the model's time is. A task whose best kernel stopped improving
-       (under 1% over its last 3 batches) is stopped, so the budget goes to the kernels that
-       still improve; MetaSchedule itself stops a task whose search space is exhausted (an
-       element-wise kernel often has one schedule). When every task has stopped, so does the
-       session, before its budget: a budget is a limit, not a target.
-    3. When the deadline passes (or Ctrl-C was pressed), no new batch starts: MetaSchedule
-       joins the batches in flight and ends the session normally, records kept.
-    A session with only --trials keeps MetaSchedule's gradient scheduler, with Ctrl-C handled
-    the same way. `best` and `history` are filled by the measure callback (best seconds per
-    task, per batch)."""
+
+def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int = 0):
+    """The task scheduler of every tuning session: MetaSchedule's task-selection rules, written in
+    Python so that a session can stop between measurement batches (a deadline, Ctrl-C) instead of
+    unwinding through C++ (an exception raised inside MetaSchedule's loop can abort the process).
+
+    Both modes start with one round over every task (each task's first batch). Then:
+    - mode "gradient" (a session with only --trials): MetaSchedule's gradient rule, as in its
+      C++ scheduler: the live task with the largest weight × (0.2·recent improvement per batch
+      over a window of 3 + 0.8·best/batches), ties broken at random;
+    - mode "budget" (`--budget`, `run --tune-budget`): the live task with the largest weighted
+      latency (weight × best kernel time): where the model's time is; a task whose best kernel
+      improved by under 1% over its last 3 batches is stopped, so the budget goes to kernels that
+      still improve. When every task has stopped, so does the session: a budget is a limit.
+    MetaSchedule itself stops a task whose search space is exhausted (an element-wise kernel
+    often has one schedule). When the deadline passes or Ctrl-C is pressed, no batch starts;
+    MetaSchedule joins those in flight and ends normally, records kept. `best` and `history`
+    (best seconds per task; its value after each batch) are filled by the measure callback."""
+    import random
+
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
+    rng = random.Random(seed)
+
+    def gradient(i: int, weight: float) -> float:
+        h = history.get(i, [])
+        if not h or not h[-1] < 1e9:
+            return -1e9  # no valid measurement yet: MetaSchedule skips such a task
+        g1 = (h[-1 - GRADIENT_WINDOW] - h[-1]) / GRADIENT_WINDOW if len(h) >= 1 + GRADIENT_WINDOW else 0.0
+        return (GRADIENT_ALPHA * g1 + (1 - GRADIENT_ALPHA) * h[-1] / len(h)) * weight
+
     @derived_object
-    class BudgetScheduler(ms.task_scheduler.PyTaskScheduler):
+    class HarnessScheduler(ms.task_scheduler.PyTaskScheduler):
         def __init__(self):
             super().__init__()
             self.first_round = 0
@@ -274,20 +289,25 @@ def _scheduler(budget: Budget, best: dict, history: dict, log):
             for i in range(n):
                 ts.touch_task(i)  # joins every batch that has finished (its results reach `best`)
             alive = [i for i in range(n) if not tasks[i].is_terminated]
-            idle = [i for i in alive if tasks[i].measure_candidates is None]
-            for i in idle:
-                h = history.get(i, [])
-                if not tasks[i].is_terminated and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
-                    ts.terminate_task(i)
-            alive = [i for i in range(n) if not tasks[i].is_terminated]
+            if mode == "budget":
+                for i in alive:
+                    h = history.get(i, [])
+                    if tasks[i].measure_candidates is None and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
+                        ts.terminate_task(i)
+                alive = [i for i in range(n) if not tasks[i].is_terminated]
             if not alive:
                 return -1
-            pick = max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
+            if mode == "budget":
+                pick = max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
+            else:
+                grads = {i: gradient(i, tasks[i].task_weight) for i in alive}
+                top = max(grads.values())
+                pick = rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
             if tasks[pick].measure_candidates is not None:
                 ts.join_running_task(pick)
             return pick
 
-    return BudgetScheduler()
+    return HarnessScheduler()
 
 
 def _progress_callback(total: int, best: dict | None = None, history: dict | None = None):
@@ -391,22 +411,18 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     history: dict = {}
 
     def on_sigint(_signum, _frame):
-        if budget.interrupted or not budget_s:  # the gradient scheduler cannot be stopped gently: unwind
-            budget.interrupted = True
+        if budget.interrupted:  # a second Ctrl-C: unwind now (MetaSchedule may abort on the way)
             raise KeyboardInterrupt
         budget.interrupted = True
         log("\ninterrupted: finishing the measurements in flight, then saving the database (Ctrl-C again to abort)")
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    log("tuning; Ctrl-C stops it and keeps what was measured")
     try:
         if limit > 0:
-            scheduler = _scheduler(budget, best, history, log) if budget_s else "gradient"
+            scheduler = _scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
             _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
                         _progress_callback(trials or None, best, history))
-    except BaseException:  # noqa: BLE001 - Ctrl-C arrives as KeyboardInterrupt or wrapped in a TVM error
-        if not budget.interrupted:
-            raise
-        log("\ninterrupted: saving what was measured")
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     wall = time.perf_counter() - t0

@@ -115,3 +115,32 @@ def test_a_killed_run_leaves_no_cell_worker_behind(tmp_path):
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, [p.cmdline() for p in alive]
     time.sleep(0.1)
+
+
+@pytest.mark.parametrize("limit", [["--budget", "5m"], ["--trials", "400"]])
+def test_an_interrupted_tune_keeps_its_records_and_a_valid_description(tmp_path, limit):
+    """Ctrl-C during tuning: a budgeted session stops after the batches in flight, a --trials session
+    (MetaSchedule's gradient scheduler) unwinds; both save what was measured and exit 130."""
+    import os
+    import signal
+    import subprocess
+
+    from bench.tuning import read_meta
+
+    db = tmp_path / "db"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "tune", "--model", "nanogpt-tiny", "--seq-len", "16", "--db", str(db),
+                             *limit], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+    _wait_for(proc, "Ctrl-C stops it")  # MetaSchedule is about to start
+    import time
+
+    time.sleep(10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    meta = read_meta(db)
+    assert meta is not None, err[-3000:]
+    assert meta["last_session"]["stopped_by"] == "interrupt"
+    assert meta["records"] == meta["trials"] >= 0
+    assert "saved" in err

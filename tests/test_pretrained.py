@@ -80,3 +80,18 @@ def test_validation_loss_on_the_held_out_split_eager_and_tvm(gptbench, tmp_path)
     # eager against TVM on the split's first 1024 tokens
     assert m["val_tokens_scored"] == 1024
     assert m["val_nll_rel_diff"] <= 1e-4
+
+
+def test_validation_loss_mechanics_on_a_text_in_the_repository(gptbench, tmp_path):
+    """--val-text without the shared data: the held-out 10% of a sonnet, eager and TVM, always run."""
+    sonnet = Path(__file__).parent / "data" / "sonnet18.txt"
+    code, out, err = gptbench("run", "--model", "nanogpt-shakespeare-char", "--frontend", "export", "--seq-len", "32",
+                              "--repeat", "2", "--warmup", "0", "--solo", "0", "--no-isolate", "--val-text", sonnet, "--val-tokens", "0",
+                              "--out", tmp_path)
+    assert code == 0, err
+    m = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]["metrics"]
+    n_chars = len(sonnet.read_text(encoding="utf-8"))
+    assert abs(m["val_split_tokens"] - n_chars // 10) <= 2  # the last 10%, in characters (char-level model)
+    assert m["val_tokens_scored"] == m["val_split_tokens"]  # --val-tokens 0: all of it, through TVM too
+    assert m["val_nll_rel_diff"] <= 1e-4
+    assert m["val_split_eager_nll"] < 3.0  # trained on Shakespeare; random init gives ~4.2

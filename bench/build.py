@@ -28,14 +28,20 @@ def _backend(target):
     return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
 
 
+def _split_at_fusetir(target) -> tuple[list, list]:
+    """TVM's default pipeline for `target` as (up to and including FuseTIR, the rest)."""
+    backend = _backend(target)
+    legalize = list(backend.legalize_passes(target))
+    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+    return (list(backend.library_dispatch_passes(target)) + legalize[:at],
+            legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target)))
+
+
 def front_passes(target, fast_math: bool = False) -> list:
     """The harness's rewrites (bench.rewrites), then TVM's default pipeline up to and including FuseTIR."""
     from bench.rewrites import rewrite_passes
 
-    backend = _backend(target)
-    legalize = list(backend.legalize_passes(target))
-    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-    return rewrite_passes(fast_math) + list(backend.library_dispatch_passes(target)) + legalize[:at]
+    return rewrite_passes(fast_math) + _split_at_fusetir(target)[0]
 
 
 def tuning_passes(target, prepack: bool = False, fast_math: bool = False) -> list:
@@ -66,10 +72,7 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight
     after that."""
     from tvm import relax
 
-    backend = _backend(target)
-    legalize = list(backend.legalize_passes(target))
-    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-    passes = tuning_passes(target, prepack, fast_math) if with_db else front_passes(target, fast_math)
+    passes = tuning_passes(target, prepack and with_db, fast_math)
     if with_db:
         passes.append(relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
         if prepack:
@@ -77,7 +80,7 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight
                        relax.transform.FoldConstant()]
     if dlight and target.kind.name == "llvm":
         passes.append(cpu_dlight_pass())
-    return passes + legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target))
+    return passes + _split_at_fusetir(target)[1]
 
 
 def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False):

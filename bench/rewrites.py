@@ -37,14 +37,24 @@ def _scalar_value(expr):
     return None
 
 
-def _module_pass(name: str, mutator_cls):
-    """A module pass running a Relax expression mutator over every Relax function."""
+def _call_rewrite_pass(name: str, op_name: str, rewrite):
+    """A module pass that replaces every call of the Relax op `op_name`, in every Relax function, by
+    `rewrite(call)` (the call itself when that returns None)."""
     import tvm
     from tvm import relax
 
+    @relax.expr_functor.mutator
+    class _Rewriter(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == op_name:
+                new = rewrite(call)
+                return call if new is None else new
+            return call
+
     @tvm.transform.module_pass(opt_level=0, name=name)
     def _pass(mod, _ctx):
-        mutator = mutator_cls(mod)
+        mutator = _Rewriter(mod)
         for gv, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 mutator.builder_.update_func(gv, mutator.visit_expr(func))
@@ -53,49 +63,39 @@ def _module_pass(name: str, mutator_cls):
     return _pass
 
 
-def pow_to_mul():
-    """A module pass: power(x, 2|3|4) -> products of x."""
-    import tvm
+def _pow_as_products(call):
     from tvm import relax
 
-    @relax.expr_functor.mutator
-    class _PowToMul(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.power":
-                exponent = _scalar_value(call.args[1])
-                if exponent in POW_EXPONENTS:
-                    x = call.args[0]
-                    out = x
-                    for _ in range(int(exponent) - 1):
-                        out = relax.op.multiply(out, x)
-                    return out
-            return call
+    exponent = _scalar_value(call.args[1])
+    if exponent not in POW_EXPONENTS:
+        return None
+    x = out = call.args[0]
+    for _ in range(int(exponent) - 1):
+        out = relax.op.multiply(out, x)
+    return out
 
-    return _module_pass("gptbench.PowToMul", _PowToMul)
+
+def _gelu_as_erf(call):
+    from tvm import relax
+
+    x = call.args[0]
+    dtype = x.ty.dtype
+
+    def c(v):
+        return relax.const(v, dtype)
+
+    erf = relax.op.erf(relax.op.multiply(x, c(1 / math.sqrt(2))))
+    return relax.op.multiply(relax.op.multiply(x, c(0.5)), relax.op.add(erf, c(1.0)))
+
+
+def pow_to_mul():
+    """A module pass: power(x, 2|3|4) -> products of x."""
+    return _call_rewrite_pass("gptbench.PowToMul", "relax.power", _pow_as_products)
 
 
 def decompose_gelu():
     """A module pass: nn.gelu(x) -> 0.5·x·(1 + erf(x/√2)), so that FastMathTransform reaches its erf."""
-    import tvm
-    from tvm import relax
-
-    @relax.expr_functor.mutator
-    class _Gelu(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.gelu":
-                x = call.args[0]
-                dtype = x.ty.dtype
-
-                def c(v):
-                    return relax.const(v, dtype)
-
-                erf = relax.op.erf(relax.op.multiply(x, c(1 / math.sqrt(2))))
-                return relax.op.multiply(relax.op.multiply(x, c(0.5)), relax.op.add(erf, c(1.0)))
-            return call
-
-    return _module_pass("gptbench.DecomposeGelu", _Gelu)
+    return _call_rewrite_pass("gptbench.DecomposeGelu", "relax.nn.gelu", _gelu_as_erf)
 
 
 def rewrite_passes(fast_math: bool = False) -> list:

@@ -121,15 +121,20 @@ class Measurement:
     settle_s: list[float]  # how long each idle wait took
     unsettled: int  # idle waits that gave up at settle_max_s
 
-    def summary(self, plan: TimingPlan) -> dict:
-        """What the report keeps about the method and the solo check (latencies go elsewhere)."""
-        solo = {}
+    def solo_check(self) -> dict[str, tuple[float, float, float]]:
+        """Per backend: (median in the rounds ms, solo median ms, solo / rounds - 1)."""
+        out = {}
         for name, s in self.solo.items():
             paired = float(np.median(self.samples[name])) * 1e3
             alone = float(np.median(s)) * 1e3
-            diff = alone / paired - 1 if paired > 0 else float("nan")
-            solo[name] = dict(n=len(s), median=round(alone, 6), paired_median=round(paired, 6), diff=round(diff, 4),
-                              flagged=bool(abs(diff) > SOLO_TOLERANCE))
+            out[name] = (paired, alone, alone / paired - 1 if paired > 0 else float("nan"))
+        return out
+
+    def summary(self, plan: TimingPlan) -> dict:
+        """What the report keeps about the method and the solo check (latencies go elsewhere)."""
+        solo = {name: dict(n=len(self.solo[name]), median=round(alone, 6), paired_median=round(paired, 6), diff=round(diff, 4),
+                           flagged=bool(abs(diff) > SOLO_TOLERANCE))
+                for name, (paired, alone, diff) in self.solo_check().items()}
         settle = np.asarray(self.settle_s or [0.0]) * 1e3
         return dict(plan=asdict(plan), describe=plan.describe(), rounds=plan.rounds, solo_tolerance=SOLO_TOLERANCE, solo=solo,
                     settle_ms=dict(n=len(self.settle_s), median=round(float(np.median(settle)), 3), max=round(float(settle.max()), 3),
@@ -137,13 +142,8 @@ class Measurement:
 
     def flags(self) -> list[str]:
         """One line per backend whose solo median differs from its paired median beyond the tolerance."""
-        out = []
-        for name, s in self.solo.items():
-            paired, alone = float(np.median(self.samples[name])), float(np.median(s))
-            if paired > 0 and abs(alone / paired - 1) > SOLO_TOLERANCE:
-                out.append(f"{name}: solo median {alone * 1e3:.3f} ms vs {paired * 1e3:.3f} ms in the rounds "
-                           f"({(alone / paired - 1) * 100:+.1f}%, beyond ±{SOLO_TOLERANCE:.0%})")
-        return out
+        return [f"{name}: solo median {alone:.3f} ms vs {paired:.3f} ms in the rounds ({diff * 100:+.1f}%, beyond ±{SOLO_TOLERANCE:.0%})"
+                for name, (paired, alone, diff) in self.solo_check().items() if abs(diff) > SOLO_TOLERANCE]
 
 
 BUSY_OTHERS = 0.25  # other processes using more than a quarter of a core on average: the machine was not quiet
@@ -222,9 +222,9 @@ def measure(timers: dict[str, Callable[[], float]], plan: TimingPlan, progress=N
     waits: list[float] = []
     gave_up = 0
 
-    def idle() -> None:
+    def idle(always: bool = False) -> None:
         nonlocal gave_up
-        if plan.method == "blocks":
+        if always or plan.method == "blocks":
             waited, ok = settle_fn()
             waits.append(waited)
             gave_up += not ok
@@ -250,18 +250,10 @@ def measure(timers: dict[str, Callable[[], float]], plan: TimingPlan, progress=N
     solo: dict[str, list[float]] = {}
     if plan.solo:
         for name in names:
-            waited, ok = settle_fn()
-            waits.append(waited)
-            gave_up += not ok
+            idle(always=True)
             timers[name]()
             solo[name] = [timers[name]() for _ in range(plan.solo)]
     return Measurement(samples, solo, waits, gave_up)
-
-
-def interleave(timers: dict[str, Callable[[], float]], warmup: int, repeat: int, progress=None) -> dict[str, list[float]]:
-    """One call per backend per round (the old method), no solo check; seconds per timer."""
-    plan = TimingPlan(warmup=warmup, repeat=repeat, method="interleaved", solo=0)
-    return measure(timers, plan, progress).samples
 
 
 def torch_timer(fn: Callable, inputs: tuple, device: str = "cpu") -> Callable[[], float]:

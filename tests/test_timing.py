@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.timing import SETTLE_WINDOW_S, TimingPlan, interleave, measure, settle
+from bench.timing import SETTLE_WINDOW_S, TimingPlan, measure, settle
 
 
 def recording_timers(names, seconds=None):
@@ -20,7 +20,7 @@ def no_wait():
 
 def test_interleave_rotates_the_order_and_discards_warmup():
     calls, timers = recording_timers("abc")
-    samples = interleave(timers, warmup=1, repeat=3)
+    samples = measure(timers, TimingPlan(warmup=1, repeat=3, method="interleaved", solo=0)).samples
     assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
 

@@ -177,7 +177,7 @@ def cmd_timers(args) -> int:
 
     from bench.report import atomic_write, check_out_dir, environment_line
     from bench.runner import configure_threads
-    from bench.timers import GOAL, to_markdown, validate
+    from bench.timers import GOAL, to_markdown, validate, worst_deviation
 
     args.baselines = "eager,ort"
     cfg = config_from_args(args)
@@ -198,7 +198,7 @@ def cmd_timers(args) -> int:
     atomic_write(out / f"{stem}.md", md)
     _out(md)
     _err(f"wrote {out / stem}.json, .md")
-    worst = max((abs(v) for r in results for label in ("blocks", "blocks again") for v in r["agreement"].get(label, {}).values()), default=0.0)
+    worst = max((worst_deviation(r) or 0.0 for r in results), default=0.0)
     return EXIT_OK if worst <= GOAL else EXIT_FAIL
 
 
@@ -336,14 +336,9 @@ def cmd_tune(args) -> int:
     from bench.targets import make_target
     from bench.tuning import default_db_dir, summary_markdown, tune
 
-    from bench.tuning import parse_duration
-
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
-    try:
-        budget_s = parse_duration(args.budget) if args.budget is not None else None
-    except ValueError as e:
-        raise UserError(f"--budget {e}") from None
+    budget_s = _duration("--budget", args.budget) or None
     if not args.trials and not budget_s:
         raise UserError("say how long to tune: --trials N, --budget DURATION (e.g. 5m), or both")
     db = args.db
@@ -360,11 +355,7 @@ def cmd_tune(args) -> int:
                                                 cfg.fast_math)
     meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
                 only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s)
-    text = summary_markdown(meta)
-    from bench.report import atomic_write
-
-    atomic_write(db_dir / "SUMMARY.md", text + "\n")
-    _out(text)
+    _out(summary_markdown(meta))
     _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
     if meta["last_session"]["stopped_by"] == "interrupt":
         _err("interrupted: the records measured so far and the database description are saved")

@@ -110,13 +110,14 @@ def rewrite_passes(fast_math: bool = False) -> list:
 
 
 
-def rewrite_counts(mod, fast_math: bool = False) -> dict[str, int]:
-    """How many calls each rewrite changes in `mod` (what a cell records under `rewrites`)."""
+def rewrite_counts(mod, fast_math: bool = False, op_counts: dict[str, int] | None = None) -> dict[str, int]:
+    """How many calls each rewrite changes in `mod` (what a cell records under `rewrites`); `op_counts`:
+    the module's Relax op counts when the caller has them already (an import records them)."""
     import tvm
 
     from frontends.base import relax_op_counts
 
-    before = relax_op_counts(mod)
+    before = op_counts if op_counts is not None else relax_op_counts(mod)
     with tvm.transform.PassContext(opt_level=3):
         after_pow = relax_op_counts(pow_to_mul()(mod))
     out = {"PowToMul": before.get("relax.power", 0) - after_pow.get("relax.power", 0)}

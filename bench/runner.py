@@ -73,12 +73,12 @@ class RunConfig:
         from bench.models import MODELS, WEIGHT_CHOICES, get_spec
         from bench.parity import DEFAULT_TOL
         from bench.targets import TARGETS
-        from frontends import FRONTENDS, unknown_frontend
+        from frontends import FRONTENDS, choices, unknown_frontend
 
         if not self.models:
             raise ValueError("no model given; `gptbench models` lists them")
         if not self.frontends:
-            raise ValueError(str(unknown_frontend("")).replace("unknown frontend ''", "no frontend given"))
+            raise ValueError(f"no frontend given; choose from: {choices()}")
         for m in self.models:
             if m not in MODELS:
                 raise ValueError(str(unknown("model", m, list(MODELS))))
@@ -319,7 +319,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     cell["stage"] = "build"
     from bench.rewrites import rewrite_counts
 
-    cell["rewrites"] = rewrite_counts(imported.mod, cfg.fast_math)
+    cell["rewrites"] = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
     db = cfg.db_for(cell["model"])
     if db:
@@ -549,13 +549,14 @@ def ensure_tuned(cfg: RunConfig) -> None:
     shapes, fast-math) when there is one, else tune one for at most the budget and keep it. Fills
     cfg.dbs (model -> path) and cfg.tuned_now (model -> what this run's tuning did)."""
     from bench.targets import make_target
-    from bench.tuning import default_db_dir, read_meta, tune
+    from bench.tuning import default_db_dir, read_meta, tune, validate_database
 
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     for model in cfg.models:
         db = default_db_dir(model, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, True, cfg.fast_math, root=cfg.tune_cache)
         meta = read_meta(db)
         if meta is not None and meta.get("trials"):
+            validate_database(db, tinfo)  # a found database is checked as --db's is, before any cell builds with it
             log(f"[{model}] tuning database found: {db} ({meta.get('trials')} trials, {meta.get('wall_s')} s of tuning); tuning nothing")
             cfg.dbs[model] = str(db)
             cfg.tuned_now[model] = dict(from_cache=True)
@@ -571,17 +572,10 @@ def ensure_tuned(cfg: RunConfig) -> None:
             log(f"[{model}] tuning failed, its cells build untuned: {short_error(e)}")
             cfg.tuned_now[model] = dict(tuning_error=short_error(e))
             continue
-        (db / "SUMMARY.md").write_text(_summary(meta) + "\n")
         cfg.dbs[model] = str(db)
         cfg.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])
         log(f"[{model}] tuned {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s "
             f"(stopped by {meta['last_session']['stopped_by']}): {db}")
-
-
-def _summary(meta: dict) -> str:
-    from bench.tuning import summary_markdown
-
-    return summary_markdown(meta)
 
 
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
@@ -594,27 +588,28 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    current = None  # the cell in progress, when an interrupt comes
     try:
         if cfg.tune_budget:
             ensure_tuned(cfg)
         for i, (model, frontend) in enumerate(todo, 1):
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
                 f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
-            try:
-                cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
-            except KeyboardInterrupt as e:
-                term = str(e) == "SIGTERM"
-                cell = _blank_cell(cfg, model, frontend)
-                cell.update(status="interrupted", error=f"{'SIGTERM' if term else 'Ctrl-C (SIGINT)'} during this cell; "
-                                                        f"{len(todo) - i} cell(s) after it not run")
-                cells.append(cell)
-                raise Interrupted("SIGTERM" if term else "SIGINT", 143 if term else 130, cells) from None
+            current = (i, model, frontend)
+            cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
+            current = None
             cells.append(cell)
             if on_cell:
                 on_cell(cell)
-    except KeyboardInterrupt as e:  # during tuning, before any cell
-        term = str(e) == "SIGTERM"
-        raise Interrupted("SIGTERM" if term else "SIGINT", 143 if term else 130, cells) from None
+    except KeyboardInterrupt as e:  # during a cell, or during tuning before any
+        signame = "SIGTERM" if str(e) == "SIGTERM" else "SIGINT"
+        if current is not None:
+            i, model, frontend = current
+            cell = _blank_cell(cfg, model, frontend)
+            cell.update(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
+                                                    f"{len(todo) - i} cell(s) after it not run")
+            cells.append(cell)
+        raise Interrupted(signame, 143 if signame == "SIGTERM" else 130, cells) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     return cells

@@ -189,6 +189,11 @@ def agreement(result: dict) -> dict:
     return out
 
 
+def worst_deviation(result: dict) -> float | None:
+    """The largest |harness / alone - 1| of the harness's default method (both of its runs), or None."""
+    return max((abs(v) for label in ("blocks", "blocks again") for v in result["agreement"].get(label, {}).values()), default=None)
+
+
 def to_markdown(results: list[dict], env_line: str, created: str) -> str:
     from bench.report import md_table
 
@@ -213,7 +218,7 @@ def to_markdown(results: list[dict], env_line: str, created: str) -> str:
             rows.append(row)
         lines.append(md_table(["backend", "independent timer", "alone ms", "harness blocks ms", "Δ", "blocks again ms", "Δ",
                                "interleaved (old) ms", "Δ"], rows))
-        worst = max((abs(v) for label in ("blocks", "blocks again") for v in r["agreement"].get(label, {}).values()), default=None)
+        worst = worst_deviation(r)
         if worst is not None:
             lines += [f"Largest |Δ| of the harness's default method: {worst * 100:.1f}% "
                       f"({'within' if worst <= GOAL else 'BEYOND'} the ±{GOAL:.0%} goal).", ""]

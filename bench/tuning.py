@@ -172,10 +172,11 @@ def extract(mod, target, prepack: bool, fast_math: bool = False) -> list:
 
 def check_database(db_dir, tinfo, mod) -> dict:
     """What a build with this database gets: hash, records, and how many of the model's kernels it
-    holds a tuned schedule for (the others keep the default schedule)."""
+    holds a tuned schedule for (the others keep the default schedule). The database was validated
+    (`validate_database`) where the run took it: RunConfig for --db, `ensure_tuned` for the cache."""
     from tvm.s_tir import meta_schedule as ms
 
-    meta = validate_database(db_dir, tinfo)
+    meta = read_meta(db_dir)
     tasks = extract(mod, tinfo.target, bool(meta.get("prepack")), bool(meta.get("fast_math")))
     db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
     # has_workload is not enough: tune_tasks registers every task's workload before tuning it
@@ -233,6 +234,7 @@ class Budget:
         return self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline)
 
 
+UNLIMITED_TRIALS = 100_000  # the trial limit of a session bounded by its budget alone
 PATIENCE = 3  # a task whose best kernel improved by under MIN_GAIN over its last PATIENCE batches stops
 MIN_GAIN = 0.01
 
@@ -406,7 +408,7 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    limit = trials if trials > 0 else (100_000 if budget_s else 0)
+    limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
     best: dict = {}
     history: dict = {}
 
@@ -428,20 +430,22 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     wall = time.perf_counter() - t0
     rows = task_summary(tasks, db_dir)
     previous = meta or {}
-    trials_done = count_records(db_dir) - int(previous.get("records", 0))
+    records = count_records(db_dir)
+    trials_done = records - int(previous.get("records", 0))
     meta = dict(
         format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
         frontend=frontend, scenario=cfg.scenario, shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
                                                              past_len=cfg.past_len if cfg.scenario == "decode" else 0),
         prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
         wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
-        records=count_records(db_dir), hash=db_hash(db_dir), task_summary=rows,
+        records=records, hash=db_hash(db_dir), task_summary=rows,
         last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=budget_s, trial_limit=trials or None,
                           stopped_by="interrupt" if budget.interrupted else ("budget" if budget.over() else "trials or search space")),
     )
     from bench.report import atomic_write
 
     atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
+    atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
     return meta
 
 
@@ -453,7 +457,7 @@ def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selec
         max_trials_global=limit,
         max_trials_per_task=max_trials_per_task,
         task_scheduler=scheduler,
-        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < 100_000 else 16,
+        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
         builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None),
         runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
         database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),

@@ -17,12 +17,17 @@ def available() -> list[str]:
     return [name for name, f in FRONTENDS.items() if f.unavailable_reason() is None]
 
 
-def unknown_frontend(name: str):
-    from bench.errors import unknown
+def choices() -> str:
+    """'export, onnx, fx (not available with this TVM: relay)': what a usage error offers."""
+    ok = available()
+    missing = [n for n in FRONTENDS if n not in ok]
+    return ", ".join(ok) + (f" (not available with this TVM: {', '.join(missing)})" if missing else "")
 
-    err = unknown("frontend", name, available())
-    missing = [n for n in FRONTENDS if n not in available()]
-    return type(err)(f"{err} (not available with this TVM: {', '.join(missing)})") if missing else err
+
+def unknown_frontend(name: str):
+    from bench.errors import UserError, closest
+
+    return UserError(f"unknown frontend {name!r}{closest(name, available())}; choose from: {choices()}")
 
 
 def get_frontend(name: str) -> Frontend:
@@ -31,5 +36,5 @@ def get_frontend(name: str) -> Frontend:
     return FRONTENDS[name]
 
 
-__all__ = ["Frontend", "FrontendError", "Imported", "ImportRequest", "REGISTRY", "FRONTENDS", "available", "get_frontend",
+__all__ = ["Frontend", "FrontendError", "Imported", "ImportRequest", "REGISTRY", "FRONTENDS", "available", "choices", "get_frontend",
            "unknown_frontend"]

@@ -138,13 +138,13 @@ class Compiled:
 
     def __init__(self, ex, device, params, func: str = "main"):
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # the runtime's VM: a module loaded by a runtime-only TVM works too
 
         self.device = device
         self.func = func
         self.ex = ex
         self.raw_params = list(params)  # as imported, before any layout transform
-        self.vm = relax.VirtualMachine(ex, device)
+        self.vm = VirtualMachine(ex, device)
         if device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
             self.params = list(params)
         else:

@@ -104,6 +104,7 @@ def config_from_args(args):
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
+            bundle=opt("bundle"),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -136,8 +137,17 @@ def cmd_run(args) -> int:
     check_out_dir(args.out)
     if cfg.tune_budget:
         check_out_dir(cfg.tune_cache, "--tune-cache")
+    if cfg.bundle:
+        from bench.bundle import check_bundle_dir
+
+        check_bundle_dir(cfg.bundle)
     configure_threads(cfg.threads)
-    if cfg.target == "cuda":
+    if cfg.bundle:
+        from bench.bundle import start_bundle
+        from bench.env import collect
+
+        start_bundle(cfg, collect(cfg.threads), sys.argv)
+    elif cfg.target == "cuda":
         from bench.targets import make_target
 
         info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
@@ -163,6 +173,37 @@ def cmd_run(args) -> int:
         return EXIT_FAIL
     if args.fail_on == "mismatch" and mismatched:
         _err("parity mismatch: " + ", ".join(f"{c['model']}×{c['frontend']} ({c['parity']['reason']})" for c in mismatched))
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_measure(args) -> int:
+    """Measure a bundle built elsewhere (`run --bundle`); exit codes as run's."""
+    from dataclasses import asdict
+
+    from bench.bundle import measure_bundle, measure_config, read_bundle
+    from bench.report import check_out_dir
+    from bench.runner import log
+
+    top, records = read_bundle(args.bundle)
+    check_out_dir(args.out)
+    timing = dict(warmup=args.warmup, repeat=args.repeat, timing=args.timing, block=args.block, solo=args.solo)
+    cfg = measure_config(top, records, _csv(args.baselines), args.threads, timing)
+    log(f"measuring {len(records)} cell(s) of {args.bundle}, built {top['created']} on {top['built_on'].get('hostname')} "
+        f"for {cfg.target}")
+    from bench.runner import Interrupted
+
+    bundle = dict(path=args.bundle, built=top["created"], built_on=top["built_on"], build_command=top["command"])
+    try:
+        cells = measure_bundle(args.bundle, cfg, top, records, log)
+    except Interrupted as e:
+        finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, bundle=bundle, partial=True, interrupted=e.signame)
+        _err(f"interrupted ({e.signame}): the report keeps the {len(e.cells) - 1} finished cell(s), marked partial")
+        return e.exit_code
+    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, bundle=bundle)
+    bad = [c for c in cells if c["status"] != "ok"]
+    if bad:
+        _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c['model']}×{c['frontend']}={c['status']} ({c['error']})" for c in bad))
         return EXIT_FAIL
     return EXIT_OK
 
@@ -421,9 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
+    p.add_argument("--bundle", default=None, metavar="DIR", help="build each cell and export it into DIR (a new directory) "
+                   "instead of running it: `gptbench measure DIR` measures it on another machine that has only TVM's runtime "
+                   "(--frontend export, prefill or decode)")
     p.add_argument("--out", default="results", help="report directory (default results/)")
     p.add_argument("--name", default="run", help="report name (file stem after the timestamp)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("measure", help="measure a bundle built by `run --bundle` (here, with TVM's runtime only); write a run report")
+    p.add_argument("bundle", metavar="DIR", help="the bundle directory")
+    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), comma-separated; none: TVM alone")
+    p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
+    add_timing_args(p, warmup=5, repeat=30)
+    p.add_argument("--out", default="results", help="report directory (default results/)")
+    p.add_argument("--name", default="measure", help="report name (file stem after the timestamp)")
+    p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("passes", help="time every pass of the pipeline and ablate chosen passes; write a passes report")
     add_model_args(p, frontend_default="export")

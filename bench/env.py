@@ -72,9 +72,13 @@ def tvm_info() -> dict:
         info["llvm"] = int(tvm.target.codegen.llvm_version_major())
     except Exception:  # noqa: BLE001
         info["llvm"] = None
-    from bench.targets import host_mcpu
+    info["runtime_only"] = bool(getattr(tvm.base, "_RUNTIME_ONLY", False))  # no compiler: a `gptbench measure` of a bundle
+    try:
+        from bench.targets import host_mcpu
 
-    info["host_mcpu"] = host_mcpu()
+        info["host_mcpu"] = host_mcpu()
+    except Exception:  # noqa: BLE001 - needs the compiler library
+        info["host_mcpu"] = None
     try:
         info["threads"] = int(tvm.get_global_func("runtime.NumThreads")())
     except Exception:  # noqa: BLE001

@@ -210,13 +210,25 @@ def environment_line(env: dict) -> str:
     parts = [
         f"{env.get('cpu')} ({env.get('cores')} usable cores, mcpu {tvm.get('host_mcpu')}, {' '.join(env.get('cpu_flags') or [])})",
         f"threads {env.get('threads')} (TVM pool {tvm.get('threads')}, torch {env.get('torch_threads')})",
-        f"TVM {tvm.get('version')} (LLVM {tvm.get('llvm')}, tvm-ffi {v.get('apache-tvm-ffi')})",
+        (f"TVM {tvm.get('version')} runtime only (tvm-ffi {v.get('apache-tvm-ffi')})" if tvm.get("runtime_only") else
+         f"TVM {tvm.get('version')} (LLVM {tvm.get('llvm')}, tvm-ffi {v.get('apache-tvm-ffi')})"),
         f"torch {v.get('torch')}, onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, transformers {v.get('transformers')}",
         f"git {str(git.get('commit'))[:10]}{' (dirty)' if git.get('dirty') else ''}",
     ]
     if gpu:
         parts.insert(1, f"GPU {gpu.get('name')} (sm {gpu.get('capability')}, driver {gpu.get('driver')}, CUDA {gpu.get('torch_cuda')})")
     return "; ".join(parts)
+
+
+def _bundle_lines(bundle: dict) -> list[str]:
+    """Where a `gptbench measure` report's libraries were built (the environment above is where they ran)."""
+    built = bundle.get("built_on") or {}
+    git = built.get("git") or {}
+    tvm = built.get("tvm") or {}
+    return [f"Built elsewhere, measured here: the bundle {bundle.get('path')} was built {bundle.get('built')} on "
+            f"{built.get('hostname')} ({built.get('cpu')}; TVM {tvm.get('version')}, LLVM {tvm.get('llvm')}; git "
+            f"{(git.get('commit') or '')[:10]}{' (dirty)' if git.get('dirty') else ''}) and loaded here by TVM's runtime; a cell "
+            "is measured only when the model's weights and inputs, rebuilt here, match the bundle's sha256.", ""]
 
 
 def to_markdown(report: dict) -> str:
@@ -259,6 +271,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"Environment: {environment_line(report.get('environment') or {})}",
         "",
+        *(_bundle_lines(report["bundle"]) if report.get("bundle") else []),
         latency_method(cfg, cells),
         "",
         md_table(headers, rows),
@@ -299,6 +312,8 @@ def to_markdown(report: dict) -> str:
 
 def latency_method(cfg: dict, cells: list[dict]) -> str:
     """How the latencies of a report were taken, in one paragraph."""
+    if not any(c.get("tvm") for c in cells):
+        return "Latency: no cell of this report was timed."
     plan = next((c["timing"]["describe"] for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("describe")), None)
     how = plan or f"{cfg.get('warmup')} warmup calls, then {cfg.get('repeat')} interleaved rounds of one call per backend"
     return (f"Latency: median ± std of {cfg.get('repeat')} samples per backend; {how} "

@@ -26,7 +26,7 @@ from bench.baselines import BASELINES
 from bench.errors import UserError
 from bench.scenarios import SCENARIOS, SHAPES, check_fits
 
-STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout", "interrupted")
+STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "crashed", "no_device", "timeout", "interrupted", "bundled")
 DTYPES = ("float32", "float16")
 FAIL_ON = ("mismatch", "any", "none")
 TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
@@ -66,6 +66,7 @@ class RunConfig:
     timing: str = "blocks"  # blocks | interleaved (see bench.timing)
     block: int = 5  # timed calls per block
     solo: int = 10  # calls per backend in the solo check (0: none)
+    bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.bundle)
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -141,6 +142,11 @@ class RunConfig:
             raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
         if self.cell_timeout and not self.isolate:
             raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
+        if self.bundle is not None:
+            if self.scenario == "generate" or self.val_text:
+                raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
+            if any(f != "export" for f in self.frontends):
+                raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
         if self.db is not None:
             if not Path(self.db).is_dir():
                 raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
@@ -301,7 +307,8 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
 
 def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: dict, tag: str):
     """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
-    None means the cell's status says why (import_failed, build_failed, no_device)."""
+    None means the cell's status says why (import_failed, build_failed, no_device, or bundled: exported
+    with --bundle, to be measured elsewhere)."""
     from bench.build import Compiled, build
     from frontends import get_frontend
     from frontends.base import FrontendError, ImportRequest, short_error
@@ -336,6 +343,11 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
         log(f"{tag} build failed: {cell['error']}")
         return None
     cell["timings"]["build_s"] = round(build_s, 3)
+    if cfg.bundle:
+        from bench.bundle import write_cell
+
+        write_cell(cfg, cell, case, imported, ex, log)
+        return None
     if not tinfo.device_available:
         cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
         log(f"{tag} {cell['error']}")
@@ -347,10 +359,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
 
 
 def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
-    from bench import baselines as bl
-    from bench.parity import compare
     from bench.scenarios import make_case
-    from frontends.base import short_error
 
     tag = f"[{model} × {frontend}]"
     loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
@@ -367,44 +376,55 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
         compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag)
         if compiled is None:
             return
-        build_s = cell["timings"]["build_s"]
-        if torch_device == "cuda":
-            case.module.to("cuda")
-            case.inputs = tuple(x.to("cuda") for x in case.inputs)
-        eager = bl.prepare_eager(case, torch_device)
-        ref = eager.run()
-        got = compiled(*case.inputs)
-        cell["parity"] = compare(ref, got, cfg.tol, case.output_names)
-        log(f"{tag} built in {build_s:.1f} s; parity rel L2 {cell['parity'].get('rel_l2', float('nan')):.2e} "
-            f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
-        if cfg.val_text and cfg.scenario == "prefill":
-            _text_metrics(cfg, loaded, compiled, case, cell, tag)
-        prepared = {"eager": eager} if cfg.baselines else {}
-        for name in cfg.baselines:
-            if name == "eager":
-                continue
-            try:
-                prepared[name] = _prepare_baseline(name, cfg, case, compiled, tinfo, torch_device, frontend, workdir, tag)
-                base_par = compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1, case.output_names)
-                cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
-                                               parity=base_par, info=prepared[name].info)
-            except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
-                prepared.pop(name, None)
-                cell["baselines"][name] = dict(status="failed", error=short_error(e))
-                log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
-        if "eager" in prepared:
-            cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
-        timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
-        stats = time_backends(cfg.plan(), timers, cell, tag)
-        cell["tvm"] = stats["tvm"].to_dict()
-        for name in prepared:
-            cell["baselines"][name]["latency"] = stats[name].to_dict()
-            cell["speedup"][name] = round(stats[name].median / stats["tvm"].median, 4)
-        cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
-        if not cell["parity"]["ok"]:
-            cell["error"] = f"parity: {cell['parity']['reason']}"
-        versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell['speedup']['eager']:.3f}x" if "eager" in stats else " (timed alone)")
-        log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms{versus}")
+        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)
+
+
+def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: str, frontend: str, tinfo, torch_device: str,
+                     workdir: Path) -> None:
+    """Parity against eager, the baselines, the timing: everything after the build (here, or on the
+    machine that measures a bundle; `tinfo` is None there)."""
+    from bench import baselines as bl
+    from bench.parity import compare
+    from frontends.base import short_error
+
+    build_s = cell["timings"]["build_s"]
+    if torch_device == "cuda":
+        case.module.to("cuda")
+        case.inputs = tuple(x.to("cuda") for x in case.inputs)
+    eager = bl.prepare_eager(case, torch_device)
+    ref = eager.run()
+    got = compiled(*case.inputs)
+    cell["parity"] = compare(ref, got, cfg.tol, case.output_names)
+    log(f"{tag} built in {build_s:.1f} s; parity rel L2 {cell['parity'].get('rel_l2', float('nan')):.2e} "
+        f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
+    if cfg.val_text and cfg.scenario == "prefill":
+        _text_metrics(cfg, loaded, compiled, case, cell, tag)
+    prepared = {"eager": eager} if cfg.baselines else {}
+    for name in cfg.baselines:
+        if name == "eager":
+            continue
+        try:
+            prepared[name] = _prepare_baseline(name, cfg, case, compiled, tinfo, torch_device, frontend, workdir, tag)
+            base_par = compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1, case.output_names)
+            cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
+                                           parity=base_par, info=prepared[name].info)
+        except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
+            prepared.pop(name, None)
+            cell["baselines"][name] = dict(status="failed", error=short_error(e))
+            log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
+    if "eager" in prepared:
+        cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
+    timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
+    stats = time_backends(cfg.plan(), timers, cell, tag)
+    cell["tvm"] = stats["tvm"].to_dict()
+    for name in prepared:
+        cell["baselines"][name]["latency"] = stats[name].to_dict()
+        cell["speedup"][name] = round(stats[name].median / stats["tvm"].median, 4)
+    cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
+    if not cell["parity"]["ok"]:
+        cell["error"] = f"parity: {cell['parity']['reason']}"
+    versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell['speedup']['eager']:.3f}x" if "eager" in stats else " (timed alone)")
+    log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms{versus}")
 
 
 def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_device: str, frontend: str, workdir: Path, tag: str):

@@ -36,6 +36,7 @@ class Imported:
     timings: dict[str, float] = field(default_factory=dict)  # export_s, import_s
     patches: list[str] = field(default_factory=list)  # workarounds applied, for the report
     notes: dict = field(default_factory=dict)
+    param_names: list[str] | None = None  # the source module's name of each weight in `params`, where the frontend knows it
 
 
 class FrontendError(Exception):

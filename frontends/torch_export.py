@@ -5,9 +5,10 @@ asked), decomposed to core ATen ops as TVM's importer would do itself, checked a
 importer's converter table (so every unsupported op is listed at once), then imported with the
 weights kept as function inputs.
 
-One workaround, recorded in the report when used: `aten.cat` drops empty 1-D inputs. Hugging
+Two workarounds, recorded in the report when used: `aten.cat` drops empty 1-D inputs (Hugging
 Face's DynamicCache starts each layer from `torch.tensor([])` and concatenates onto it; PyTorch
-accepts the 1-D empty tensor beside 4-D ones, Relax's concat does not.
+accepts the 1-D empty tensor beside 4-D ones, Relax's concat does not), and a float16 `aten.addmm`
+keeps its dtype (TVM's converter makes every addmm's product float32).
 """
 
 from __future__ import annotations
@@ -39,7 +40,31 @@ def _cat_dropping_empty(node, importer):
     return importer.block_builder.emit(relax.op.concat(tensors, axis=axis))
 
 
-CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty}
+def _addmm_in_input_dtype(node, importer):
+    """aten.addmm whose result keeps its inputs' dtype. TVM 0.27's converter fixes the matmul's
+    out_dtype to float32, so a float16 addmm (GPT-2's Conv1D layers) adds a float16 bias to a float32
+    product and fails to type-check. Here a non-float32 addmm accumulates in float32 and casts the
+    sum back, as cuBLAS does; float32 takes TVM's own converter, unchanged."""
+    from tvm import relax
+
+    x, y, z = importer.retrieve_args(node)[:3]
+    dtype = tensor_type(y).dtype
+    if dtype == "float32":
+        return importer._addmm(node)
+    alpha, beta = node.kwargs.get("alpha", 1), node.kwargs.get("beta", 1)
+    bb = importer.block_builder
+    res = bb.emit(relax.op.matmul(y, z, out_dtype="float32"))
+    if alpha != 1:
+        res = bb.emit(relax.op.multiply(res, relax.const(alpha, "float32")))
+    if beta != 0:
+        bias = bb.emit(relax.op.astype(x, "float32"))
+        if beta != 1:
+            bias = bb.emit(relax.op.multiply(bias, relax.const(beta, "float32")))
+        res = bb.emit(relax.op.add(bias, res))
+    return bb.emit(relax.op.astype(res, dtype))
+
+
+CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty, "addmm.default": _addmm_in_input_dtype}
 
 
 def export_program(req: ImportRequest):
@@ -103,7 +128,21 @@ class TorchExportFrontend(Frontend):
         patches = []
         if ops.get("cat.default") and _had_empty_cat(ep):
             patches.append("aten.cat: dropped empty 1-D inputs (HF DynamicCache's initial empty tensor)")
-        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches)
+        if ops.get("addmm.default") and _low_precision_addmm(ep):
+            patches.append("aten.addmm: accumulated in float32 and cast back to the inputs' dtype (TVM's converter gives float32)")
+        # from_exported_program keeps the parameters (not buffers or constants, which it binds) as inputs,
+        # in the order of ep.named_parameters(): their names let another process rebuild `params` from the module.
+        names = [name for name, _ in ep.named_parameters()]
+        if len(names) != len(params):
+            names = None
+        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches, param_names=names)
+
+
+def _low_precision_addmm(ep) -> bool:
+    import torch
+
+    return any(n.op == "call_function" and n.target.__name__ == "addmm.default" and n.meta.get("val") is not None
+               and n.meta["val"].dtype != torch.float32 for n in ep.graph.nodes)
 
 
 def _had_empty_cat(ep) -> bool:

@@ -7,8 +7,8 @@ weights kept as function inputs.
 
 Two workarounds, recorded in the report when used: `aten.cat` drops empty 1-D inputs (Hugging
 Face's DynamicCache starts each layer from `torch.tensor([])` and concatenates onto it; PyTorch
-accepts the 1-D empty tensor beside 4-D ones, Relax's concat does not), and a float16 `aten.addmm`
-keeps its dtype (TVM's converter makes every addmm's product float32).
+accepts the 1-D empty tensor beside 4-D ones, Relax's concat does not), and a float16 `aten.addmm`,
+`aten.mm` or `aten.matmul` keeps its dtype (TVM's converters make every such product float32).
 """
 
 from __future__ import annotations
@@ -64,7 +64,26 @@ def _addmm_in_input_dtype(node, importer):
     return bb.emit(relax.op.astype(res, dtype))
 
 
-CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty, "addmm.default": _addmm_in_input_dtype}
+def _matmul_in_input_dtype(node, importer):
+    """aten.mm / aten.matmul whose result keeps its inputs' dtype (TVM 0.27 makes it float32, and the
+    float32 then spreads through the graph by type promotion: a float16 GPT-2's logits came out
+    float32). Non-float32 products accumulate in float32 and are cast back; float32 takes TVM's own
+    converter, unchanged."""
+    import operator
+    from functools import partial
+
+    from tvm import relax
+
+    a, b = importer.retrieve_args(node)[:2]
+    dtype = tensor_type(a).dtype
+    if dtype == "float32":
+        return importer._binary_op(partial(relax.op.linear_algebra.matmul, out_dtype="float32"), operator.matmul)(node)
+    res = importer.block_builder.emit(relax.op.matmul(a, b, out_dtype="float32"))
+    return importer.block_builder.emit(relax.op.astype(res, dtype))
+
+
+CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty, "addmm.default": _addmm_in_input_dtype, "mm.default": _matmul_in_input_dtype,
+                     "matmul.default": _matmul_in_input_dtype}
 
 
 def export_program(req: ImportRequest):
@@ -128,8 +147,10 @@ class TorchExportFrontend(Frontend):
         patches = []
         if ops.get("cat.default") and _had_empty_cat(ep):
             patches.append("aten.cat: dropped empty 1-D inputs (HF DynamicCache's initial empty tensor)")
-        if ops.get("addmm.default") and _low_precision_addmm(ep):
-            patches.append("aten.addmm: accumulated in float32 and cast back to the inputs' dtype (TVM's converter gives float32)")
+        low = _low_precision_products(ep)
+        if low:
+            patches.append(f"{', '.join('aten.' + op for op in low)}: accumulated in float32 and cast back to the inputs' dtype "
+                           "(TVM's converters give float32)")
         # from_exported_program keeps the parameters (not buffers or constants, which it binds) as inputs,
         # in the order of ep.named_parameters(): their names let another process rebuild `params` from the module.
         names = [name for name, _ in ep.named_parameters()]
@@ -138,11 +159,14 @@ class TorchExportFrontend(Frontend):
         return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches, param_names=names)
 
 
-def _low_precision_addmm(ep) -> bool:
+def _low_precision_products(ep) -> list[str]:
+    """The matrix products of the graph (addmm, mm, matmul) computed in a dtype other than float32."""
     import torch
 
-    return any(n.op == "call_function" and n.target.__name__ == "addmm.default" and n.meta.get("val") is not None
-               and n.meta["val"].dtype != torch.float32 for n in ep.graph.nodes)
+    ops = {n.target.__name__.removesuffix(".default") for n in ep.graph.nodes
+           if n.op == "call_function" and n.target.__name__ in ("addmm.default", "mm.default", "matmul.default")
+           and getattr(n.meta.get("val"), "dtype", torch.float32) != torch.float32}
+    return sorted(ops)
 
 
 def _had_empty_cat(ep) -> bool:

@@ -48,7 +48,8 @@ def cmd_models(args) -> int:
 # ------------------------------------------------------------------------------------------- run
 def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,onnx") -> None:
     p.add_argument("--model", required=True, help="model name(s), comma-separated (see `gptbench models`)")
-    p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx (comma-separated; default {frontend_default})")
+    p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx, relay-onnx, relay-torch (comma-separated; "
+                   f"default {frontend_default})")
     p.add_argument("--target", default="llvm", help="llvm (this CPU) or cuda (default llvm)")
     p.add_argument("--weights", default="auto", help="auto | random | pretrained | PATH (default auto: pretrained where available)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
@@ -104,7 +105,7 @@ def config_from_args(args):
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
-            bundle=opt("bundle"),
+            bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, blas=bool(opt("blas", False)),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -462,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
+    p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay; `make tvm-relay`). "
+                   "Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the others in 0.27); named, every "
+                   "frontend in each, a pair that cannot run recorded as such")
+    p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
     p.add_argument("--bundle", default=None, metavar="DIR", help="build each cell and export it into DIR (a new directory) "
                    "instead of running it: `gptbench measure DIR` measures it on another machine that has only TVM's runtime "
                    "(--frontend export, prefill or decode)")

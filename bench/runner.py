@@ -67,6 +67,8 @@ class RunConfig:
     block: int = 5  # timed calls per block
     solo: int = 10  # calls per backend in the solo check (0: none)
     bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.bundle)
+    tvm: list[str] | None = None  # TVM environments (bench.tvm_envs); None: each frontend's own
+    blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -142,6 +144,18 @@ class RunConfig:
             raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
         if self.cell_timeout and not self.isolate:
             raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
+        from bench.tvm_envs import ENVS
+
+        for env in self.tvm or []:
+            if env not in ENVS:
+                raise ValueError(str(unknown("TVM environment", env, list(ENVS))))
+        relay = [f for f in self.frontends if FRONTENDS[f].tvm_env == "0.19"]
+        if relay and (self.target != "llvm" or self.dtype != "float32" or self.shapes != "static" or self.scenario == "generate"):
+            raise ValueError(f"{', '.join(relay)}: the Relay cells take --target llvm, float32, --shapes static, prefill or decode")
+        if self.blas and not relay:
+            raise ValueError("--blas is for the Relay frontends (relay-onnx, relay-torch): -libs=cblas on their target")
+        if relay and self.bundle is not None:
+            raise ValueError("--bundle takes --frontend export")
         if self.bundle is not None:
             if self.scenario == "generate" or self.val_text:
                 raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
@@ -181,8 +195,14 @@ class RunConfig:
 
         return TimingPlan(warmup=self.warmup, repeat=self.repeat, method=self.timing, block=self.block, solo=self.solo)
 
-    def cells(self) -> list[tuple[str, str]]:
-        return [(m, f) for m in self.models for f in self.frontends]
+    def cells(self) -> list[tuple[str, str, str]]:
+        """(model, frontend, TVM environment): each frontend in its own environment, or with --tvm
+        every frontend in every environment asked for (a pair that cannot run is recorded as such)."""
+        from frontends import FRONTENDS
+
+        if self.tvm is None:
+            return [(m, f, FRONTENDS[f].tvm_env) for m in self.models for f in self.frontends]
+        return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]
 
 
 def check_text_file(flag: str, path: str) -> None:
@@ -245,13 +265,19 @@ def cell_id(cell: dict) -> str:
     return f"{key}|{cell['variant']}" if cell.get("variant") else key
 
 
-def variant_name(cfg) -> str | None:
-    """The pipeline variant a cell was built with (part of its id: compare never matches two variants)."""
-    parts = (["+dlight"] if cfg.dlight else []) + (["+fastmath"] if cfg.fast_math else [])
+def variant_name(cfg, env: str = "0.27") -> str | None:
+    """The pipeline variant a cell was built with (part of its id: compare never matches two
+    variants), and the TVM environment when it is not the default one."""
+    relax = env == "0.27"
+    parts = ([] if relax else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and relax else []) + \
+        (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else [])
     return "".join(parts) or None
 
 
-def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+def _blank_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
+    from frontends import FRONTENDS
+
+    env = env or FRONTENDS[frontend].tvm_env
     cell = dict(
         model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
         seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
@@ -262,18 +288,23 @@ def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
         weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
         parity=None, tvm=None, baselines={}, speedup={}, timing=None, peak_rss_mb=None,
         rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
-        tuning=None, target_spec=None, variant=variant_name(cfg), rewrites={},
+        tuning=None, target_spec=None, variant=variant_name(cfg, env), rewrites={}, tvm_env=env,
     )
     cell["id"] = cell_id(cell)
     return cell
 
 
-def execute_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
     """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
-    cell = _blank_cell(cfg, model, frontend)
+    cell = _blank_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
     try:
-        _execute(cfg, model, frontend, cell)
+        if cell["tvm_env"] == "0.19":
+            from bench.relay_cell import execute_relay
+
+            execute_relay(cfg, model, frontend, cell, log)
+        else:
+            _execute(cfg, model, frontend, cell)
     except Exception as e:  # noqa: BLE001 - a failed cell is a result
         from frontends.base import short_error
 
@@ -598,6 +629,67 @@ def ensure_tuned(cfg: RunConfig) -> None:
             f"(stopped by {meta['last_session']['stopped_by']}): {db}")
 
 
+def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
+    environment; a pair that cannot run, or an environment not installed, is a recorded cell."""
+    from bench.tvm_envs import current, missing_reason
+    from frontends import FRONTENDS
+
+    if env != FRONTENDS[frontend].tvm_env:
+        cell = _blank_cell(cfg, model, frontend, env)
+        cell.update(status="import_failed", stage="env", error=f"{frontend} runs in TVM {FRONTENDS[frontend].tvm_env} only in this "
+                    "harness (" + ("Relay is gone from TVM 0.20 on" if FRONTENDS[frontend].tvm_env == "0.19" else
+                                   "its Relax path is written for TVM 0.27's API") + ")")
+        log(f"[{model} × {frontend}] not run in TVM {env}: {cell['error']}")
+        return cell
+    if env != current():
+        reason = missing_reason(env)
+        if reason:
+            cell = _blank_cell(cfg, model, frontend, env)
+            cell.update(status="import_failed", stage="env", error=reason)
+            log(f"[{model} × {frontend}] not run: {reason}")
+            return cell
+        return run_in_env(cfg, model, frontend, env)
+    return run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+
+
+def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """execute_cell in another TVM environment's interpreter (bench.env_worker); its logs go to our
+    stderr, its cell comes back as JSON; a crash or a timeout becomes the cell's status."""
+    import json
+    import subprocess
+
+    from bench.tvm_envs import REPO, worker_command
+
+    with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
+        cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
+        # The tuning database and the tuning budget are the Relax cells' (this environment's)
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=0.0, dbs={}, tuned_now={}))))
+        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)], cwd=REPO, env=env_vars)
+        try:
+            code = proc.wait(timeout=cfg.cell_timeout or None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if out.exists():
+            return json.loads(out.read_text())
+        cell = _blank_cell(cfg, model, frontend, env)
+        cell["timings"]["cell_s"] = round(time.perf_counter() - t0, 3)
+        if code is None:
+            cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
+        else:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            cell.update(error=f"the TVM {env} worker died ({how}) before reporting")
+        return cell
+
+
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     cells = []
     todo = cfg.cells()
@@ -612,11 +704,11 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     try:
         if cfg.tune_budget:
             ensure_tuned(cfg)
-        for i, (model, frontend) in enumerate(todo, 1):
+        for i, (model, frontend, env) in enumerate(todo, 1):
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
-                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
-            current = (i, model, frontend)
-            cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
+                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env})")
+            current = (i, model, frontend, env)
+            cell = run_cell(cfg, model, frontend, env)
             current = None
             cells.append(cell)
             if on_cell:
@@ -624,8 +716,8 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     except KeyboardInterrupt as e:  # during a cell, or during tuning before any
         signame = "SIGTERM" if str(e) == "SIGTERM" else "SIGINT"
         if current is not None:
-            i, model, frontend = current
-            cell = _blank_cell(cfg, model, frontend)
+            i, model, frontend, env = current
+            cell = _blank_cell(cfg, model, frontend, env)
             cell.update(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
                                                     f"{len(todo) - i} cell(s) after it not run")
             cells.append(cell)

@@ -67,6 +67,9 @@ class RunConfig:
     block: int = 5  # timed calls per block
     solo: int = 10  # calls per backend in the solo check (0: none)
     bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.bundle)
+    rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.remote)
+    rpc_key: str | None = None
+    rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
     tvm: list[str] | None = None  # TVM environments (bench.tvm_envs); None: each frontend's own
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
 
@@ -161,14 +164,15 @@ class RunConfig:
                 raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
             if any(f != "export" for f in self.frontends):
                 raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
+        if self.rpc is not None:
+            self._check_rpc(relay)
         if self.db is not None:
             if not Path(self.db).is_dir():
                 raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
-            from bench.targets import make_target
             from bench.tuning import validate_database
 
             try:
-                meta = validate_database(self.db, make_target(self.target, self.threads, self.cuda_arch))
+                meta = validate_database(self.db, self.target_info())
             except UserError as e:
                 raise ValueError(str(e)) from None
             if bool(meta.get("fast_math")) != self.fast_math:
@@ -185,6 +189,29 @@ class RunConfig:
                                  "use --weights auto|random or a PATH")
         if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
             raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
+
+    def _check_rpc(self, relay: list[str]) -> None:
+        from bench.remote import check_key, device_info, parse_address
+
+        parse_address(self.rpc)
+        if self.target != "llvm" or relay or self.bundle or self.scenario == "generate" or self.tune_budget:
+            raise ValueError("--rpc runs llvm prefill or decode cells of the Relax frontends on the device "
+                             "(no --bundle, Relay, generate or --tune-budget: tune with `gptbench tune --rpc`, then --db)")
+        if self.baselines == ["eager"]:  # the default: eager is the parity reference only
+            self.baselines = []
+        if self.baselines:
+            raise ValueError("--rpc times TVM on the device alone (a baseline would run on this host): "
+                             "use --baselines none; eager here still gives the parity reference")
+        if not self.rpc_device:
+            check_key(self.rpc, self.rpc_key)
+            self.rpc_device = device_info(self.rpc, self.rpc_key)
+            self.threads = self.rpc_device.get("threads") or self.threads
+
+    def target_info(self):
+        """This run's target: this host's CPU, or the remote device's with --rpc."""
+        from bench.targets import make_target
+
+        return make_target(self.target, self.threads, self.cuda_arch, mcpu=self.rpc_device.get("mcpu"))
 
     def db_for(self, model: str) -> str | None:
         """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
@@ -320,7 +347,6 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
     import torch
 
     from bench.models import load_model
-    from bench.targets import make_target
 
     configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -330,7 +356,7 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
         loaded.module.half()
     cell["weights"] = asdict(loaded.weights)
     cell["n_params"] = loaded.n_params
-    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    tinfo = cfg.target_info()
     cell["target_spec"] = tinfo.spec
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
     return loaded, tinfo, torch_device
@@ -407,7 +433,22 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
         compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag)
         if compiled is None:
             return
+        if cfg.rpc:
+            compiled = _on_device(cfg, compiled, cell, tag)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)
+
+
+def _on_device(cfg: RunConfig, compiled, cell: dict, tag: str):
+    from bench.remote import RemoteCompiled
+
+    cell["stage"] = "upload"
+    remote = RemoteCompiled(compiled, cfg.rpc, cfg.rpc_key)
+    cell["notes"]["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
+                                   baselines="none timed: they would run on this host; eager here is the parity reference")
+    cell["stage"] = "run"
+    log(f"{tag} uploaded {remote.lib_bytes / 1e6:.1f} MB to a server of key {cfg.rpc_key!r} at {cfg.rpc} in {remote.upload_s:.1f} s; "
+        "TVM runs and is timed there")
+    return remote
 
 
 def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: str, frontend: str, tinfo, torch_device: str,
@@ -446,7 +487,7 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: st
     if "eager" in prepared:
         cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
     timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
-    stats = time_backends(cfg.plan(), timers, cell, tag)
+    stats = time_backends(cfg.plan(), timers, cell, tag, remote=bool(cfg.rpc))
     cell["tvm"] = stats["tvm"].to_dict()
     for name in prepared:
         cell["baselines"][name]["latency"] = stats[name].to_dict()
@@ -472,7 +513,7 @@ def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_de
     raise ValueError(f"no way to prepare baseline {name!r}")  # RunConfig rejects unknown names first
 
 
-def time_backends(plan, timers: dict, cell: dict, tag: str) -> dict:
+def time_backends(plan, timers: dict, cell: dict, tag: str, remote: bool = False) -> dict:
     """Time `timers` by `plan`; record the method and the solo check in `cell["timing"]` (flags go to
     stderr too). Returns Stats per backend."""
     from bench.timing import MachineProbe, Stats, measure
@@ -483,7 +524,9 @@ def time_backends(plan, timers: dict, cell: dict, tag: str) -> dict:
     cell["timing"] = m.summary(plan)
     cell["timing"]["machine"] = machine = probe.result()
     flags = [f"solo check: {f}" for f in m.flags()]
-    if not machine["quiet"]:
+    if remote:  # the probe sees this host, where only the parity reference ran; the device is a server's
+        machine["note"] = "this host's load, not the device's (with --rpc TVM runs on a server; on loopback its work counts here)"
+    elif not machine["quiet"]:
         flags.append(machine["warning"])
     cell["timing"]["flags"] = flags
     for f in flags:

@@ -95,3 +95,29 @@ def test_rpc_up_registers_its_servers_and_stops_them_all(tmp_path):
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     assert "stopped" in log.read_text()
+
+
+def test_a_server_that_dies_mid_tuning_costs_only_its_trials(tmp_path):
+    """Two servers; one is killed once the first records are in: the session goes on with the other
+    and ends normally, its database valid."""
+    address, procs = start_farm(2, "die-test", 21190 + os.getpid() % 400, lambda msg: None)
+    db = tmp_path / "db"
+    try:
+        tune = subprocess.Popen([sys.executable, "-m", "bench.cli", "tune", "--model", "nanogpt-tiny", "--frontend", "export",
+                                 "--seq-len", "8", "--trials", "48", "--only", "matmul", "--rpc", address, "--rpc-key", "die-test",
+                                 "--db", str(db)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        records = db / "database_tuning_record.json"
+        for _ in range(600):
+            if records.exists() and records.read_text().count("\n") >= 4 or tune.poll() is not None:
+                break
+            time.sleep(0.25)
+        before = records.read_text().count("\n")
+        os.killpg(procs[1].pid, signal.SIGKILL)  # the first server, and whatever it was measuring
+        out, _ = tune.communicate(timeout=600)
+    finally:
+        stop_farm(procs)
+    assert tune.returncode == 0, out[-3000:]
+    after = records.read_text().count("\n")
+    assert after > before, out[-2000:]
+    meta = json.loads((db / "gptbench-db.json").read_text())
+    assert meta["last_session"]["trials"] >= after - before

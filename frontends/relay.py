@@ -8,7 +8,29 @@ not implemented, so even with an old TVM installed the answer is the same, state
 
 from __future__ import annotations
 
+import re
+
 from frontends.base import Frontend, FrontendError, Imported, ImportRequest
+
+
+def installed_tvm_version() -> str | None:
+    """The version of the TVM that `import tvm` would load, from its package metadata, without importing
+    it (TVM pulls in numpy and more: a usage error must not wait for that). None when that tvm is not
+    an installed distribution's, e.g. a source tree on PYTHONPATH: then only importing it tells."""
+    from importlib import metadata, util
+    from pathlib import Path
+
+    spec = util.find_spec("tvm")
+    if spec is None or not spec.origin:
+        return None
+    for dist in ("apache-tvm", "tvm"):
+        try:
+            found = metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        if Path(found.locate_file("tvm/__init__.py")).resolve() == Path(spec.origin).resolve():
+            return found.version
+    return None
 
 
 class RelayFrontend(Frontend):
@@ -17,6 +39,10 @@ class RelayFrontend(Frontend):
     supports_symbolic = False
 
     def unavailable_reason(self) -> str | None:
+        version = installed_tvm_version()
+        release = re.match(r"(\d+)\.(\d+)", version or "")
+        if release and (int(release[1]), int(release[2])) >= (0, 20):
+            return f"TVM {version} has no Relay (removed in v0.20); install TVM <= 0.19 for it"
         try:
             import tvm
         except ImportError:  # pragma: no cover - tvm is a hard dependency

@@ -16,7 +16,8 @@
 #                    mmdebstrap from Debian's archive, $DEBIAN_BASE, and reused)
 #   DEBIAN_BASE      tag of that base (default localhost/gptbench-base:bookworm)
 #   FIND_LINKS       folders whose *.whl pip may use inside the build, copied into docker/wheels/
-#                    (default: this machine's pip find-links, `pip config get global.find-links`)
+#                    (default: this machine's pip find-links, $PIP_FIND_LINKS or
+#                    `pip config get global.find-links`; empty: none)
 #   TORCH_INDEX_URL  passed as the build arg (default: PyTorch's CPU index, or empty when FIND_LINKS
 #                    gave docker/wheels/ a CPU torch of the pinned version)
 #   PIP_INDEX_URL    passed as the build arg (default the Dockerfile's, https://pypi.org/simple)
@@ -114,7 +115,7 @@ base_image() {
 # The wheels of FIND_LINKS into docker/wheels/ (hard links where possible), stale ones out.
 stage_wheels() {
     local links dir
-    links=${FIND_LINKS-$(python3 -m pip config get global.find-links 2> /dev/null || true)}
+    links=${FIND_LINKS-${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2> /dev/null || true)}}
     find "$WHEELS" -maxdepth 1 -name '*.whl' -delete
     for dir in $links; do
         dir=${dir#file://}

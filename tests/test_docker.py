@@ -582,3 +582,35 @@ def test_cpu_only_checks_the_installed_torch():
         assert proc.returncode == 1 and f"CUDA {torch.version.cuda} build" in proc.stderr
     else:
         assert proc.returncode == 0 and proc.stdout.strip() == "cpu_only: ok, torch is a CPU build", proc.stderr
+
+
+# ---------------------------------------------------------------- docker/engine.sh usage (no engine needed)
+
+ENGINE_SH = ROOT / "docker" / "engine.sh"
+
+
+def _engine_sh(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ENGINE_SH), *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args,env,message", [
+    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | engine"),
+    (("push",), {}, "unknown command 'push': choose build, run or engine"),
+    (("engine",), {"ENGINE": "lxc"}, "ENGINE=lxc: choose docker or podman"),
+])
+def test_engine_sh_usage_errors_are_one_line_and_exit_2(args, env, message):
+    proc = _engine_sh(*args, **env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"docker/engine.sh: {message}"]
+
+
+def test_engine_sh_without_any_engine_says_what_to_install(tmp_path):
+    """What the image tests skip with where neither docker nor podman exists: a PATH with only the
+    shell tools engine.sh needs."""
+    for tool in ("bash", "sed", "timeout"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    proc = _engine_sh("build", PATH=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("docker/engine.sh: no container engine: install docker (with its daemon running) "
+                                   "or podman (apt-get install podman)")

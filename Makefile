@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench test test-slow test-docker docker docker-build clean
+.PHONY: setup bench test test-slow test-docker docker docker-build clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,26 @@ bench: $(STAMP)
 	$(BIN)/gptbench run $(BENCH_RUN) $(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
 	$(BIN)/gptbench plot results/*-default.json --out results/
 
+# TVM 0.19 (Relay) in its own environment, for --frontend relay-onnx,relay-torch: the prebuilt wheel
+# where RELAY_WHEEL exists (../shared/wheels on these machines), else a source build of v0.19.0
+# (docker/tvm-0.19/build.sh, about 40 minutes on 2 cores).
+RELAY_VENV  ?= .venv-relay
+RELAY_WHEEL ?= $(wildcard ../shared/wheels/tvm-0.19.0-cp311-cp311-linux_x86_64.whl)
+RELAY_STAMP := $(RELAY_VENV)/.installed-stamp
+
+$(RELAY_STAMP): docker/tvm-0.19/requirements.txt
+	docker/tvm-0.19/setup-env.sh $(RELAY_VENV) $(RELAY_WHEEL)
+
+tvm-relay: $(RELAY_STAMP)
+
 # The test suite (what .ci/run calls): one pytest-xdist worker per usable core (at most 4), whole
 # files per worker so module fixtures run once. Slow full-size runs are opt-in: `make test-slow`.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
+# Where a prebuilt TVM 0.19 wheel is at hand the Relay environment is set up first (about 1 minute),
+# so the Relay tests run; if that fails, or without the wheel, they are skipped and say why.
 test: $(STAMP)
+	$(if $(RELAY_WHEEL),-$(MAKE) --no-print-directory tvm-relay)
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(STAMP)
@@ -65,4 +80,4 @@ docker: docker-build
 	docker/engine.sh run plot results/*-docker.json --out results/
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(RELAY_VENV) .pytest_cache build *.egg-info

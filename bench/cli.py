@@ -48,7 +48,8 @@ def cmd_models(args) -> int:
 # ------------------------------------------------------------------------------------------- run
 def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,onnx") -> None:
     p.add_argument("--model", required=True, help="model name(s), comma-separated (see `gptbench models`)")
-    p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx (comma-separated; default {frontend_default})")
+    p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx, relay-onnx, relay-torch (comma-separated; "
+                   f"default {frontend_default})")
     p.add_argument("--target", default="llvm", help="llvm (this CPU) or cuda (default llvm)")
     p.add_argument("--weights", default="auto", help="auto | random | pretrained | PATH (default auto: pretrained where available)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
@@ -68,6 +69,11 @@ def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
     p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
     p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
+
+
+def add_rpc_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT", help=f"an RPC tracker (`gptbench rpc up` starts one here): {what}")
+    p.add_argument("--rpc-key", default=None, metavar="KEY", help="the key the device servers registered under")
 
 
 def add_timing_args(p: argparse.ArgumentParser, warmup: int, repeat: int) -> None:
@@ -104,7 +110,8 @@ def config_from_args(args):
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
-            bundle=opt("bundle"),
+            bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, blas=bool(opt("blas", False)),
+            rpc=opt("rpc"), rpc_key=opt("rpc_key"),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -374,7 +381,6 @@ def cmd_generate(args) -> int:
 
 # ------------------------------------------------------------------------------------------ tune
 def cmd_tune(args) -> int:
-    from bench.targets import make_target
     from bench.tuning import default_db_dir, summary_markdown, tune
 
     if args.trials < 0:
@@ -391,7 +397,7 @@ def cmd_tune(args) -> int:
         raise UserError("tune takes --scenario prefill or decode (generate uses both: tune each)")
     if cfg.shapes != "static":
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
-    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    tinfo = cfg.target_info()
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
                                                 cfg.fast_math)
     meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
@@ -402,6 +408,49 @@ def cmd_tune(args) -> int:
         _err("interrupted: the records measured so far and the database description are saved")
         return 130
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- rpc
+def cmd_rpc(args) -> int:
+    """`rpc up`: a tracker and --servers servers on loopback until Ctrl-C; `rpc status`: a tracker's servers."""
+    import signal
+    import time
+
+    from bench.remote import start_farm, stop_farm, tracker_summary
+
+    if args.action == "status":
+        if not args.rpc:
+            raise UserError("rpc status needs --rpc HOST:PORT (the tracker)")
+        summary = tracker_summary(args.rpc)
+        for s in summary.get("server_info", []):
+            _out(f"server {s['addr'][0]}:{s['addr'][1]}  key {s['key'].split(':')[-1]}")
+        for key, q in summary.get("queue_info", {}).items():
+            _out(f"key {key}: {q.get('free')} free, {q.get('pending')} pending")
+        return EXIT_OK
+    if args.servers < 1:
+        raise UserError(f"--servers must be >= 1, got {args.servers}")
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        address, procs = start_farm(args.servers, args.key, args.port, _err)
+    except KeyboardInterrupt:
+        _err("rpc: interrupted while starting; nothing left running")
+        return 130
+    _out(f"tracker {address}, {args.servers} server(s) of key {args.key!r} registered; use "
+         f"`gptbench run|tune ... --rpc {address} --rpc-key {args.key}`; Ctrl-C (or SIGTERM) stops them all")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        _err("rpc: a tracker or server process exited; stopping the others")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        stop_farm(procs)
+        _err("rpc: tracker and servers stopped")
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -462,6 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
+    add_rpc_args(p, "build here for the device's CPU, run and time TVM on a server of the key, parity against eager here")
+    p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay; `make tvm-relay`). "
+                   "Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the others in 0.27); named, every "
+                   "frontend in each, a pair that cannot run recorded as such")
+    p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
     p.add_argument("--bundle", default=None, metavar="DIR", help="build each cell and export it into DIR (a new directory) "
                    "instead of running it: `gptbench measure DIR` measures it on another machine that has only TVM's runtime "
                    "(--frontend export, prefill or decode)")
@@ -530,7 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. matmul); the summary still lists every task")
     p.add_argument("--prepack", action="store_true", help="let tuned kernels choose the weights' layout (CPU; weights are "
                    "transformed once at load by main_transform_params)")
+    add_rpc_args(p, "measure the candidates on every server of the key (MetaSchedule's RPCRunner); the database is "
+                    "keyed by the device's CPU")
     p.set_defaults(func=cmd_tune, no_isolate=True)
+
+    p = sub.add_parser("rpc", help="a local RPC tracker and device servers (`up`), or what a tracker holds (`status`)")
+    p.add_argument("action", choices=["up", "status"])
+    p.add_argument("--servers", type=int, default=2, help="up: how many servers (default 2)")
+    p.add_argument("--key", default="gptbench", help="up: the servers' key (default gptbench)")
+    p.add_argument("--port", type=int, default=9190, help="up: the tracker's port, or the next free one (default 9190)")
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT", help="status: the tracker")
+    p.set_defaults(func=cmd_rpc)
 
     p = sub.add_parser("report", help="print the Markdown table of report JSON file(s)")
     p.add_argument("files", nargs="+")

@@ -38,7 +38,7 @@ FIGSIZE = (13.0, 5.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 # One colour per backend, the same in every figure: TVM's frontends in blues and greens, the baselines apart.
-BACKEND_COLORS = {"export": "tab:blue", "onnx": "tab:cyan", "fx": "tab:green", "relay": "tab:olive",
+BACKEND_COLORS = {"export": "tab:blue", "onnx": "tab:cyan", "fx": "tab:green", "relay-onnx": "tab:olive", "relay-torch": "tab:brown",
                   "eager": "tab:gray", "compile": "tab:orange", "ort": "tab:purple", "untuned": "tab:pink"}
 
 

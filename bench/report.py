@@ -331,7 +331,8 @@ def timing_check_markdown(cells: list[dict]) -> list[str]:
         if c.get("variant") and any(r[0] == c["model"] and r[1] == c["frontend"] for r in rows):
             continue  # a passes report: every variant shares one measurement
         machine = t.get("machine") or {}
-        others = None if "others_cores" not in machine else f"{machine['others_cores']:.2f}" + ("" if machine.get("quiet") else " **busy**")
+        others = None if "others_cores" not in machine else f"{machine['others_cores']:.2f}" + (
+            " (host, not the device)" if machine.get("note") else "" if machine.get("quiet") else " **busy**")
         for name, s in t["solo"].items():
             mark = "**flagged**" if s.get("flagged") else "ok"
             rows.append([c["model"], c["frontend"], name, f"{s['paired_median']:.3f}", f"{s['median']:.3f}", f"{s['diff'] * 100:+.1f}%", mark,

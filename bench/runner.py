@@ -67,6 +67,11 @@ class RunConfig:
     block: int = 5  # timed calls per block
     solo: int = 10  # calls per backend in the solo check (0: none)
     bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.bundle)
+    rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.remote)
+    rpc_key: str | None = None
+    rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
+    tvm: list[str] | None = None  # TVM environments (bench.tvm_envs); None: each frontend's own
+    blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
 
     def __post_init__(self) -> None:
         from bench.env import usable_cores
@@ -142,19 +147,32 @@ class RunConfig:
             raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
         if self.cell_timeout and not self.isolate:
             raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
+        from bench.tvm_envs import ENVS
+
+        for env in self.tvm or []:
+            if env not in ENVS:
+                raise ValueError(str(unknown("TVM environment", env, list(ENVS))))
+        relay = [f for f in self.frontends if FRONTENDS[f].tvm_env == "0.19"]
+        if relay and (self.target != "llvm" or self.dtype != "float32" or self.shapes != "static" or self.scenario == "generate"):
+            raise ValueError(f"{', '.join(relay)}: the Relay cells take --target llvm, float32, --shapes static, prefill or decode")
+        if self.blas and not relay:
+            raise ValueError("--blas is for the Relay frontends (relay-onnx, relay-torch): -libs=cblas on their target")
+        if relay and self.bundle is not None:
+            raise ValueError("--bundle takes --frontend export")
         if self.bundle is not None:
             if self.scenario == "generate" or self.val_text:
                 raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
             if any(f != "export" for f in self.frontends):
                 raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
+        if self.rpc is not None:
+            self._check_rpc(relay)
         if self.db is not None:
             if not Path(self.db).is_dir():
                 raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
-            from bench.targets import make_target
             from bench.tuning import validate_database
 
             try:
-                meta = validate_database(self.db, make_target(self.target, self.threads, self.cuda_arch))
+                meta = validate_database(self.db, self.target_info())
             except UserError as e:
                 raise ValueError(str(e)) from None
             if bool(meta.get("fast_math")) != self.fast_math:
@@ -172,6 +190,29 @@ class RunConfig:
         if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
             raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
 
+    def _check_rpc(self, relay: list[str]) -> None:
+        from bench.remote import check_key, device_info, parse_address
+
+        parse_address(self.rpc)
+        if self.target != "llvm" or relay or self.bundle or self.scenario == "generate" or self.tune_budget:
+            raise ValueError("--rpc runs llvm prefill or decode cells of the Relax frontends on the device "
+                             "(no --bundle, Relay, generate or --tune-budget: tune with `gptbench tune --rpc`, then --db)")
+        if self.baselines == ["eager"]:  # the default: eager is the parity reference only
+            self.baselines = []
+        if self.baselines:
+            raise ValueError("--rpc times TVM on the device alone (a baseline would run on this host): "
+                             "use --baselines none; eager here still gives the parity reference")
+        if not self.rpc_device:
+            check_key(self.rpc, self.rpc_key)
+            self.rpc_device = device_info(self.rpc, self.rpc_key)
+            self.threads = self.rpc_device.get("threads") or self.threads
+
+    def target_info(self):
+        """This run's target: this host's CPU, or the remote device's with --rpc."""
+        from bench.targets import make_target
+
+        return make_target(self.target, self.threads, self.cuda_arch, mcpu=self.rpc_device.get("mcpu"))
+
     def db_for(self, model: str) -> str | None:
         """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
         return self.dbs.get(model) or self.db
@@ -181,8 +222,14 @@ class RunConfig:
 
         return TimingPlan(warmup=self.warmup, repeat=self.repeat, method=self.timing, block=self.block, solo=self.solo)
 
-    def cells(self) -> list[tuple[str, str]]:
-        return [(m, f) for m in self.models for f in self.frontends]
+    def cells(self) -> list[tuple[str, str, str]]:
+        """(model, frontend, TVM environment): each frontend in its own environment, or with --tvm
+        every frontend in every environment asked for (a pair that cannot run is recorded as such)."""
+        from frontends import FRONTENDS
+
+        if self.tvm is None:
+            return [(m, f, FRONTENDS[f].tvm_env) for m in self.models for f in self.frontends]
+        return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]
 
 
 def check_text_file(flag: str, path: str) -> None:
@@ -245,13 +292,19 @@ def cell_id(cell: dict) -> str:
     return f"{key}|{cell['variant']}" if cell.get("variant") else key
 
 
-def variant_name(cfg) -> str | None:
-    """The pipeline variant a cell was built with (part of its id: compare never matches two variants)."""
-    parts = (["+dlight"] if cfg.dlight else []) + (["+fastmath"] if cfg.fast_math else [])
+def variant_name(cfg, env: str = "0.27") -> str | None:
+    """The pipeline variant a cell was built with (part of its id: compare never matches two
+    variants), and the TVM environment when it is not the default one."""
+    relax = env == "0.27"
+    parts = ([] if relax else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and relax else []) + \
+        (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else [])
     return "".join(parts) or None
 
 
-def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+def _blank_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
+    from frontends import FRONTENDS
+
+    env = env or FRONTENDS[frontend].tvm_env
     cell = dict(
         model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
         seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
@@ -262,18 +315,23 @@ def _blank_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
         weights=None, n_params=None, timings={}, source_ops={}, relax_ops={}, patches=[], notes={},
         parity=None, tvm=None, baselines={}, speedup={}, timing=None, peak_rss_mb=None,
         rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)",
-        tuning=None, target_spec=None, variant=variant_name(cfg), rewrites={},
+        tuning=None, target_spec=None, variant=variant_name(cfg, env), rewrites={}, tvm_env=env,
     )
     cell["id"] = cell_id(cell)
     return cell
 
 
-def execute_cell(cfg: RunConfig, model: str, frontend: str) -> dict:
+def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
     """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
-    cell = _blank_cell(cfg, model, frontend)
+    cell = _blank_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
     try:
-        _execute(cfg, model, frontend, cell)
+        if cell["tvm_env"] == "0.19":
+            from bench.relay_cell import execute_relay
+
+            execute_relay(cfg, model, frontend, cell, log)
+        else:
+            _execute(cfg, model, frontend, cell)
     except Exception as e:  # noqa: BLE001 - a failed cell is a result
         from frontends.base import short_error
 
@@ -289,7 +347,6 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
     import torch
 
     from bench.models import load_model
-    from bench.targets import make_target
 
     configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -299,7 +356,7 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
         loaded.module.half()
     cell["weights"] = asdict(loaded.weights)
     cell["n_params"] = loaded.n_params
-    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    tinfo = cfg.target_info()
     cell["target_spec"] = tinfo.spec
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
     return loaded, tinfo, torch_device
@@ -376,7 +433,22 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
         compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag)
         if compiled is None:
             return
+        if cfg.rpc:
+            compiled = _on_device(cfg, compiled, cell, tag)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)
+
+
+def _on_device(cfg: RunConfig, compiled, cell: dict, tag: str):
+    from bench.remote import RemoteCompiled
+
+    cell["stage"] = "upload"
+    remote = RemoteCompiled(compiled, cfg.rpc, cfg.rpc_key)
+    cell["notes"]["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
+                                   baselines="none timed: they would run on this host; eager here is the parity reference")
+    cell["stage"] = "run"
+    log(f"{tag} uploaded {remote.lib_bytes / 1e6:.1f} MB to a server of key {cfg.rpc_key!r} at {cfg.rpc} in {remote.upload_s:.1f} s; "
+        "TVM runs and is timed there")
+    return remote
 
 
 def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: str, frontend: str, tinfo, torch_device: str,
@@ -415,7 +487,7 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: st
     if "eager" in prepared:
         cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
     timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
-    stats = time_backends(cfg.plan(), timers, cell, tag)
+    stats = time_backends(cfg.plan(), timers, cell, tag, remote=bool(cfg.rpc))
     cell["tvm"] = stats["tvm"].to_dict()
     for name in prepared:
         cell["baselines"][name]["latency"] = stats[name].to_dict()
@@ -441,7 +513,7 @@ def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_de
     raise ValueError(f"no way to prepare baseline {name!r}")  # RunConfig rejects unknown names first
 
 
-def time_backends(plan, timers: dict, cell: dict, tag: str) -> dict:
+def time_backends(plan, timers: dict, cell: dict, tag: str, remote: bool = False) -> dict:
     """Time `timers` by `plan`; record the method and the solo check in `cell["timing"]` (flags go to
     stderr too). Returns Stats per backend."""
     from bench.timing import MachineProbe, Stats, measure
@@ -452,7 +524,9 @@ def time_backends(plan, timers: dict, cell: dict, tag: str) -> dict:
     cell["timing"] = m.summary(plan)
     cell["timing"]["machine"] = machine = probe.result()
     flags = [f"solo check: {f}" for f in m.flags()]
-    if not machine["quiet"]:
+    if remote:  # the probe sees this host, where only the parity reference ran; the device is a server's
+        machine["note"] = "this host's load, not the device's (with --rpc TVM runs on a server; on loopback its work counts here)"
+    elif not machine["quiet"]:
         flags.append(machine["warning"])
     cell["timing"]["flags"] = flags
     for f in flags:
@@ -598,6 +672,67 @@ def ensure_tuned(cfg: RunConfig) -> None:
             f"(stopped by {meta['last_session']['stopped_by']}): {db}")
 
 
+def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
+    environment; a pair that cannot run, or an environment not installed, is a recorded cell."""
+    from bench.tvm_envs import current, missing_reason
+    from frontends import FRONTENDS
+
+    if env != FRONTENDS[frontend].tvm_env:
+        cell = _blank_cell(cfg, model, frontend, env)
+        cell.update(status="import_failed", stage="env", error=f"{frontend} runs in TVM {FRONTENDS[frontend].tvm_env} only in this "
+                    "harness (" + ("Relay is gone from TVM 0.20 on" if FRONTENDS[frontend].tvm_env == "0.19" else
+                                   "its Relax path is written for TVM 0.27's API") + ")")
+        log(f"[{model} × {frontend}] not run in TVM {env}: {cell['error']}")
+        return cell
+    if env != current():
+        reason = missing_reason(env)
+        if reason:
+            cell = _blank_cell(cfg, model, frontend, env)
+            cell.update(status="import_failed", stage="env", error=reason)
+            log(f"[{model} × {frontend}] not run: {reason}")
+            return cell
+        return run_in_env(cfg, model, frontend, env)
+    return run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+
+
+def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """execute_cell in another TVM environment's interpreter (bench.env_worker); its logs go to our
+    stderr, its cell comes back as JSON; a crash or a timeout becomes the cell's status."""
+    import json
+    import subprocess
+
+    from bench.tvm_envs import REPO, worker_command
+
+    with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
+        cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
+        # The tuning database and the tuning budget are the Relax cells' (this environment's)
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=0.0, dbs={}, tuned_now={}))))
+        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)], cwd=REPO, env=env_vars)
+        try:
+            code = proc.wait(timeout=cfg.cell_timeout or None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if out.exists():
+            return json.loads(out.read_text())
+        cell = _blank_cell(cfg, model, frontend, env)
+        cell["timings"]["cell_s"] = round(time.perf_counter() - t0, 3)
+        if code is None:
+            cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
+        else:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            cell.update(error=f"the TVM {env} worker died ({how}) before reporting")
+        return cell
+
+
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     cells = []
     todo = cfg.cells()
@@ -612,11 +747,11 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     try:
         if cfg.tune_budget:
             ensure_tuned(cfg)
-        for i, (model, frontend) in enumerate(todo, 1):
+        for i, (model, frontend, env) in enumerate(todo, 1):
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
-                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes})")
-            current = (i, model, frontend)
-            cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend)
+                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env})")
+            current = (i, model, frontend, env)
+            cell = run_cell(cfg, model, frontend, env)
             current = None
             cells.append(cell)
             if on_cell:
@@ -624,8 +759,8 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     except KeyboardInterrupt as e:  # during a cell, or during tuning before any
         signame = "SIGTERM" if str(e) == "SIGTERM" else "SIGINT"
         if current is not None:
-            i, model, frontend = current
-            cell = _blank_cell(cfg, model, frontend)
+            i, model, frontend, env = current
+            cell = _blank_cell(cfg, model, frontend, env)
             cell.update(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
                                                     f"{len(todo) - i} cell(s) after it not run")
             cells.append(cell)

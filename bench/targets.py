@@ -75,12 +75,13 @@ def cuda_runtime_status() -> tuple[bool, str]:
     return True, ""
 
 
-def make_target(kind: str, threads: int, cuda_arch: str | None = None) -> TargetInfo:
+def make_target(kind: str, threads: int, cuda_arch: str | None = None, mcpu: str | None = None) -> TargetInfo:
+    """`mcpu`: another machine's CPU (a remote device's, `--rpc`); default this host's."""
     import tvm
 
     if kind not in TARGETS:
         raise unknown("target", kind, list(TARGETS))
-    llvm = {"kind": "llvm", "mcpu": host_mcpu(), "num-cores": int(threads)}
+    llvm = {"kind": "llvm", "mcpu": mcpu or host_mcpu(), "num-cores": int(threads)}
     if kind == "llvm":
         return TargetInfo(kind, tvm.target.Target(llvm), llvm, True, "")
     if cuda_arch:

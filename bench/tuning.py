@@ -350,13 +350,12 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     from bench.models import load_model
     from bench.runner import configure_threads
     from bench.scenarios import make_case
-    from bench.targets import make_target
     from frontends import get_frontend
     from frontends.base import ImportRequest
 
     budget = Budget(budget_s)
     configure_threads(cfg.threads)
-    tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
+    tinfo = cfg.target_info()
     db_dir = Path(db_dir)
     meta = read_meta(db_dir)
     if meta is not None:
@@ -459,10 +458,23 @@ def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selec
         task_scheduler=scheduler,
         num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
         builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None),
-        runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
+        runner=_runner(ms, cfg),
         database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
     )
+
+
+def _runner(ms, cfg):
+    """Where candidates are measured: this machine, or every server of --rpc-key (MetaSchedule's
+    RPCRunner, one worker per server: N devices measure N candidates at once)."""
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)
+    if not cfg.rpc:
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=evaluator)
+    from bench.remote import parse_address
+
+    host, port = parse_address(cfg.rpc)
+    rpc_config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=cfg.rpc_key, session_timeout_sec=60)
+    return ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=len(cfg.rpc_device.get("servers") or [1]))
 
 
 def parse_duration(text: str) -> float:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from frontends.base import Frontend, FrontendError, Imported, ImportRequest
 from frontends.fx import FxFrontend
 from frontends.onnx_import import OnnxFrontend
-from frontends.relay import RelayFrontend
+from frontends.relay import RelayOnnxFrontend, RelayTorchFrontend
 from frontends.torch_export import TorchExportFrontend
 
-REGISTRY: list[Frontend] = [TorchExportFrontend(), OnnxFrontend(), FxFrontend(), RelayFrontend()]
+REGISTRY: list[Frontend] = [TorchExportFrontend(), OnnxFrontend(), FxFrontend(), RelayOnnxFrontend(), RelayTorchFrontend()]
 FRONTENDS: dict[str, Frontend] = {f.name: f for f in REGISTRY}
 
 
 def available() -> list[str]:
-    """The frontends this TVM can run (relay needs TVM <= 0.19: it is named, never offered, elsewhere)."""
+    """The frontends a run can ask for (the Relay ones run in the TVM 0.19 environment; a cell says
+    when it is not installed)."""
     return [name for name, f in FRONTENDS.items() if f.unavailable_reason() is None]
 
 

@@ -53,6 +53,7 @@ class Frontend:
     name: str = ""
     title: str = ""
     supports_symbolic: bool = True
+    tvm_env: str = "0.27"  # the TVM environment its cells run in (bench.tvm_envs)
 
     def unavailable_reason(self) -> str | None:
         """None when this frontend can run with the installed TVM/torch, else why not."""

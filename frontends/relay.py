@@ -1,60 +1,116 @@
-"""Legacy Relay (`tvm.relay.frontend.from_pytorch`): TVM ≤ 0.19 only.
+"""Relay, through TVM v0.19 (the last release that has it): `relay-torch` and `relay-onnx`.
 
-Relay was removed in TVM v0.20; the pinned TVM (0.27) has none. This entry exists so that asking
-for `--frontend relay` gives a clear answer instead of an unknown-name error. This harness builds
-and runs everything through Relax's VirtualMachine; a Relay path (relay.build + graph executor) is
-not implemented, so even with an old TVM installed the answer is the same, stated differently.
+These frontends run in the TVM 0.19 environment (`make tvm-relay`, bench.tvm_envs); a run asks
+for them like any other frontend and their cells run in that environment's interpreter.
+
+- relay-torch: `torch.jit.trace` → `relay.frontend.from_pytorch`. Its own check lists every
+  TorchScript op it lacks at once ("The following operators are not implemented: [...]"); the
+  cell records them as unsupported ops.
+- relay-onnx: the TorchScript ONNX exporter (`torch.onnx.export(dynamo=False)`, opset 17: Relay's
+  importer predates the dynamo exporter's opset 18 files) → `relay.frontend.from_onnx` with the
+  weights frozen in. Every ONNX op type its converter table lacks is listed at once, before import.
+
+Built with `relay.build` at opt_level 3 (bench.relay_cell), run by the graph executor.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from collections import Counter
 
-from frontends.base import Frontend, FrontendError, Imported, ImportRequest
+from frontends.base import Frontend, FrontendError, Imported, ImportRequest, short_error, timed
 
-
-def installed_tvm_version() -> str | None:
-    """The version of the TVM that `import tvm` would load, from its package metadata, without importing
-    it (TVM pulls in numpy and more: a usage error must not wait for that). None when that tvm is not
-    an installed distribution's, e.g. a source tree on PYTHONPATH: then only importing it tells."""
-    from importlib import metadata, util
-    from pathlib import Path
-
-    spec = util.find_spec("tvm")
-    if spec is None or not spec.origin:
-        return None
-    for dist in ("apache-tvm", "tvm"):
-        try:
-            found = metadata.distribution(dist)
-        except metadata.PackageNotFoundError:
-            continue
-        if Path(found.locate_file("tvm/__init__.py")).resolve() == Path(spec.origin).resolve():
-            return found.version
-    return None
+ONNX_OPSET = 17
 
 
-class RelayFrontend(Frontend):
-    name = "relay"
-    title = "TorchScript → relay.frontend.from_pytorch (TVM ≤ 0.19)"
+def relay_op_counts(mod) -> dict[str, int]:
+    """Calls per Relay operator in `main` (the analogue of relax_ops)."""
+    from tvm import relay
+
+    counts: Counter = Counter()
+
+    def visit(node):
+        if isinstance(node, relay.Call) and isinstance(node.op, type(relay.op.get("add"))):
+            counts[node.op.name] += 1
+
+    relay.analysis.post_order_visit(mod["main"], visit)
+    return dict(sorted(counts.items()))
+
+
+class _Relay(Frontend):
+    tvm_env = "0.19"
     supports_symbolic = False
 
     def unavailable_reason(self) -> str | None:
-        version = installed_tvm_version()
-        release = re.match(r"(\d+)\.(\d+)", version or "")
-        if release and (int(release[1]), int(release[2])) >= (0, 20):
-            return f"TVM {version} has no Relay (removed in v0.20); install TVM <= 0.19 for it"
-        try:
-            import tvm
-        except ImportError:  # pragma: no cover - tvm is a hard dependency
-            return "TVM is not installed"
-        try:
-            from tvm import relay  # noqa: F401
-        except ImportError:
-            return f"TVM {tvm.__version__} has no Relay (removed in v0.20); install TVM <= 0.19 for it"
-        return (
-            f"TVM {tvm.__version__} has Relay, but this harness builds through Relax only; "
-            "the Relay path (relay.build + graph executor) is not implemented"
-        )
+        return None  # availability is the TVM 0.19 environment's, decided per cell (bench.tvm_envs)
+
+
+class RelayTorchFrontend(_Relay):
+    name = "relay-torch"
+    title = "torch.jit.trace → relay.frontend.from_pytorch (TVM 0.19)"
 
     def import_model(self, req: ImportRequest) -> Imported:
-        raise FrontendError(self.name, "import", self.unavailable_reason() or "unavailable")
+        import torch
+        from tvm import relay
+
+        timings: dict[str, float] = {}
+        try:
+            with timed(timings, "export_s"), torch.no_grad():
+                traced = torch.jit.trace(req.module, tuple(req.inputs), check_trace=False)
+        except Exception as e:  # noqa: BLE001 - a failed trace is a result
+            raise FrontendError(self.name, "export", short_error(e)) from e
+        ops = Counter(n.kind() for n in traced.inlined_graph.nodes() if n.kind().startswith("aten::"))
+        shapes = [(n, tuple(x.shape)) for n, x in zip(req.input_names, req.inputs)]
+        try:
+            with timed(timings, "import_s"):
+                mod, params = relay.frontend.from_pytorch(traced, shapes)
+        except NotImplementedError as e:
+            missing = re.search(r"not implemented: (\[.*?\])", str(e))
+            if missing:
+                raise FrontendError(self.name, "import", "", unsupported=ast.literal_eval(missing.group(1))) from e
+            raise FrontendError(self.name, "import", short_error(e)) from e
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(self.name, "import", short_error(e)) from e
+        return Imported(mod, params, dict(sorted(ops.items())), relay_op_counts(mod), timings)
+
+
+class RelayOnnxFrontend(_Relay):
+    name = "relay-onnx"
+    title = f"torch.onnx.export (TorchScript, opset {ONNX_OPSET}) → relay.frontend.from_onnx (TVM 0.19)"
+
+    def import_model(self, req: ImportRequest) -> Imported:
+        import onnx
+        import torch
+        from tvm import relay
+        from tvm.relay.frontend import onnx as relay_onnx
+
+        timings: dict[str, float] = {}
+        path = req.workdir / "model-relay.onnx"
+        try:
+            with timed(timings, "export_s"), torch.no_grad():
+                torch.onnx.export(req.module, tuple(req.inputs), str(path), input_names=list(req.input_names),
+                                  output_names=[f"out{i}" for i in range(8)][: _n_outputs(req)], opset_version=ONNX_OPSET, dynamo=False)
+            model = onnx.load(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(self.name, "export", short_error(e)) from e
+        ops = Counter(n.op_type for n in model.graph.node)
+        missing = sorted(set(ops) - set(relay_onnx._get_convert_map(ONNX_OPSET)))
+        if missing:
+            raise FrontendError(self.name, "import", "", unsupported=missing)
+        try:
+            with timed(timings, "import_s"):
+                mod, params = relay.frontend.from_onnx(model, {n: tuple(x.shape) for n, x in zip(req.input_names, req.inputs)},
+                                                       freeze_params=True)
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(self.name, "import", short_error(e)) from e
+        notes = dict(onnx_exporter=f"TorchScript (dynamo=False), opset {ONNX_OPSET}", onnx_bytes=path.stat().st_size)
+        return Imported(mod, params, dict(sorted(ops.items())), relay_op_counts(mod), timings, notes=notes)
+
+
+def _n_outputs(req: ImportRequest) -> int:
+    import torch
+
+    with torch.no_grad():
+        out = req.module(*req.inputs)
+    return 1 if isinstance(out, torch.Tensor) else len(out)

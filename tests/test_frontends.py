@@ -18,12 +18,15 @@ from frontends.base import FrontendError, ImportRequest
 def test_registry_names_are_unique_and_complete():
     names = [f.name for f in REGISTRY]
     assert len(names) == len(set(names))
-    assert set(names) == {"export", "onnx", "fx", "relay"}
+    assert set(names) == {"export", "onnx", "fx", "relay-onnx", "relay-torch"}
 
 
-def test_relay_is_unavailable_on_tvm_0_27_with_the_reason():
-    reason = FRONTENDS["relay"].unavailable_reason()
-    assert reason and "Relay" in reason and "v0.20" in reason
+def test_each_frontend_names_a_known_tvm_environment():
+    from bench.tvm_envs import ENVS
+
+    assert {f.name: f.tvm_env for f in REGISTRY} == {"export": "0.27", "onnx": "0.27", "fx": "0.27", "relay-onnx": "0.19",
+                                                    "relay-torch": "0.19"}
+    assert all(f.tvm_env in ENVS for f in REGISTRY)
 
 
 class TwoUnsupported(torch.nn.Module):

@@ -1,0 +1,26 @@
+"""One cell in this interpreter, for a run whose parent is another TVM environment's:
+`python -m bench.env_worker CONFIG.json MODEL FRONTEND ENV OUT.json` (bench.runner.run_in_env)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from bench.report import atomic_write
+    from bench.runner import RunConfig, _die_with_parent, execute_cell
+
+    cfg_path, model, frontend, env, out = argv
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    cfg = RunConfig(**json.loads(Path(cfg_path).read_text()))
+    cell = execute_cell(cfg, model, frontend, env)
+    atomic_write(Path(out), json.dumps(cell, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

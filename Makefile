@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench test test-slow clean tvm-relay
+.PHONY: setup bench test test-slow test-docker docker docker-build clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,13 @@ VAL_TEXT ?= $(wildcard ../shared/data/tinyshakespeare.txt)
 TUNE_BUDGET ?= 5m
 TUNE_CACHE ?= results/tuning
 
+# The default benchmark's run arguments: `make bench` runs them here, `make docker` in the cpu image.
+BENCH_RUN = --model nanogpt-shakespeare-char --frontend export,onnx,fx --target llvm \
+	--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --baselines eager,ort,untuned \
+	--fast-math --tune-budget $(TUNE_BUDGET) --tune-cache $(TUNE_CACHE)
+
 bench: $(STAMP)
-	$(BIN)/gptbench run --model nanogpt-shakespeare-char --frontend export,onnx,fx --target llvm \
-		--scenario prefill --batch 1 --seq-len 128 --warmup 5 --repeat 30 --baselines eager,ort,untuned \
-		--fast-math --tune-budget $(TUNE_BUDGET) --tune-cache $(TUNE_CACHE) \
-		$(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
+	$(BIN)/gptbench run $(BENCH_RUN) $(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
 	$(BIN)/gptbench plot results/*-default.json --out results/
 
 # TVM 0.19 (Relay) in its own environment, for --frontend relay-onnx,relay-torch: the prebuilt wheel
@@ -56,6 +58,26 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The image tests alone (also part of test-slow): build or reuse the cpu image, run a tiny model and
+# `gptbench compare` in it. Skipped where neither docker nor podman is installed.
+test-docker: $(STAMP)
+	$(BIN)/python -m pytest -q -m docker
+
+# The cpu image (docker/Dockerfile --target cpu) with docker, or podman where no docker daemon
+# answers. Where the pinned base image's registry is out of reach, docker/engine.sh makes an
+# equivalent Debian base with mmdebstrap once and reuses it (docker/README.md).
+docker-build:
+	docker/engine.sh build
+
+# `make docker`: the cpu image (docker-build), then the default benchmark in it, BENCH_RUN as `make
+# bench` runs it. results/ is mounted at /app/results: the report, its chart and TUNE_CACHE's
+# databases are the host's (a database tuned for this CPU and core count is found, not tuned again;
+# TUNE_CACHE must lie under results/). The training text, where at hand, is mounted read-only.
+docker: docker-build
+	$(if $(VAL_TEXT),ENGINE_RUN_FLAGS="-v $(abspath $(VAL_TEXT)):/data/val-text.txt:ro") docker/engine.sh run \
+		run $(BENCH_RUN) $(if $(VAL_TEXT),--val-text /data/val-text.txt) --name docker --out results/
+	docker/engine.sh run plot results/*-docker.json --out results/
 
 clean:
 	rm -rf $(VENV) $(RELAY_VENV) .pytest_cache build *.egg-info

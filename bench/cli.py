@@ -218,14 +218,12 @@ def cmd_measure(args) -> int:
 # ---------------------------------------------------------------------------------------- timers
 def cmd_timers(args) -> int:
     import datetime as _dt
-
-    from bench.env import collect
     import json
     from dataclasses import replace
 
+    from bench.env import collect
     from bench.report import atomic_write, check_out_dir, environment_line
     from bench.runner import configure_threads
-    from bench.timers import GOAL, to_markdown, validate, worst_deviation
 
     args.baselines = "eager,ort"
     cfg = config_from_args(args)
@@ -235,6 +233,8 @@ def cmd_timers(args) -> int:
         raise UserError("timers checks llvm prefill or decode latencies (--target llvm, --scenario prefill|decode)")
     out = Path(args.out)
     check_out_dir(out)
+    from bench.timers import GOAL, to_markdown, validate, worst_deviation
+
     configure_threads(cfg.threads)
     results = [validate(replace(cfg, models=[m]), cfg.frontends[0], _err) for m in cfg.models]
     created = _dt.datetime.now(_dt.timezone.utc)
@@ -254,7 +254,7 @@ def cmd_timers(args) -> int:
 def cmd_passes(args) -> int:
     from dataclasses import asdict
 
-    from bench.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
+    from bench.report import check_out_dir
 
     cfg = config_from_args(args)
     if len(cfg.models) != 1 or len(cfg.frontends) != 1:
@@ -263,9 +263,9 @@ def cmd_passes(args) -> int:
         raise UserError("passes measures prefill or decode, not generate")
     if cfg.dlight:
         raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
-    from bench.report import check_out_dir
-
     check_out_dir(args.out)
+    from bench.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
+
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
     finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
@@ -340,15 +340,15 @@ def cmd_ppl(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    if args.new_tokens < 1:
+        raise UserError(f"--new-tokens must be >= 1, got {args.new_tokens}")
+    cfg, cell, loaded, tinfo = _single(args, "generate", 2)
     import torch
 
     from bench.generate import build_generator, eager_generate
     from bench.models import decode_module, prompt_module
     from bench.ppl import tokenize
 
-    if args.new_tokens < 1:
-        raise UserError(f"--new-tokens must be >= 1, got {args.new_tokens}")
-    cfg, cell, loaded, tinfo = _single(args, "generate", 2)
     toks = tokenize(loaded, args.prompt)
     if len(toks.ids) < 2:
         raise UserError("--prompt needs at least 2 tokens")

@@ -62,12 +62,13 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
-from scipy.stats import mannwhitneyu
+from typing import TYPE_CHECKING
 
 from bench.errors import UserError
 from bench.report import load_report, md_table
+
+if TYPE_CHECKING:  # numpy and scipy are imported where statistics are computed: `gptbench --help` needs neither
+    import numpy as np
 
 LATENCY_STATS = ("median", "mean", "min", "p90", "p99")
 TIMING_KEYS = ("export_s", "import_s", "build_s")
@@ -108,6 +109,8 @@ class SampleComparison:
 def bootstrap_ratio_ci(base: np.ndarray, new: np.ndarray, level: float, resamples: int = BOOTSTRAP_RESAMPLES,
                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """Percentile bootstrap interval of median(new) / median(base), resampling both sets."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     base_medians = np.median(base[rng.integers(0, len(base), (resamples, len(base)))], axis=1)
     new_medians = np.median(new[rng.integers(0, len(new), (resamples, len(new)))], axis=1)
@@ -117,6 +120,9 @@ def bootstrap_ratio_ci(base: np.ndarray, new: np.ndarray, level: float, resample
 
 
 def compare_samples(base: list[float], new: list[float], alpha: float, min_effect: float) -> SampleComparison:
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
     b, n = np.asarray(base, dtype=np.float64), np.asarray(new, dtype=np.float64)
     base_median, new_median = float(np.median(b)), float(np.median(n))
     ratio = new_median / base_median
@@ -144,6 +150,8 @@ def bootstrap_speedup_change_ci(tvm_base: np.ndarray, eager_base: np.ndarray, tv
                                 level: float, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """Percentile bootstrap interval of (median(eager_new)/median(tvm_new)) / (median(eager_base)/median(tvm_base)),
     resampling each of the four sample sets independently."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
 
     def medians(x: np.ndarray) -> np.ndarray:
@@ -158,6 +166,8 @@ def bootstrap_speedup_change_ci(tvm_base: np.ndarray, eager_base: np.ndarray, tv
 
 def compare_speedups(tvm_base: list[float], eager_base: list[float], tvm_new: list[float], eager_new: list[float],
                      alpha: float) -> SpeedupComparison:
+    import numpy as np
+
     tb, eb, tn, en = (np.asarray(x, dtype=np.float64) for x in (tvm_base, eager_base, tvm_new, eager_new))
     base, new = float(np.median(eb) / np.median(tb)), float(np.median(en) / np.median(tn))
     low, high = bootstrap_speedup_change_ci(tb, eb, tn, en, level=1 - alpha)
@@ -326,6 +336,8 @@ def _close(stored: float, computed: float, atol: float) -> bool:
 
 def _check_latency(stats: dict, where: str, backend: str) -> np.ndarray:
     """The samples (ms) of one latency record, after checking them and every stored statistic against them."""
+    import numpy as np
+
     samples = stats["samples"]  # load_report saw a dict with a "samples" list
     if not samples:
         raise UserError(f'{where}: {backend} latency "samples" is empty (a measured backend has at least one sample)')
@@ -363,6 +375,8 @@ def check_report(report: dict, name: str) -> None:
     load_report has checked the schema, that cells are objects with the CELL_KEYS and that each
     latency record is an object with a median and a list of samples; this checks the values.
     """
+    import numpy as np
+
     seen: set[str] = set()
     for i, cell in enumerate(report["cells"]):
         cid = cell["id"]
@@ -414,6 +428,8 @@ def shapes_text(cell: dict) -> str:
 
 def _stat(key: str, ms: np.ndarray) -> float:
     """One of LATENCY_STATS of samples in ms, computed as bench.timing.Stats does."""
+    import numpy as np
+
     if key in ("p90", "p99"):
         return float(np.percentile(ms, int(key[1:])))
     return float({"median": np.median, "mean": np.mean, "min": np.min}[key](ms))
@@ -422,6 +438,8 @@ def _stat(key: str, ms: np.ndarray) -> float:
 def _latency_stats(stats: dict) -> dict[str, float]:
     """The rule statistics of one latency record, computed from its samples (never the stored ones:
     the verdict reads the samples, so must the rules)."""
+    import numpy as np
+
     samples = np.asarray(stats["samples"], dtype=np.float64)
     return {k: _stat(k, samples) for k in LATENCY_STATS}
 

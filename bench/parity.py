@@ -9,12 +9,17 @@ be near-ties, where a 1e-7 difference flips an argmax without being wrong.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where outputs are compared: a usage error never needs numpy
+    import numpy as np
 
 DEFAULT_TOL = {"float32": 1e-5, "float16": 2e-2}
 
 
 def compare(ref: list[np.ndarray], got: list[np.ndarray], tol: float, names: list[str] | None = None) -> dict:
+    import numpy as np
+
     names = names or [f"out{i}" for i in range(len(ref))]
     result = dict(tol=tol, outputs={}, ok=True, reason="")
     if len(ref) != len(got):

@@ -23,17 +23,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
-from matplotlib.transforms import blended_transform_factory
+from typing import TYPE_CHECKING
 
 from bench.compare import shapes_text
 from bench.errors import UserError
 from bench.report import load_report
+
+if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: `gptbench --help` needs neither
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 BASELINE_ORDER = ("eager", "compile", "ort", "untuned")
 FIGSIZE = (13.0, 5.5)
@@ -61,6 +59,8 @@ class Bar:
 
 
 def _latency_bar(x: float, samples: list[float], mismatch: bool = False) -> Bar:
+    import numpy as np
+
     s = np.asarray(samples, dtype=np.float64)
     low, median, high = np.percentile(s, [10, 50, 90])
     return Bar(x, float(median), float(low), float(high), mismatch)
@@ -72,6 +72,8 @@ def _has_samples(stats: dict | None) -> bool:
 
 def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> None:
     """Bars with whiskers; mismatches hatched and marked; gaps as vertical status text."""
+    from matplotlib.transforms import blended_transform_factory
+
     shown = [b for b in bars if b.value is not None]
     if shown:
         rects = ax.bar([b.x for b in shown], [b.value for b in shown], width, color=color, label=label, edgecolor="black",
@@ -101,6 +103,8 @@ def _plain(value: float, _pos=None) -> str:
 
 def _axes(ax: Axes, n_positions: int, log: bool) -> None:
     """Room for every position (a gap at the edge included) and plain numbers on a log axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
     ax.set_xlim(-0.5, n_positions - 0.5)
     if log:
         ax.set_yscale("log")
@@ -173,6 +177,8 @@ def _tuned_label(cells: list[dict], frontend: str) -> str:
 
 
 def _run_speedup(ax: Axes, cells: list[dict]) -> None:
+    import numpy as np
+
     frontends = _in_order(c["frontend"] for c in cells)
     for k, frontend in enumerate(frontends):
         bars = []
@@ -225,6 +231,9 @@ def _passes_build(cell: dict, x: float) -> Bar:
 
 def make_figure(report: dict) -> Figure:
     """The report's chart, not yet saved (drawn on an Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     cells = report["cells"]
     if not cells:
         raise UserError(f"report {report.get('name')!r} has no cells: nothing to plot")

@@ -39,8 +39,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import numpy as np
-
 METHODS = ("blocks", "interleaved")
 SOLO_TOLERANCE = 0.10  # |solo median / paired median - 1| above this is flagged
 SETTLE_WINDOW_S = 0.005
@@ -62,6 +60,8 @@ class Stats:
 
     @classmethod
     def from_seconds(cls, seconds: list[float]) -> Stats:
+        import numpy as np
+
         if not seconds:
             raise ValueError("no timing samples")
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
@@ -123,6 +123,8 @@ class Measurement:
 
     def solo_check(self) -> dict[str, tuple[float, float, float]]:
         """Per backend: (median in the rounds ms, solo median ms, solo / rounds - 1)."""
+        import numpy as np
+
         out = {}
         for name, s in self.solo.items():
             paired = float(np.median(self.samples[name])) * 1e3
@@ -132,6 +134,8 @@ class Measurement:
 
     def summary(self, plan: TimingPlan) -> dict:
         """What the report keeps about the method and the solo check (latencies go elsewhere)."""
+        import numpy as np
+
         solo = {name: dict(n=len(self.solo[name]), median=round(alone, 6), paired_median=round(paired, 6), diff=round(diff, 4),
                            flagged=bool(abs(diff) > SOLO_TOLERANCE))
                 for name, (paired, alone, diff) in self.solo_check().items()}

@@ -5,6 +5,7 @@ It fails the build (exit 1, one line per problem) unless:
   * torch and tvm import into one process (the symbol clash that
     HIDE_PRIVATE_SYMBOLS=ON prevents shows up here or in the compile below);
   * TVM compiles and runs a small kernel on the CPU through LLVM;
+  * xgboost (MetaSchedule's cost model) trains a booster;
   * with --cuda: torch is a CUDA build of the expected toolkit, apache-tvm was
     installed from the wheel built in this image (not PyPI's), and TVM emits
     CUDA C for GPTBENCH_CUDA_ARCH which nvcc then compiles for that sm_XX.
@@ -57,6 +58,18 @@ def check_cpu_compile(problems: list[str]) -> None:
     want = np.arange(n, dtype="float32") * 2.0 + 1.0
     if not np.allclose(b.numpy(), want):
         problems.append("TVM's LLVM-compiled kernel returned wrong values")
+
+
+def check_xgboost(problems: list[str]) -> None:
+    """MetaSchedule's default cost model trains an xgboost booster after each measured batch."""
+    import numpy as np
+    import xgboost
+
+    rng = np.random.default_rng(0)
+    data = xgboost.DMatrix(rng.random((64, 4)), label=rng.random(64))
+    booster = xgboost.train({"tree_method": "hist", "nthread": 1}, data, num_boost_round=4)
+    if booster.predict(data).shape != (64,):
+        problems.append("xgboost trained a booster that does not predict")
 
 
 def check_cuda(cuda_version: str, problems: list[str]) -> None:
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     check_versions(args, problems)
     check_cpu_compile(problems)
+    check_xgboost(problems)
     if args.cuda == "none":
         import torch
 

@@ -347,8 +347,42 @@ def test_harness_deps_come_from_pyproject(df):
     assert "--no-deps" not in cuda_runs
     assert "pip check" in cuda_runs
     cpu_runs = "\n".join(df.stage("cpu").runs())
-    assert re.search(r"pip install --no-cache-dir \. ", cpu_runs)
-    assert "https://download.pytorch.org/whl/cpu" in cpu_runs
+    assert re.search(r'pip install --no-cache-dir --find-links /wheels --index-url "\$\{PIP_INDEX_URL\}" \. ', cpu_runs)
+    assert "--no-deps ." not in cpu_runs
+    assert df.arg_default("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cpu"
+    assert df.arg_default("PIP_INDEX_URL") == "https://pypi.org/simple"
+
+
+def test_cpu_stage_checks_for_a_cuda_torch_before_and_right_after_installing_it(df):
+    """pip's plan is checked before anything is downloaded, the installed torch right after, in the
+    same RUN, and both before the rest of the dependencies are installed."""
+    runs = df.stage("cpu").runs()
+    torch_run = next(r for r in runs if '"torch==${TORCH_VERSION}"' in r)
+    plan = torch_run.index("--dry-run --report /tmp/torch-plan.json")
+    plan_check = torch_run.index("python /opt/gptbench/cpu_only.py /tmp/torch-plan.json")
+    install = torch_run.index('"torch==${TORCH_VERSION}"', plan_check)
+    installed_check = re.compile(r"python /opt/gptbench/cpu_only\.py\s+&&").search(torch_run, install)  # no report: the installed torch
+    assert installed_check and plan < plan_check < install < installed_check.start()
+    assert runs.index(torch_run) < next(i for i, r in enumerate(runs) if "--index-url \"${PIP_INDEX_URL}\" ." in r)
+
+
+def _pip_check_filter(df) -> str:
+    run = next(r for r in df.stage("cpu").runs() if "pip check" in r)
+    return re.search(r"pip check \| grep -v '([^']+)'", run)[1]
+
+
+@pytest.mark.parametrize("report,tolerated", [
+    ("gpt-frontend-bench 0.1.0 requires xgboost, which is not installed.", True),
+    ("gpt-frontend-bench 0.1.0 requires xgboost-extra, which is not installed.", False),
+    ("gpt-frontend-bench 0.1.0 has requirement torch==2.13.0, but you have torch 2.12.0.", False),
+    ("onnx 1.23.2 requires protobuf, which is not installed.", False),
+    ("xgboost-cpu 3.2.0 requires scipy, which is not installed.", False),
+])
+def test_cpu_pip_check_tolerates_only_the_swapped_xgboost(df, report, tolerated):
+    """The cpu stage swaps xgboost (a CUDA build pulling nvidia-nccl-cu12) for xgboost-cpu; its pip check
+    filter must let exactly that one line through, run by bash's grep as in the image."""
+    proc = subprocess.run(["grep", "-v", _pip_check_filter(df)], input=report + "\n", capture_output=True, text=True)
+    assert (proc.stdout == "") is tolerated, proc.stdout
 
 
 def test_dockerignore_lets_in_exactly_what_copy_needs(df):
@@ -362,6 +396,9 @@ def test_dockerignore_lets_in_exactly_what_copy_needs(df):
                 continue
             for src in value.split()[:-1]:
                 assert src.rstrip("/") in allowed, f"COPY {src} is not let into the context"
+        for run in st.runs():
+            for src in re.findall(r"--mount=type=bind,source=([^,\s]+)", run):
+                assert src.rstrip("/") in allowed, f"RUN --mount source {src} is not let into the context"
     for private in (".venv", ".git", "results", "tests", ".ci"):
         assert private not in allowed
 
@@ -412,9 +449,13 @@ def test_hadolint_does_fail_a_bad_dockerfile(tmp_path):
 # ---------------------------------------------------------------- podman build
 
 
+DEBIAN_BASE = "localhost/gptbench-base:bookworm"  # what docker/engine.sh makes where no registry is reachable
+
+
 def _local_python_image(podman: str) -> str | None:
     """A local image to stand in for PYTHON_IMAGE: GPTBENCH_TEST_BASE_IMAGE, else any
-    python:3.1x image that podman already has (the build runs with --pull=never)."""
+    python:3.1x image that podman already has (the build runs with --pull=never), else the
+    Debian base `make docker-build` made here."""
     if os.environ.get("GPTBENCH_TEST_BASE_IMAGE"):
         return os.environ["GPTBENCH_TEST_BASE_IMAGE"]
     proc = subprocess.run(
@@ -425,10 +466,11 @@ def _local_python_image(podman: str) -> str | None:
     )
     if proc.returncode != 0:
         return None
-    for ref in proc.stdout.split():
+    refs = proc.stdout.split()
+    for ref in refs:
         if re.search(r"(^|/)python:3\.1\d", ref):
             return ref
-    return None
+    return DEBIAN_BASE if DEBIAN_BASE in refs else None
 
 
 def _podman_build(podman: str, *args: str) -> subprocess.CompletedProcess:
@@ -453,7 +495,7 @@ def test_podman_builds_the_cli_stage_and_gptbench_help_runs(tmp_path):
     if base is None:
         pytest.skip(
             "no local python:3.1x image for --pull=never (podman pull "
-            "docker.io/library/python:3.12.12-slim-bookworm, or set GPTBENCH_TEST_BASE_IMAGE)"
+            "docker.io/library/python:3.12.12-slim-bookworm, make docker-build, or set GPTBENCH_TEST_BASE_IMAGE)"
         )
     tag = f"localhost/gptbench-test-cli:{uuid.uuid4().hex[:12]}"
     probe = f"{tag}-probe"
@@ -488,3 +530,87 @@ def test_podman_builds_the_cli_stage_and_gptbench_help_runs(tmp_path):
         assert "usage: gptbench" in run.stdout
     finally:
         subprocess.run([podman, "rmi", "-f", tag, probe], capture_output=True, timeout=60)
+
+
+# ---------------------------------------------------------------- docker/cpu_only.py (the cpu stage's guard)
+
+CPU_ONLY = ROOT / "docker" / "cpu_only.py"
+
+
+def _plan(*dists: tuple[str, str], url: str = "https://files.example/torch.whl") -> dict:
+    """A `pip install --dry-run --report` document, reduced to what pip writes for each wheel."""
+    return {"version": "1", "install": [{"metadata": {"name": n, "version": v}, "download_info": {"url": url}} for n, v in dists]}
+
+
+def _cpu_only(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CPU_ONLY), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dists,code", [
+    ((("torch", "2.13.0"), ("nvidia-cublas", "13.1.1.3"), ("triton", "3.7.1"), ("filelock", "4.3.1")), 1),  # PyPI's torch
+    ((("torch", "2.13.0+cu130"),), 1),  # a CUDA wheel whose CUDA dependencies are already installed
+    ((("torch", "2.13.0+rocm7.1"),), 1),
+    ((("torch", "2.13.0+cpu"), ("filelock", "4.3.1"), ("sympy", "1.14.0")), 0),  # PyTorch's CPU wheel
+    ((("filelock", "4.3.1"),), 0),  # torch already installed: the installed check looks at it
+])
+def test_cpu_only_reads_pips_plan(tmp_path, dists, code):
+    report = tmp_path / "plan.json"
+    report.write_text(json.dumps(_plan(*dists)))
+    proc = _cpu_only(str(report))
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    if code:
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and "a CUDA build in the cpu image" in lines[0] and "TORCH_INDEX_URL" in lines[0], proc.stderr
+        assert dists[0][1] in lines[0]
+    else:
+        assert proc.stdout.strip() == "cpu_only: ok, torch is a CPU build (pip's plan)"
+
+
+def test_cpu_only_refuses_an_unreadable_plan(tmp_path):
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    proc = _cpu_only(str(bad))
+    assert proc.returncode == 2 and proc.stderr.startswith("cpu_only: cannot read the pip report"), proc.stderr
+    assert _cpu_only("a.json", "b.json").returncode == 2
+
+
+def test_cpu_only_checks_the_installed_torch():
+    import torch
+
+    proc = _cpu_only()
+    if torch.version.cuda:
+        assert proc.returncode == 1 and f"CUDA {torch.version.cuda} build" in proc.stderr
+    else:
+        assert proc.returncode == 0 and proc.stdout.strip() == "cpu_only: ok, torch is a CPU build", proc.stderr
+
+
+# ---------------------------------------------------------------- docker/engine.sh usage (no engine needed)
+
+ENGINE_SH = ROOT / "docker" / "engine.sh"
+
+
+def _engine_sh(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ENGINE_SH), *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args,env,message", [
+    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | engine"),
+    (("push",), {}, "unknown command 'push': choose build, run or engine"),
+    (("engine",), {"ENGINE": "lxc"}, "ENGINE=lxc: choose docker or podman"),
+])
+def test_engine_sh_usage_errors_are_one_line_and_exit_2(args, env, message):
+    proc = _engine_sh(*args, **env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"docker/engine.sh: {message}"]
+
+
+def test_engine_sh_without_any_engine_says_what_to_install(tmp_path):
+    """What the image tests skip with where neither docker nor podman exists: a PATH with only the
+    shell tools engine.sh needs."""
+    for tool in ("bash", "sed", "timeout"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    proc = _engine_sh("build", PATH=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("docker/engine.sh: no container engine: install docker (with its daemon running) "
+                                   "or podman (apt-get install podman)")

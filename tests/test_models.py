@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from bench.models import MODELS, ZOO, decode_module, describe, load_model, prefill_module
+from bench.models import MODELS, ZOO, archs, decode_module, describe, load_model, meta_param_count, prefill_module
 from tests.conftest import TINY_MODELS
 
 
@@ -22,6 +22,14 @@ def test_zoo_names_are_unique_and_cover_the_issue():
                                          ("nanogpt-124m", 124_475_904)])
 def test_param_counts_match_the_published_architectures(name, params):
     assert describe(MODELS[name])["params"] == params
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_counted_parameters_equal_the_torch_modules(name):
+    """`gptbench models` counts parameters from the architecture (no torch): it must agree with the
+    module actually built, tied weights counted once (nanoGPT, HF) and minGPT's untied head twice."""
+    spec = MODELS[name]
+    assert archs.param_count(spec.family, spec.arch) == meta_param_count(spec)
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError, unknown
+from bench.models import archs
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 WEIGHT_CHOICES = ("auto", "random", "pretrained")
@@ -68,39 +69,29 @@ class ModelSpec:
             path = self.checkpoint_path()
             return str(path) if path.is_file() else None
         if self.family == "hf-gpt2":
-            from bench.models import hf_gpt2
-
-            return hf_gpt2.cached_hub_id(self.name)
+            return archs.cached_hub_id(self.name)
         return None
 
     def pretrained_help(self) -> str:
         if self.checkpoint:
             return f"embedded checkpoint bench/checkpoints/{self.checkpoint}"
         if self.family == "hf-gpt2":
-            from bench.models import hf_gpt2
-
-            ids = hf_gpt2.HUB_IDS.get(self.name)
+            ids = archs.HF_HUB_IDS.get(self.name)
             if ids:
                 return f"local HF cache ({ids[0]})"
         return "none (random init only)"
 
 
 def _nano(name, preset, summary, checkpoint=None):
-    from bench.models import nanogpt
-
-    return ModelSpec(name, "nanogpt", dict(nanogpt.PRESETS[preset]), summary, checkpoint)
+    return ModelSpec(name, "nanogpt", dict(archs.NANOGPT[preset]), summary, checkpoint)
 
 
 def _min(name, preset, summary):
-    from bench.models import mingpt
-
-    return ModelSpec(name, "mingpt", dict(mingpt.PRESETS[preset]), summary)
+    return ModelSpec(name, "mingpt", dict(archs.MINGPT[preset]), summary)
 
 
 def _hf(name, summary):
-    from bench.models import hf_gpt2
-
-    return ModelSpec(name, "hf-gpt2", dict(hf_gpt2.ARCHS[name]), summary)
+    return ModelSpec(name, "hf-gpt2", dict(archs.HF_GPT2[name]), summary)
 
 
 SHAKESPEARE_ARCH = dict(n_layer=4, n_head=4, n_embd=256, block_size=128, vocab_size=65)
@@ -351,7 +342,7 @@ def describe(spec: ModelSpec) -> dict:
     return dict(
         name=spec.name,
         family=spec.family,
-        params=meta_param_count(spec),
+        params=archs.param_count(spec.family, spec.arch),
         layers=spec.n_layer,
         heads=spec.n_head,
         embd=spec.n_embd,

@@ -18,26 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-# name: (n_layer, n_head, n_embd, n_positions, vocab_size), hub ids to look for in the local cache
-ARCHS: dict[str, dict] = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257),  # 124.4M
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, n_positions=1024, vocab_size=50257),  # 354.8M
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, n_positions=1024, vocab_size=50257),  # 774.0M
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600, n_positions=1024, vocab_size=50257),  # 1557.6M
-    "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257),  # 81.9M
-    "gpt2-tiny": dict(n_layer=2, n_head=2, n_embd=64, n_positions=128, vocab_size=1000),  # 0.17M, test size
-}
-
-HUB_IDS: dict[str, tuple[str, ...]] = {
-    "gpt2": ("openai-community/gpt2", "gpt2"),
-    "gpt2-medium": ("openai-community/gpt2-medium", "gpt2-medium"),
-    "gpt2-large": ("openai-community/gpt2-large", "gpt2-large"),
-    "gpt2-xl": ("openai-community/gpt2-xl", "gpt2-xl"),
-    "distilgpt2": ("distilbert/distilgpt2", "distilgpt2"),
-    "gpt2-tiny": (),
-}
-
-
 def make_config(arch: dict):
     from transformers import GPT2Config
 
@@ -50,17 +30,6 @@ def random_init(arch: dict) -> nn.Module:
     from transformers import GPT2LMHeadModel
 
     return GPT2LMHeadModel(make_config(arch))
-
-
-def cached_hub_id(name: str) -> str | None:
-    """The first hub id of `name` whose config is in the local Hugging Face cache, else None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for repo_id in HUB_IDS.get(name, ()):
-        hit = try_to_load_from_cache(repo_id, "config.json")
-        if isinstance(hit, str):
-            return repo_id
-    return None
 
 
 def load_pretrained(source: str) -> nn.Module:

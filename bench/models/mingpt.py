@@ -138,13 +138,3 @@ class MinGPT(nn.Module):
         if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
-
-
-# name: minGPT's model_type table, plus a test-size "tiny" and GPT-2 124M.
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=128, vocab_size=512),  # 0.17M
-    "nano": dict(n_layer=3, n_head=3, n_embd=48, block_size=128, vocab_size=1024),  # 0.19M
-    "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=4096),  # 1.9M
-    "mini": dict(n_layer=6, n_head=6, n_embd=192, block_size=256, vocab_size=8192),  # 5.9M
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),  # 163.0M (untied head)
-}

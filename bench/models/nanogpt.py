@@ -153,13 +153,3 @@ class GPT(nn.Module):
         if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
-
-
-# name: (n_layer, n_head, n_embd, block_size, vocab_size)
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=128, vocab_size=512),  # 0.14M
-    "mini": dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=4096),  # 1.4M
-    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=8192),  # 13.9M
-    "medium": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, vocab_size=16384),  # 33.8M
-    "124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304),  # 124.5M
-}

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Build and run the `cpu` image of docker/Dockerfile with whichever container engine is here: docker
+# (when its daemon answers), else podman. Called by `make docker-build` and `make docker`; run it from
+# the repository root.
+#
+#   docker/engine.sh build          build $IMAGE from docker/Dockerfile --target cpu
+#   docker/engine.sh run ARGS...    gptbench ARGS... in $IMAGE, with $RESULTS mounted at /app/results
+#   docker/engine.sh engine         print the engine that would be used
+#
+# Environment (all optional):
+#   ENGINE           docker or podman (default: docker if `docker info` works, else podman)
+#   IMAGE            image tag (default localhost/gptbench:cpu)
+#   RESULTS          the host folder mounted at /app/results, where `--out results/` writes (default ./results)
+#   BASE_IMAGE       the image to build on (default: the Dockerfile's pinned PYTHON_IMAGE where the
+#                    engine has it or can pull it; else a Debian bookworm base made here once with
+#                    mmdebstrap from Debian's archive, $DEBIAN_BASE, and reused)
+#   DEBIAN_BASE      tag of that base (default localhost/gptbench-base:bookworm)
+#   FIND_LINKS       folders whose *.whl pip may use inside the build, copied into docker/wheels/
+#                    (default: this machine's pip find-links, $PIP_FIND_LINKS or
+#                    `pip config get global.find-links`; empty: none)
+#   TORCH_INDEX_URL  passed as the build arg (default: PyTorch's CPU index, or empty when FIND_LINKS
+#                    gave docker/wheels/ a CPU torch of the pinned version)
+#   PIP_INDEX_URL    passed as the build arg (default the Dockerfile's, https://pypi.org/simple)
+#   ENGINE_RUN_FLAGS extra flags for `docker run` / `podman run` (e.g. --gpus all, --cpus 2)
+#
+# Bad usage or a missing engine: one line on stderr, exit 2.
+set -euo pipefail
+
+IMAGE=${IMAGE:-localhost/gptbench:cpu}
+DEBIAN_BASE=${DEBIAN_BASE:-localhost/gptbench-base:bookworm}
+DOCKERFILE=docker/Dockerfile
+WHEELS=docker/wheels
+
+say() { echo "docker/engine.sh: $*" >&2; }
+die() { say "$*"; exit 2; }
+
+[ -f "$DOCKERFILE" ] || die "run me from the repository root (no $DOCKERFILE here)"
+
+pick_engine() {
+    if [ -n "${ENGINE:-}" ]; then
+        case "$ENGINE" in docker | podman) ;; *) die "ENGINE=$ENGINE: choose docker or podman" ;; esac
+        command -v "$ENGINE" > /dev/null || die "ENGINE=$ENGINE is not installed"
+        echo "$ENGINE"
+    elif command -v docker > /dev/null && timeout 20 docker info > /dev/null 2>&1; then
+        echo docker
+    elif command -v podman > /dev/null; then
+        echo podman
+    else
+        die "no container engine: install docker (with its daemon running) or podman (apt-get install podman)"
+    fi
+}
+
+# podman's defaults where they work. In a sandbox like this one they do not: crun refuses hybrid
+# cgroups ("cgroups in hybrid mode not supported") and podman's default ulimits may not be set
+# ("setrlimit RLIMIT_NOFILE: Operation not permitted"); runc with these ulimits works there.
+sandbox=()
+podman_sandbox_flags() {
+    local probe=(podman run --rm --network none) flags=(--ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+    command -v runc > /dev/null && flags+=(--runtime runc)
+    "${probe[@]}" "$IMAGE" --help > /dev/null 2>&1 && return 0
+    if "${probe[@]}" "${flags[@]}" "$IMAGE" --help > /dev/null 2>&1; then
+        say "podman cannot start containers here with its defaults; using: ${flags[*]}"
+        sandbox=("${flags[@]}")
+        return 0
+    fi
+    die "podman cannot start a container here: $("${probe[@]}" "$IMAGE" --help 2>&1 | tail -1)" \
+        "(with ${flags[*]}: $("${probe[@]}" "${flags[@]}" "$IMAGE" --help 2>&1 | tail -1))"
+}
+
+image_exists() { "$engine" image inspect "$1" > /dev/null 2>&1; }
+
+image_mb() { echo $(($("$engine" image inspect --format '{{.Size}}' "$1") / 1000000)); }
+
+pinned_python_image() { sed -n 's/^ARG PYTHON_IMAGE=//p' "$DOCKERFILE"; }
+
+# Debian bookworm from Debian's archive, as the notes' recipe: python3 3.11 (the pinned image has 3.12;
+# the harness supports >= 3.10 and cp311 wheels exist for every pin). The host's own extra CA
+# certificates go in too, so that pip inside the build trusts the same TLS proxy the host does.
+make_debian_base() {
+    command -v mmdebstrap > /dev/null ||
+        die "cannot make $DEBIAN_BASE: mmdebstrap is not installed (apt-get install mmdebstrap), or pull $(pinned_python_image)"
+    local tar hooks=() start=$SECONDS
+    tar=$(mktemp -d)/rootfs.tar
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" > /dev/null; then
+        say "adding this host's CA certificates (/usr/local/share/ca-certificates) to $DEBIAN_BASE"
+        hooks=(--customize-hook="copy-in /usr/local/share/ca-certificates /usr/local/share"
+               --customize-hook='chroot "$1" update-ca-certificates')
+    fi
+    mmdebstrap --quiet --variant=apt --include=ca-certificates,python3,python3-venv "${hooks[@]}" bookworm "$tar"
+    "$engine" import --change 'CMD ["python3"]' "$tar" "$DEBIAN_BASE" > /dev/null
+    rm -rf "$(dirname "$tar")"
+    say "made $DEBIAN_BASE in $((SECONDS - start)) s ($(image_mb "$DEBIAN_BASE") MB)"
+}
+
+base_image() {
+    local pinned
+    pinned=$(pinned_python_image)
+    if [ -n "${BASE_IMAGE:-}" ]; then
+        echo "$BASE_IMAGE"
+    elif image_exists "$pinned"; then
+        echo "$pinned"
+    elif image_exists "$DEBIAN_BASE"; then
+        say "base: reusing $DEBIAN_BASE, made earlier from Debian's archive (the pinned $pinned is not here)"
+        echo "$DEBIAN_BASE"
+    elif timeout 300 "$engine" pull "$pinned" > /dev/null 2>&1; then
+        echo "$pinned"
+    else
+        say "base: cannot pull $pinned (no route to its registry); making an equivalent base $DEBIAN_BASE" \
+            "from Debian's archive with mmdebstrap (about 2 minutes, once: it is reused next time)"
+        make_debian_base
+        echo "$DEBIAN_BASE"
+    fi
+}
+
+# The wheels of FIND_LINKS into docker/wheels/ (hard links where possible), stale ones out.
+stage_wheels() {
+    local links dir
+    links=${FIND_LINKS-${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2> /dev/null || true)}}
+    find "$WHEELS" -maxdepth 1 -name '*.whl' -delete
+    for dir in $links; do
+        dir=${dir#file://}
+        [ -d "$dir" ] || continue
+        find "$dir" -maxdepth 1 -name '*.whl' -exec cp -l {} "$WHEELS/" \; 2> /dev/null ||
+            find "$dir" -maxdepth 1 -name '*.whl' -exec cp {} "$WHEELS/" \;
+    done
+    ls "$WHEELS"/*.whl > /dev/null 2>&1 && say "wheels offered to pip in the build: $(cd "$WHEELS" && echo ./*.whl)"
+    return 0
+}
+
+cmd_build() {
+    local base torch_version torch_index args=()
+    base=$(base_image)
+    stage_wheels
+    torch_version=$(sed -n 's/^ARG TORCH_VERSION=//p' "$DOCKERFILE")
+    if [ -n "${TORCH_INDEX_URL+set}" ]; then
+        torch_index=$TORCH_INDEX_URL
+    elif compgen -G "$WHEELS/torch-${torch_version}+cpu-*.whl" > /dev/null; then
+        torch_index=""  # the CPU wheel is here: no need for PyTorch's index (unreachable on some hosts)
+    else
+        torch_index=https://download.pytorch.org/whl/cpu
+    fi
+    args=(--build-arg "PYTHON_IMAGE=$base" --build-arg "TORCH_INDEX_URL=$torch_index")
+    [ -n "${PIP_INDEX_URL:-}" ] && args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+    if [ "$engine" = podman ]; then
+        # docker format: OCI images drop SHELL, and the stages' RUNs need bash. chroot isolation and no
+        # pulls: what works in an unprivileged sandbox; harmless elsewhere.
+        args+=(--format docker --isolation chroot --pull=never)
+    fi
+    say "building $IMAGE with $engine on $base"
+    local start=$SECONDS
+    "$engine" build -f "$DOCKERFILE" --target cpu "${args[@]}" -t "$IMAGE" .
+    say "built $IMAGE in $((SECONDS - start)) s ($(image_mb "$IMAGE") MB)"
+}
+
+cmd_run() {
+    [ $# -gt 0 ] || die "run: give gptbench arguments, e.g. docker/engine.sh run models"
+    image_exists "$IMAGE" || die "no image $IMAGE: build it first (make docker-build)"
+    local results=${RESULTS:-results}
+    mkdir -p "$results"
+    local volume flags=(--rm --network none)
+    volume="$(cd "$results" && pwd):/app/results"
+    if [ "$engine" = docker ]; then
+        # reports owned by you, not root
+        flags+=(--user "$(id -u):$(id -g)" -e HOME=/tmp)
+    else
+        # Rootless podman maps the container's root to you, so no --user.
+        podman_sandbox_flags
+        flags+=("${sandbox[@]}")
+        if command -v selinuxenabled > /dev/null && selinuxenabled; then
+            volume+=":Z"  # relabel for SELinux hosts (Fedora, RHEL)
+        fi
+    fi
+    flags+=(-v "$volume")
+    # shellcheck disable=SC2086  # ENGINE_RUN_FLAGS is a list of flags
+    "$engine" run "${flags[@]}" ${ENGINE_RUN_FLAGS:-} "$IMAGE" "$@"
+}
+
+[ $# -gt 0 ] || die "usage: docker/engine.sh build | run GPTBENCH-ARGS... | engine"
+command=$1
+shift
+case "$command" in
+    build | run | engine) ;;
+    *) die "unknown command '$command': choose build, run or engine" ;;
+esac
+engine=$(pick_engine)
+case "$command" in
+    build) cmd_build "$@" ;;
+    run) cmd_run "$@" ;;
+    engine) echo "$engine" ;;
+esac

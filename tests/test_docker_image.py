@@ -1,0 +1,89 @@
+"""The cpu image for real: build it (or reuse it) with docker or podman through docker/engine.sh, as
+`make docker` does, run a tiny model in it with the report written to a host folder, check that
+report on the host, and run `gptbench compare` in the container on two such reports.
+
+Opt-in (minutes when the image is not built yet): `make test-docker`, `make test-slow` or
+`pytest -m docker`. Skipped, saying why, where no container engine is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.report import load_report
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_SH = ROOT / "docker" / "engine.sh"
+TINY = ["--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--warmup", "1", "--repeat", "5",
+        "--solo", "0", "--out", "results/"]
+
+
+def engine_sh(*args: str, results: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **({"RESULTS": str(results)} if results else {}))
+    return subprocess.run([str(ENGINE_SH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    which = engine_sh("engine", timeout=60)
+    if which.returncode != 0:
+        pytest.skip(which.stderr.strip())  # e.g. "no container engine: install docker ... or podman"
+    build = engine_sh("build", timeout=3600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "built localhost/gptbench:cpu" in build.stderr
+    return which.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def two_reports(image, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Two runs of the tiny model in the container, reports written through the volume."""
+    results = tmp_path_factory.mktemp("results")
+    for name in ("first", "second"):
+        run = engine_sh("run", "run", *TINY, "--name", name, results=results)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert f"-{name}.json" in run.stderr  # "wrote results/...-first.json, ..."
+    return results, sorted(results.glob("*.json"))
+
+
+def test_the_report_of_a_run_in_the_container_lands_on_the_host(two_reports):
+    results, reports = two_reports
+    assert [p.name.split("-", 1)[1] for p in reports] == ["first.json", "second.json"]
+    for stem in (p.with_suffix("") for p in reports):
+        assert stem.with_suffix(".md").is_file() and stem.with_suffix(".csv").is_file()
+    report = load_report(reports[0])  # the harness's own schema check
+    (cell,) = report["cells"]
+    assert (cell["model"], cell["frontend"], cell["status"]) == ("nanogpt-tiny", "export", "ok"), cell["error"]
+    assert cell["parity"]["ok"] and cell["parity"]["rel_l2"] < 1e-5
+    assert len(cell["tvm"]["samples"]) == 5
+    env = report["environment"]
+    assert env["versions"]["torch"].endswith("+cpu")  # the image's CPU torch, not this host's
+    assert env["versions"]["apache-tvm"] == "0.27.0.post1"
+    assert report["command"][1:3] == ["run", "--model"]
+
+
+def test_compare_runs_in_the_container_on_two_reports(two_reports):
+    results, reports = two_reports
+    inside = [f"results/{p.name}" for p in reports]
+    cmp = engine_sh("run", "compare", *inside, "--md", "results/compare.md", "--json", "results/compare.json",
+                    results=results)
+    assert cmp.returncode == 0, cmp.stdout[-3000:] + cmp.stderr[-3000:]
+    result = json.loads((results / "compare.json").read_text())
+    (cell,) = result["cells"]
+    assert (cell["model"], cell["frontend"]) == ("nanogpt-tiny", "export")
+    assert cell["tvm"]["n_base"] == cell["tvm"]["n_new"] == 5  # both reports' samples were read
+    assert result["ok"] and result["failures"] == []
+    assert (results / "compare.md").read_text() in cmp.stdout
+
+
+def test_a_usage_error_in_the_container_is_one_line_and_exit_2(image, tmp_path):
+    run = engine_sh("run", "run", "--model", "gpt3", results=tmp_path)
+    assert run.returncode == 2, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("docker/engine.sh:")]
+    assert lines == [lines[0]] and "unknown model 'gpt3'" in lines[0], run.stderr

@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.errors import UserError
 
 
@@ -106,12 +104,13 @@ class RemoteCompiled:
             self.params = list(self.vm["main_transform_params"](self.params))
 
     def _args(self, inputs) -> list:
+        import numpy as np
         import tvm
 
         return [tvm.runtime.tensor(np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x), self.device)
                 for x in inputs] + self.params
 
-    def __call__(self, *inputs) -> list[np.ndarray]:
+    def __call__(self, *inputs) -> list:
         """The outputs, fetched one tensor at a time (a tuple returned over RPC stays on the device)."""
         from bench.build import _flatten
 

@@ -220,6 +220,14 @@ def environment_line(env: dict) -> str:
     return "; ".join(parts)
 
 
+def _device_lines(cfg: dict) -> list[str]:
+    """A `run --rpc` report: where TVM ran (the environment above is this host's)."""
+    d = cfg.get("rpc_device") or {}
+    return [f"Device: TVM ran and was timed on a server of key {d.get('key')!r} at tracker {d.get('tracker')} (servers "
+            f"{', '.join(d.get('servers') or [])}; mcpu {d.get('mcpu')}, {d.get('threads')} threads); no baseline was timed (it "
+            "would have run on this host); eager PyTorch here gave the parity reference.", ""]
+
+
 def _bundle_lines(bundle: dict) -> list[str]:
     """Where a `gptbench measure` report's libraries were built (the environment above is where they ran)."""
     built = bundle.get("built_on") or {}
@@ -272,6 +280,7 @@ def to_markdown(report: dict) -> str:
         f"Environment: {environment_line(report.get('environment') or {})}",
         "",
         *(_bundle_lines(report["bundle"]) if report.get("bundle") else []),
+        *(_device_lines(cfg) if cfg.get("rpc") else []),
         latency_method(cfg, cells),
         "",
         md_table(headers, rows),

@@ -40,13 +40,32 @@ def test_run_on_the_device_keeps_parity_and_names_the_device(farm, gptbench, tmp
     assert remote["tracker"] == farm and remote["key"] == KEY and len(remote["servers"]) == 2
     assert cell["target_spec"]["mcpu"] == remote["mcpu"] == report["config"]["rpc_device"]["mcpu"]
     assert remote["lib_bytes"] > 0 and "parity reference" in remote["baselines"]
+    assert f"Device: TVM ran and was timed on a server of key '{KEY}' at tracker {farm}" in next(tmp_path.glob("*.md")).read_text()
 
 
-def test_tune_on_the_device_servers_writes_records(farm, gptbench, tmp_path):
+def test_tune_on_the_device_servers_uses_both_and_writes_records(farm, gptbench, tmp_path):
+    """16 trials through the two servers; the tracker is watched meanwhile: at some moment both are busy."""
+    import threading
+
     db = tmp_path / "db"
-    code, out, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--trials", "16",
-                              "--only", "matmul", "--rpc", farm, "--rpc-key", KEY, "--db", db)
+    busy, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            queue = tracker_summary(farm).get("queue_info", {}).get(KEY, {})
+            busy.append(2 - queue.get("free", 2))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        code, out, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--trials", "16",
+                                  "--only", "matmul", "--rpc", farm, "--rpc-key", KEY, "--db", db)
+    finally:
+        done.set()
+        watcher.join()
     assert code == 0, err[-2000:]
+    assert max(busy) == 2, f"never both servers at once: {sorted(set(busy))}"
     records = (db / "database_tuning_record.json").read_text().splitlines()
     assert len(records) >= 8
     meta = json.loads((db / "gptbench-db.json").read_text())

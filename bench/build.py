@@ -168,5 +168,15 @@ class Compiled:
         return lambda: float(evaluator(*args).results[0])
 
 
+class RemoteCompiled(Compiled):
+    """Compiled on an RPC session's device (bench.remote): the outputs are fetched one tensor at a
+    time, since a tuple returned over RPC stays on the device."""
+
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        self.vm.set_input(self.func, *self._args(inputs))
+        self.vm.invoke_stateful(self.func)
+        return [o.numpy() for o in _flatten(self.vm.get_outputs(self.func))]
+
+
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)

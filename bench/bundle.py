@@ -221,14 +221,14 @@ def cuda_jit(arch: str, device) -> dict:
     except ImportError:
         default = "nvcc"
     compiler = os.environ.get("TVM_CUDA_COMPILE_MODE", default).lower()
-    info = dict(compiler=compiler, arch=arch, _calls=[], _seconds=[0.0])
+    info = dict(compiler=compiler, arch=arch, kernels_compiled=0, compile_s=0.0)  # filled in by the hook as it runs
 
     @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
     def _compile(code):
         t0 = time.perf_counter()
         out = nvcc.compile_cuda(code, target_format="cubin" if compiler == "nvrtc" else "fatbin", arch=arch, compiler=compiler)
-        info["_calls"].append(len(code))
-        info["_seconds"][0] += time.perf_counter() - t0
+        info["kernels_compiled"] += 1
+        info["compile_s"] = round(info["compile_s"] + time.perf_counter() - t0, 3)
         return out
 
     return info
@@ -272,23 +272,13 @@ def _bundle_inputs(rec: dict, case, cell: dict) -> tuple:
 
 
 def _measure_one(cfg, rec: dict, cell: dict, tag: str, log) -> None:
-    import torch
-
     import tvm
 
     from bench.build import Compiled
-    from bench.models import load_model
-    from bench.runner import configure_threads, measure_compiled
-    from bench.scenarios import make_case
+    from bench.runner import cell_case, load_cell_model, measure_compiled
 
-    configure_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    loaded = load_model(rec["model"], cfg.weights, seed=cfg.seed)
-    if cfg.dtype == "float16":
-        loaded.module.half()
-    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
-    if cfg.dtype == "float16":
-        case.inputs = tuple(x.half() if x.is_floating_point() else x for x in case.inputs)
+    loaded = load_cell_model(cfg, rec["model"], cell)
+    case = cell_case(cfg, loaded)
     cell["stage"] = "verify"
     case.inputs = _bundle_inputs(rec, case, cell)
     named = dict(case.module.named_parameters(remove_duplicate=False))
@@ -304,7 +294,7 @@ def _measure_one(cfg, rec: dict, cell: dict, tag: str, log) -> None:
         log(f"{tag} {cell['error']}")
         return
     if cfg.target == "cuda":
-        cell["notes"]["cuda_jit"] = jit = cuda_jit(cell["target_spec"]["arch"], device)
+        cell["notes"]["cuda_jit"] = cuda_jit(cell["target_spec"]["arch"], device)
     t0 = time.perf_counter()
     lib = tvm.runtime.load_module(str(Path(rec["dir"]) / LIB))
     compiled = Compiled(lib, device, [tvm.runtime.tensor(a) for _, a in weights])
@@ -312,8 +302,6 @@ def _measure_one(cfg, rec: dict, cell: dict, tag: str, log) -> None:
     t0 = time.perf_counter()
     compiled(*case.inputs)  # the first call: CUDA kernels are compiled (NVRTC/nvcc) when first used
     cell["timings"]["first_call_s"] = round(time.perf_counter() - t0, 3)
-    if cfg.target == "cuda":
-        jit.update(kernels_compiled=len(jit.pop("_calls")), compile_s=round(jit.pop("_seconds")[0], 3))
     cell["stage"] = "run"
     torch_device = "cuda" if cfg.target == "cuda" else "cpu"
     log(f"{tag} loaded {LIB} in {cell['timings']['load_s']:.1f} s, first call {cell['timings']['first_call_s']:.1f} s; weights and inputs "

@@ -10,11 +10,12 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from bench.procs import die_with_parent
     from bench.report import atomic_write
-    from bench.runner import RunConfig, _die_with_parent, execute_cell
+    from bench.runner import RunConfig, execute_cell
 
     cfg_path, model, frontend, env, out = argv
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     cfg = RunConfig(**json.loads(Path(cfg_path).read_text()))
     cell = execute_cell(cfg, model, frontend, env)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.build import _numpy
+
 
 def relay_mcpu() -> tuple[str, str]:
     """(-mcpu for LLVM 14, why). LLVM 14 names CPUs up to about 2021: on a newer one its host
@@ -44,7 +46,7 @@ class RelayCompiled:
 
     def _set(self, inputs) -> None:
         for name, x in zip(self.input_names, inputs):
-            self.module.set_input(name, np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x))
+            self.module.set_input(name, np.ascontiguousarray(_numpy(x)))
 
     def __call__(self, *inputs) -> list[np.ndarray]:
         self._set(inputs)
@@ -58,16 +60,10 @@ class RelayCompiled:
 
 
 def execute_relay(cfg, model: str, frontend: str, cell: dict, log) -> None:
-    import torch
-
     import tvm
     from tvm import relay
 
-    from bench.models import load_model
-    from bench.runner import configure_threads, measure_compiled
-    from bench.scenarios import make_case
-    from frontends import get_frontend
-    from frontends.base import FrontendError, ImportRequest
+    from bench.runner import cell_case, import_case, load_cell_model, measure_compiled
 
     tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
     others = [b for b in cfg.baselines if b not in ("eager", "compile")]
@@ -75,33 +71,18 @@ def execute_relay(cfg, model: str, frontend: str, cell: dict, log) -> None:
         cell["notes"]["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"
         cfg = replace(cfg, baselines=[b for b in cfg.baselines if b in ("eager", "compile")])
     os.environ.setdefault("TOPHUB_LOCATION", "NONE")  # else TVM retries a GitHub download of AutoTVM logs
-    configure_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    cell["stage"] = "model"
-    if cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static" or cfg.scenario == "generate":
-        raise ValueError("the Relay cells take --target llvm, float32, static shapes, prefill or decode")
-    loaded = load_model(model, cfg.weights, seed=cfg.seed)
-    from dataclasses import asdict
-
-    cell.update(weights=asdict(loaded.weights), n_params=loaded.n_params)
-    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
+    loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
+    case = cell_case(cfg, loaded)
     mcpu, why = relay_mcpu()
     spec = f"llvm -mcpu={mcpu} -num-cores={cfg.threads}" + (" -libs=cblas" if cfg.blas else "")
     cell["target_spec"] = spec
     cell["notes"].update(tvm_version=tvm.__version__, llvm=int(tvm.target.codegen.llvm_version_major()), mcpu_choice=why)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
-        cell["stage"] = "import"
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
-        try:
-            imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, workdir))
-        except FrontendError as e:
-            cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
-            log(f"{tag} import failed: {e}")
+        imported = import_case(frontend, case, workdir, cell, tag)
+        if imported is None:
             return
-        cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
-        cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
-        cell["notes"].update(imported.notes)
         cell["stage"] = "build"
         log(f"{tag} imported ({sum(imported.relax_ops.values())} Relay op calls); relay.build for {spec}")
         t0 = time.perf_counter()

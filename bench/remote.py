@@ -66,10 +66,10 @@ def session(address: str, key: str, timeout: float = 600):
     return rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=timeout)
 
 
-def device_info(address: str, key: str) -> dict:
+def device_info(address: str, key: str, servers: list[str]) -> dict:
     """What a server of the key says about its CPU (its TVM's LLVM host detection and thread pool)."""
     remote = session(address, key, timeout=60)
-    info = dict(tracker=address, key=key, servers=servers_of(tracker_summary(address), key))
+    info = dict(tracker=address, key=key, servers=servers)
     try:
         info["mcpu"] = str(remote.get_function("target.llvm_get_system_cpu")())
     except Exception as e:  # noqa: BLE001 - a runtime-only server cannot say
@@ -81,47 +81,21 @@ def device_info(address: str, key: str) -> dict:
     return info
 
 
-class RemoteCompiled:
-    """A build exported, uploaded to a server of the key and run there: Compiled's interface, the
-    outputs pulled back, the time taken by the device's own time evaluator."""
+def remote_compiled(compiled, address: str, key: str):
+    """`compiled` exported, uploaded to a server of the key and loaded there (bench.build.Compiled
+    on the device: its calls run there, its timer is the device's own time evaluator)."""
+    from bench.build import RemoteCompiled
 
-    def __init__(self, compiled, address: str, key: str):
-        import tvm
-        from tvm.runtime.vm import VirtualMachine
-
-        self.remote = session(address, key)
-        with tempfile.TemporaryDirectory(prefix="gptbench-rpc-") as tmp:
-            path = Path(tmp) / "tvm.so"
-            compiled.ex.export_library(str(path))
-            t0 = time.perf_counter()
-            self.remote.upload(str(path))
-            self.upload_s = time.perf_counter() - t0
-            self.lib_bytes = path.stat().st_size
-        self.device = self.remote.cpu()
-        self.vm = VirtualMachine(self.remote.load_module("tvm.so"), self.device)
-        self.params = [tvm.runtime.tensor(p.numpy(), self.device) for p in compiled.raw_params]
-        if self.vm.module.implements_function("main_transform_params"):
-            self.params = list(self.vm["main_transform_params"](self.params))
-
-    def _args(self, inputs) -> list:
-        import numpy as np
-        import tvm
-
-        return [tvm.runtime.tensor(np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x), self.device)
-                for x in inputs] + self.params
-
-    def __call__(self, *inputs) -> list:
-        """The outputs, fetched one tensor at a time (a tuple returned over RPC stays on the device)."""
-        from bench.build import _flatten
-
-        self.vm.set_input("main", *self._args(inputs))
-        self.vm.invoke_stateful("main")
-        return [o.numpy() for o in _flatten(self.vm.get_outputs("main"))]
-
-    def timer(self, inputs):
-        args = self._args(inputs)
-        evaluator = self.vm.time_evaluator("main", self.device, number=1, repeat=1)
-        return lambda: float(evaluator(*args).results[0])
+    remote = session(address, key)
+    with tempfile.TemporaryDirectory(prefix="gptbench-rpc-") as tmp:
+        path = Path(tmp) / "tvm.so"
+        compiled.ex.export_library(str(path))
+        t0 = time.perf_counter()
+        remote.upload(str(path))
+        upload_s, lib_bytes = time.perf_counter() - t0, path.stat().st_size
+    on_device = RemoteCompiled(remote.load_module("tvm.so"), remote.cpu(), compiled.raw_params)
+    on_device.remote, on_device.upload_s, on_device.lib_bytes = remote, upload_s, lib_bytes  # the session lives as long as it
+    return on_device
 
 
 # ------------------------------------------------------------------------------------- rpc up
@@ -167,13 +141,10 @@ def start_farm(servers: int, key: str, port: int, log) -> tuple[str, list[subpro
 
 def _child_of_us() -> None:
     """In the child before exec: its own process group (stopped as one), and killed if we die."""
-    import ctypes
+    from bench.procs import die_with_parent
 
     os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+    die_with_parent()
 
 
 def _answers(address: str) -> bool:

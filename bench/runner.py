@@ -203,8 +203,7 @@ class RunConfig:
             raise ValueError("--rpc times TVM on the device alone (a baseline would run on this host): "
                              "use --baselines none; eager here still gives the parity reference")
         if not self.rpc_device:
-            check_key(self.rpc, self.rpc_key)
-            self.rpc_device = device_info(self.rpc, self.rpc_key)
+            self.rpc_device = device_info(self.rpc, self.rpc_key, check_key(self.rpc, self.rpc_key))
             self.threads = self.rpc_device.get("threads") or self.threads
 
     def target_info(self):
@@ -342,8 +341,8 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = No
     return cell
 
 
-def setup_cell(cfg: RunConfig, model: str, cell: dict):
-    """Load the model and the target for a cell: (loaded, target info, torch device)."""
+def load_cell_model(cfg: RunConfig, model: str, cell: dict):
+    """The cell's model with its labelled weights, in the run's dtype, on this process's threads."""
     import torch
 
     from bench.models import load_model
@@ -356,23 +355,38 @@ def setup_cell(cfg: RunConfig, model: str, cell: dict):
         loaded.module.half()
     cell["weights"] = asdict(loaded.weights)
     cell["n_params"] = loaded.n_params
+    return loaded
+
+
+def cell_case(cfg: RunConfig, loaded):
+    """The scenario's inputs for the loaded model (float inputs in the run's dtype)."""
+    from bench.scenarios import make_case
+
+    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
+    if cfg.dtype == "float16":
+        case.inputs = tuple(x.half() if x.is_floating_point() else x for x in case.inputs)
+    return case
+
+
+def setup_cell(cfg: RunConfig, model: str, cell: dict):
+    """Load the model and the target for a cell: (loaded, target info, torch device)."""
+    loaded = load_cell_model(cfg, model, cell)
     tinfo = cfg.target_info()
     cell["target_spec"] = tinfo.spec
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
     return loaded, tinfo, torch_device
 
 
-def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: dict, tag: str):
-    """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
-    None means the cell's status says why (import_failed, build_failed, no_device, or bundled: exported
-    with --bundle, to be measured elsewhere)."""
-    from bench.build import Compiled, build
+def import_case(frontend: str, case, workdir: Path, cell: dict, tag: str):
+    """The frontend's import of a case, recorded in `cell` (timings, op counts, workarounds, notes).
+    None when the frontend could not take it: the cell says why (import_failed, unsupported ops)."""
     from frontends import get_frontend
-    from frontends.base import FrontendError, ImportRequest, short_error
+    from frontends.base import FrontendError, ImportRequest
 
     cell["stage"] = "import"
     try:
-        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir))
+        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir,
+                                                                     case.output_names))
     except FrontendError as e:
         cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
         log(f"{tag} import failed: {e}")
@@ -380,6 +394,19 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
     cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
     cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
+    return imported
+
+
+def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: dict, tag: str):
+    """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
+    None means the cell's status says why (import_failed, build_failed, no_device, or bundled: exported
+    with --bundle, to be measured elsewhere)."""
+    from bench.build import Compiled, build
+    from frontends.base import short_error
+
+    imported = import_case(frontend, case, workdir, cell, tag)
+    if imported is None:
+        return None
     cell["stage"] = "build"
     from bench.rewrites import rewrite_counts
 
@@ -416,17 +443,13 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
 
 
 def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
-    from bench.scenarios import make_case
-
     tag = f"[{model} × {frontend}]"
     loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
     if cfg.scenario == "generate":
         from bench.generate import generate_cell
 
         return generate_cell(cfg, loaded, frontend, tinfo, torch_device, cell, log)
-    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
-    if cfg.dtype == "float16":
-        case.inputs = tuple(x.half() if x.is_floating_point() else x for x in case.inputs)
+    case = cell_case(cfg, loaded)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
@@ -439,10 +462,10 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
 
 
 def _on_device(cfg: RunConfig, compiled, cell: dict, tag: str):
-    from bench.remote import RemoteCompiled
+    from bench.remote import remote_compiled
 
     cell["stage"] = "upload"
-    remote = RemoteCompiled(compiled, cfg.rpc, cfg.rpc_key)
+    remote = remote_compiled(compiled, cfg.rpc, cfg.rpc_key)
     cell["notes"]["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
                                    baselines="none timed: they would run on this host; eager here is the parity reference")
     cell["stage"] = "run"
@@ -573,21 +596,12 @@ class Interrupted(Exception):
         self.signame, self.exit_code, self.cells = signame, exit_code, cells
 
 
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent dies, however the parent died (no orphans)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-
-
 def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
     import signal
 
-    _die_with_parent()
+    from bench.procs import die_with_parent
+
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     try:
         conn.send(execute_cell(cfg, model, frontend))
@@ -621,14 +635,21 @@ def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
     proc.join()
     if result is not None:
         return result
-    cell = _blank_cell(cfg, model, frontend)
-    cell["timings"]["cell_s"] = round(time.perf_counter() - t0, 3)
-    if timeout and cell["timings"]["cell_s"] >= timeout:
-        cell.update(status="timeout", error=f"cell exceeded --cell-timeout {timeout:g} s and was killed")
+    elapsed = time.perf_counter() - t0
+    return _lost_cell(cfg, model, frontend, None, elapsed, bool(timeout and elapsed >= timeout), proc.exitcode,
+                      "worker process", "; last stage unknown — rerun with --no-isolate to see the traceback")
+
+
+def _lost_cell(cfg: RunConfig, model: str, frontend: str, env: str | None, elapsed: float, timed_out: bool, code: int | None,
+               who: str, hint: str = "") -> dict:
+    """The cell of a worker that never reported: killed at --cell-timeout, or died (how)."""
+    cell = _blank_cell(cfg, model, frontend, env)
+    cell["timings"]["cell_s"] = round(elapsed, 3)
+    if timed_out:
+        cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
     else:
-        code = proc.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        cell.update(error=f"worker process died ({how}) before reporting; last stage unknown — rerun with --no-isolate to see the traceback")
+        cell.update(error=f"{who} died ({how}) before reporting{hint}")
     return cell
 
 
@@ -678,20 +699,19 @@ def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
     from bench.tvm_envs import current, missing_reason
     from frontends import FRONTENDS
 
-    if env != FRONTENDS[frontend].tvm_env:
+    home = FRONTENDS[frontend].tvm_env
+    reason = None
+    if env != home:
+        reason = (f"{frontend} runs in TVM {home} only in this harness (" +
+                  ("Relay is gone from TVM 0.20 on" if home == "0.19" else "its Relax path is written for TVM 0.27's API") + ")")
+    elif env != current():
+        reason = missing_reason(env)
+    if reason:  # recorded, not run
         cell = _blank_cell(cfg, model, frontend, env)
-        cell.update(status="import_failed", stage="env", error=f"{frontend} runs in TVM {FRONTENDS[frontend].tvm_env} only in this "
-                    "harness (" + ("Relay is gone from TVM 0.20 on" if FRONTENDS[frontend].tvm_env == "0.19" else
-                                   "its Relax path is written for TVM 0.27's API") + ")")
-        log(f"[{model} × {frontend}] not run in TVM {env}: {cell['error']}")
+        cell.update(status="import_failed", stage="env", error=reason)
+        log(f"[{model} × {frontend}] not run in TVM {env}: {reason}")
         return cell
     if env != current():
-        reason = missing_reason(env)
-        if reason:
-            cell = _blank_cell(cfg, model, frontend, env)
-            cell.update(status="import_failed", stage="env", error=reason)
-            log(f"[{model} × {frontend}] not run: {reason}")
-            return cell
         return run_in_env(cfg, model, frontend, env)
     return run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
 
@@ -723,14 +743,7 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
             raise
         if out.exists():
             return json.loads(out.read_text())
-        cell = _blank_cell(cfg, model, frontend, env)
-        cell["timings"]["cell_s"] = round(time.perf_counter() - t0, 3)
-        if code is None:
-            cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
-        else:
-            how = f"signal {-code}" if code < 0 else f"exit code {code}"
-            cell.update(error=f"the TVM {env} worker died ({how}) before reporting")
-        return cell
+        return _lost_cell(cfg, model, frontend, env, time.perf_counter() - t0, code is None, code, f"the TVM {env} worker")
 
 
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:

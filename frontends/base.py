@@ -25,6 +25,7 @@ class ImportRequest:
     # symbolic dims: {"input_ids": {1: ("seq", 2, 128)}}; None for static shapes
     dynamic: dict[str, dict[int, tuple[str, int, int]]] | None = None
     workdir: Path | None = None  # where a frontend may write files (the ONNX model)
+    output_names: list[str] | None = None  # the module's outputs, where the caller knows them
 
 
 @dataclass

@@ -90,7 +90,7 @@ class RelayOnnxFrontend(_Relay):
         try:
             with timed(timings, "export_s"), torch.no_grad():
                 torch.onnx.export(req.module, tuple(req.inputs), str(path), input_names=list(req.input_names),
-                                  output_names=[f"out{i}" for i in range(8)][: _n_outputs(req)], opset_version=ONNX_OPSET, dynamo=False)
+                                  output_names=req.output_names, opset_version=ONNX_OPSET, dynamo=False)
             model = onnx.load(str(path))
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "export", short_error(e)) from e
@@ -106,11 +106,3 @@ class RelayOnnxFrontend(_Relay):
             raise FrontendError(self.name, "import", short_error(e)) from e
         notes = dict(onnx_exporter=f"TorchScript (dynamo=False), opset {ONNX_OPSET}", onnx_bytes=path.stat().st_size)
         return Imported(mod, params, dict(sorted(ops.items())), relay_op_counts(mod), timings, notes=notes)
-
-
-def _n_outputs(req: ImportRequest) -> int:
-    import torch
-
-    with torch.no_grad():
-        out = req.module(*req.inputs)
-    return 1 if isinstance(out, torch.Tensor) else len(out)

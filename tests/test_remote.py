@@ -73,9 +73,9 @@ def test_tune_on_the_device_servers_uses_both_and_writes_records(farm, gptbench,
 
 
 def tracker_mcpu(address: str) -> str:
-    from bench.remote import device_info
+    from bench.remote import check_key, device_info
 
-    return device_info(address, KEY)["mcpu"]
+    return device_info(address, KEY, check_key(address, KEY))["mcpu"]
 
 
 @pytest.mark.parametrize("argv,expected", [

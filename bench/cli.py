@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -30,8 +30,8 @@ def _err(msg: str) -> None:
 
 # ---------------------------------------------------------------------------------------- models
 def cmd_models(args) -> int:
+    from bench.core.markdown import md_table
     from bench.models import ZOO, describe
-    from bench.report import md_table
 
     rows = []
     for spec in ZOO:
@@ -86,7 +86,7 @@ def add_timing_args(p: argparse.ArgumentParser, warmup: int, repeat: int) -> Non
 
 
 def _duration(flag: str, text) -> float:
-    from bench.tuning import parse_duration
+    from bench.core.units import parse_duration
 
     if text is None:
         return 0.0
@@ -97,7 +97,7 @@ def _duration(flag: str, text) -> float:
 
 
 def config_from_args(args):
-    from bench.runner import RunConfig
+    from bench.pipeline.config import RunConfig
 
     opt = vars(args).get
     try:
@@ -118,8 +118,8 @@ def config_from_args(args):
 
 
 def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: str, threads: int, **extra) -> dict:
-    from bench.env import collect
-    from bench.report import new_report, to_markdown, write_report
+    from bench.core.env import collect
+    from bench.reports.report import new_report, to_markdown, write_report
 
     report = new_report(kind, name, cfg_dict, collect(threads), cells, command=sys.argv, **extra)
     try:
@@ -134,9 +134,9 @@ def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: 
 def cmd_run(args) -> int:
     from dataclasses import asdict
 
-    from bench.runner import configure_threads, run_matrix
-
-    from bench.report import check_out_dir
+    from bench.core.threads import configure_threads
+    from bench.pipeline.runner import run_matrix
+    from bench.reports.report import check_out_dir
 
     cfg = config_from_args(args)
     if args.fail_on not in ("mismatch", "any", "none"):
@@ -145,13 +145,13 @@ def cmd_run(args) -> int:
     if cfg.tune_budget:
         check_out_dir(cfg.tune_cache, "--tune-cache")
     if cfg.bundle:
-        from bench.bundle import check_bundle_dir
+        from bench.pipeline.bundle import check_bundle_dir
 
         check_bundle_dir(cfg.bundle)
     configure_threads(cfg.threads)
     if cfg.bundle:
-        from bench.bundle import start_bundle
-        from bench.env import collect
+        from bench.core.env import collect
+        from bench.pipeline.bundle import start_bundle
 
         start_bundle(cfg, collect(cfg.threads), sys.argv)
     elif cfg.target == "cuda":
@@ -160,7 +160,7 @@ def cmd_run(args) -> int:
         info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
         if not info.device_available:
             _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
-    from bench.runner import Interrupted
+    from bench.pipeline.record import Interrupted
 
     try:
         cells = run_matrix(cfg)
@@ -188,9 +188,9 @@ def cmd_measure(args) -> int:
     """Measure a bundle built elsewhere (`run --bundle`); exit codes as run's."""
     from dataclasses import asdict
 
-    from bench.bundle import measure_bundle, measure_config, read_bundle
-    from bench.report import check_out_dir
-    from bench.runner import log
+    from bench.core.log import log
+    from bench.pipeline.bundle import measure_bundle, measure_config, read_bundle
+    from bench.reports.report import check_out_dir
 
     top, records = read_bundle(args.bundle)
     check_out_dir(args.out)
@@ -198,7 +198,7 @@ def cmd_measure(args) -> int:
     cfg = measure_config(top, records, _csv(args.baselines), args.threads, timing)
     log(f"measuring {len(records)} cell(s) of {args.bundle}, built {top['created']} on {top['built_on'].get('hostname')} "
         f"for {cfg.target}")
-    from bench.runner import Interrupted
+    from bench.pipeline.record import Interrupted
 
     bundle = dict(path=args.bundle, built=top["created"], built_on=top["built_on"], build_command=top["command"])
     try:
@@ -221,9 +221,10 @@ def cmd_timers(args) -> int:
     import json
     from dataclasses import replace
 
-    from bench.env import collect
-    from bench.report import atomic_write, check_out_dir, environment_line
-    from bench.runner import configure_threads
+    from bench.core.env import collect
+    from bench.core.files import atomic_write
+    from bench.core.threads import configure_threads
+    from bench.reports.report import check_out_dir, environment_line
 
     args.baselines = "eager,ort"
     cfg = config_from_args(args)
@@ -233,7 +234,7 @@ def cmd_timers(args) -> int:
         raise UserError("timers checks llvm prefill or decode latencies (--target llvm, --scenario prefill|decode)")
     out = Path(args.out)
     check_out_dir(out)
-    from bench.timers import GOAL, to_markdown, validate, worst_deviation
+    from bench.pipeline.timers import GOAL, to_markdown, validate, worst_deviation
 
     configure_threads(cfg.threads)
     results = [validate(replace(cfg, models=[m]), cfg.frontends[0], _err) for m in cfg.models]
@@ -254,7 +255,7 @@ def cmd_timers(args) -> int:
 def cmd_passes(args) -> int:
     from dataclasses import asdict
 
-    from bench.report import check_out_dir
+    from bench.reports.report import check_out_dir
 
     cfg = config_from_args(args)
     if len(cfg.models) != 1 or len(cfg.frontends) != 1:
@@ -264,7 +265,7 @@ def cmd_passes(args) -> int:
     if cfg.dlight:
         raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
     check_out_dir(args.out)
-    from bench.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
+    from bench.pipeline.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
 
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
@@ -277,13 +278,14 @@ def _single(args, scenario: str, seq_len: int):
     """Config, loaded model, target and a work cell for the one-model commands."""
     import argparse as _ap
 
-    from bench.runner import setup_cell, _blank_cell
+    from bench.pipeline.cell import setup_cell
+    from bench.pipeline.record import new_cell
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
     cfg = config_from_args(ns)
     if len(cfg.models) != 1 or len(cfg.frontends) != 1:
         raise UserError(f"{args.command} takes one --model and one --frontend")
-    cell = _blank_cell(cfg, cfg.models[0], cfg.frontends[0])
+    cell = new_cell(cfg, cfg.models[0], cfg.frontends[0])
     loaded, tinfo, device = setup_cell(cfg, cfg.models[0], cell)
     return cfg, cell, loaded, tinfo
 
@@ -292,9 +294,9 @@ def cmd_ppl(args) -> int:
     import tempfile
     from dataclasses import asdict
 
+    from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
     from bench.models import get_spec
-    from bench.ppl import read_text, split_ids, text_parity, tokenize
-    from bench.runner import TEXT_TOL, import_and_build
+    from bench.pipeline.cell import TEXT_TOL, import_and_build
     from bench.scenarios import make_case
 
     spec = get_spec(_csv(args.model)[0]) if _csv(args.model) else None
@@ -305,7 +307,7 @@ def cmd_ppl(args) -> int:
     if not 1 <= stride <= length:
         raise UserError(f"--stride {stride}: must be between 1 and the window length {length}")
     text = read_text(args.text)
-    from bench.report import check_out_dir
+    from bench.reports.report import check_out_dir
 
     if args.max_tokens < 0:
         raise UserError(f"--max-tokens must not be negative, got {args.max_tokens} (0: the whole split)")
@@ -329,7 +331,7 @@ def cmd_ppl(args) -> int:
                                                                    reason="" if ok else f"NLL differs by {m['nll_rel_diff']:.2e} relative"))
         if not ok:
             cell["error"] = f"parity: {cell['parity']['reason']}"
-    from bench.runner import cell_id
+    from bench.pipeline.record import cell_id
 
     cell["id"] = cell_id(cell)
     finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads)
@@ -345,9 +347,9 @@ def cmd_generate(args) -> int:
     cfg, cell, loaded, tinfo = _single(args, "generate", 2)
     import torch
 
-    from bench.generate import build_generator, eager_generate
+    from bench.measure.ppl import tokenize
     from bench.models import decode_module, prompt_module
-    from bench.ppl import tokenize
+    from bench.pipeline.generate import build_generator, eager_generate
 
     toks = tokenize(loaded, args.prompt)
     if len(toks.ids) < 2:
@@ -381,7 +383,8 @@ def cmd_generate(args) -> int:
 
 # ------------------------------------------------------------------------------------------ tune
 def cmd_tune(args) -> int:
-    from bench.tuning import default_db_dir, summary_markdown, tune
+    from bench.tuning.database import default_db_dir, summary_markdown
+    from bench.tuning.search import tune
 
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
@@ -416,7 +419,7 @@ def cmd_rpc(args) -> int:
     import signal
     import time
 
-    from bench.remote import start_farm, stop_farm, tracker_summary
+    from bench.targets.remote import start_farm, stop_farm, tracker_summary
 
     if args.action == "status":
         if not args.rpc:
@@ -455,7 +458,7 @@ def cmd_rpc(args) -> int:
 
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
-    from bench.report import load_report, to_markdown
+    from bench.reports.report import load_report, to_markdown
 
     for f in args.files:
         _out(to_markdown(load_report(f)))
@@ -466,7 +469,7 @@ def cmd_report(args) -> int:
 def cmd_pretrain(args) -> int:
     from dataclasses import replace
 
-    from bench.pretrain import PRESETS, TrainConfig, train
+    from bench.models.pretrain import PRESETS, TrainConfig, train
 
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; choose from: {', '.join(PRESETS)}")
@@ -600,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_report)
 
-    from bench import compare, plot
+    from bench import compare
+    from bench.reports import plot
 
     compare.register(sub)
     plot.register(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.core.errors import UserError, closest
 from frontends.base import Frontend, FrontendError, Imported, ImportRequest
 from frontends.fx import FxFrontend
 from frontends.onnx_import import OnnxFrontend
@@ -26,8 +27,6 @@ def choices() -> str:
 
 
 def unknown_frontend(name: str):
-    from bench.errors import UserError, closest
-
     return UserError(f"unknown frontend {name!r}{closest(name, available())}; choose from: {choices()}")
 
 

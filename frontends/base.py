@@ -54,7 +54,7 @@ class Frontend:
     name: str = ""
     title: str = ""
     supports_symbolic: bool = True
-    tvm_env: str = "0.27"  # the TVM environment its cells run in (bench.tvm_envs)
+    tvm_env: str = "0.27"  # the TVM environment its cells run in (bench.core.tvm_envs)
 
     def unavailable_reason(self) -> str | None:
         """None when this frontend can run with the installed TVM/torch, else why not."""

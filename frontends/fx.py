@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from frontends.base import Frontend, FrontendError, Imported, ImportRequest, detach, relax_op_counts, short_error, timed
+from frontends.base import (
+    Frontend,
+    FrontendError,
+    Imported,
+    ImportRequest,
+    detach,
+    relax_op_counts,
+    short_error,
+    timed,
+)
 
 
 def _node_key(gm, node) -> str | None:

@@ -13,7 +13,16 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from frontends.base import Frontend, FrontendError, Imported, ImportRequest, detach, relax_op_counts, short_error, timed
+from frontends.base import (
+    Frontend,
+    FrontendError,
+    Imported,
+    ImportRequest,
+    detach,
+    relax_op_counts,
+    short_error,
+    timed,
+)
 
 ONNX_FILE = "model.onnx"
 

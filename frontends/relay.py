@@ -1,6 +1,6 @@
 """Relay, through TVM v0.19 (the last release that has it): `relay-torch` and `relay-onnx`.
 
-These frontends run in the TVM 0.19 environment (`make tvm-relay`, bench.tvm_envs); a run asks
+These frontends run in the TVM 0.19 environment (`make tvm-relay`, bench.core.tvm_envs); a run asks
 for them like any other frontend and their cells run in that environment's interpreter.
 
 - relay-torch: `torch.jit.trace` → `relay.frontend.from_pytorch`. Its own check lists every
@@ -10,7 +10,7 @@ for them like any other frontend and their cells run in that environment's inter
   importer predates the dynamo exporter's opset 18 files) → `relay.frontend.from_onnx` with the
   weights frozen in. Every ONNX op type its converter table lacks is listed at once, before import.
 
-Built with `relay.build` at opt_level 3 (bench.relay_cell), run by the graph executor.
+Built with `relay.build` at opt_level 3 (bench.pipeline.relay_cell), run by the graph executor.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ import ast
 import re
 from collections import Counter
 
-from frontends.base import Frontend, FrontendError, Imported, ImportRequest, short_error, timed
+from frontends.base import (
+    Frontend,
+    FrontendError,
+    Imported,
+    ImportRequest,
+    short_error,
+    timed,
+)
 
 ONNX_OPSET = 17
 
@@ -43,7 +50,7 @@ class _Relay(Frontend):
     supports_symbolic = False
 
     def unavailable_reason(self) -> str | None:
-        return None  # availability is the TVM 0.19 environment's, decided per cell (bench.tvm_envs)
+        return None  # availability is the TVM 0.19 environment's, decided per cell (bench.core.tvm_envs)
 
 
 class RelayTorchFrontend(_Relay):

@@ -15,7 +15,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from frontends.base import Frontend, FrontendError, Imported, ImportRequest, detach, relax_op_counts, short_error, tensor_type, timed
+from frontends.base import (
+    Frontend,
+    FrontendError,
+    Imported,
+    ImportRequest,
+    detach,
+    relax_op_counts,
+    short_error,
+    tensor_type,
+    timed,
+)
 
 
 def _is_empty_1d(var) -> bool:
@@ -118,7 +128,9 @@ class TorchExportFrontend(Frontend):
 
     def import_model(self, req: ImportRequest) -> Imported:
         from tvm.relax.frontend.torch import from_exported_program
-        from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+        from tvm.relax.frontend.torch.exported_program_translator import (
+            ExportedProgramImporter,
+        )
 
         timings: dict[str, float] = {}
         try:

@@ -98,7 +98,7 @@ def test_a_float_input_that_differs_in_its_last_bits_is_taken_from_the_bundle(de
     saved["past"] = np.nextafter(saved["past"], np.float32(np.inf))  # one ulp up: the build host's rounding
     np.savez(d / "inputs.npz", **saved)
     rec = json.loads((d / "cell.json").read_text())
-    from bench.bundle import sha256
+    from bench.pipeline.bundle import sha256
 
     rec["inputs"][1]["sha256"] = sha256(saved["past"])
     (d / "cell.json").write_text(json.dumps(rec))
@@ -145,9 +145,9 @@ def test_float16_addmm_matches_eager_float16(tmp_path):
     eager float16 (CPU; rel L2 within the float16 tolerance)."""
     import torch
 
-    from bench.build import Compiled, build
+    from bench.build.relax import Compiled, build
+    from bench.measure.parity import DEFAULT_TOL, compare
     from bench.models import load_model
-    from bench.parity import DEFAULT_TOL, compare
     from bench.scenarios import make_case
     from bench.targets import make_target
     from frontends import get_frontend

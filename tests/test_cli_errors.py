@@ -97,10 +97,10 @@ def test_a_corrupt_database_description_is_one_line(gptbench, tmp_path, meta, ex
 
 
 def test_a_truncated_tuning_record_file_is_refused_before_any_work(gptbench, tmp_path):
-    from bench.targets import make_target
-    from bench.tuning import META_FORMAT, target_fingerprint
-
     import tvm
+
+    from bench.targets import make_target
+    from bench.tuning.database import META_FORMAT, target_fingerprint
 
     meta = dict(format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(make_target("llvm", 1)), model="nanogpt-tiny",
                 scenario="prefill", shapes=dict(batch=1, seq_len=16, past_len=0))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from bench.compare import Rule, compare_reports
-from bench.errors import UserError
-from bench.report import new_report
-from bench.runner import cell_id
-from bench.timing import Stats
+from bench.core.errors import UserError
+from bench.measure.timing import Stats
+from bench.pipeline.record import cell_id
+from bench.reports.report import new_report
 
 NOISE = 0.03  # sigma of the lognormal noise: about 3% spread, like a quiet CPU
 

@@ -14,13 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from importlib import metadata, util
 from pathlib import Path
 
 import pytest
+import tomllib
 from dockerfile_parse import DockerfileParser
 from packaging.version import Version
 

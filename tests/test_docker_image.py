@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import load_report
+from bench.reports.report import load_report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

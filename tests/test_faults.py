@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from bench.report import load_report, new_report, write_report
+from bench.reports.report import load_report, new_report, write_report
 
 
 def _report(name="same", n_cells=1):
@@ -31,7 +31,7 @@ def test_a_full_disk_leaves_no_half_written_report(tmp_path):
         import resource, sys
         sys.path.insert(0, {str(tmp_path.parent)!r})
         from tests.test_faults import _report
-        from bench.report import write_report
+        from bench.reports.report import write_report
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         try:
             write_report(_report(n_cells=40), {str(tmp_path)!r})
@@ -125,7 +125,7 @@ def test_an_interrupted_tune_keeps_its_records_and_a_valid_description(tmp_path,
     import signal
     import subprocess
 
-    from bench.tuning import read_meta
+    from bench.tuning.database import read_meta
 
     db = tmp_path / "db"
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.build import Compiled, build
-from bench.env import usable_cores
+from bench.build.relax import Compiled, build
+from bench.core.env import usable_cores
 from bench.models import load_model
 from bench.scenarios import make_case
 from bench.targets import make_target
-from frontends import FRONTENDS, REGISTRY, get_frontend
+from frontends import REGISTRY, get_frontend
 from frontends.base import FrontendError, ImportRequest
 
 
@@ -22,7 +22,7 @@ def test_registry_names_are_unique_and_complete():
 
 
 def test_each_frontend_names_a_known_tvm_environment():
-    from bench.tvm_envs import ENVS
+    from bench.core.tvm_envs import ENVS
 
     assert {f.name: f.tvm_env for f in REGISTRY} == {"export": "0.27", "onnx": "0.27", "fx": "0.27", "relay-onnx": "0.19",
                                                     "relay-torch": "0.19"}

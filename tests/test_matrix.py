@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.report import load_report
+from bench.reports.report import load_report
 from tests.conftest import TINY_MODELS
 
 

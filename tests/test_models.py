@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.errors import UserError
-from bench.models import MODELS, ZOO, archs, decode_module, describe, load_model, meta_param_count, prefill_module
+from bench.core.errors import UserError
+from bench.models import (
+    MODELS,
+    ZOO,
+    archs,
+    decode_module,
+    describe,
+    load_model,
+    meta_param_count,
+    prefill_module,
+)
 from tests.conftest import TINY_MODELS
 
 

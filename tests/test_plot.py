@@ -11,11 +11,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from bench.errors import UserError
-from bench.plot import DPI, FIGSIZE, make_figure, plot_report
-from bench.report import new_report
-from bench.runner import cell_id
-from bench.timing import Stats
+from bench.core.errors import UserError
+from bench.measure.timing import Stats
+from bench.pipeline.record import cell_id
+from bench.reports.plot import DPI, FIGSIZE, make_figure, plot_report
+from bench.reports.report import new_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

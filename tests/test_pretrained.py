@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from bench.models import MODELS, load_model
 
 DATA = Path(__file__).parent / "data"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.tvm_envs import missing_reason
+from bench.core.tvm_envs import missing_reason
 
 MISSING = missing_reason("0.19")
 needs_relay = pytest.mark.skipif(MISSING is not None, reason=f"no TVM 0.19 environment: {MISSING}")

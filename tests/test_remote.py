@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.remote import servers_of, start_farm, stop_farm, tracker_summary
+from bench.targets.remote import servers_of, start_farm, stop_farm, tracker_summary
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "gptbench-test"
@@ -73,7 +73,7 @@ def test_tune_on_the_device_servers_uses_both_and_writes_records(farm, gptbench,
 
 
 def tracker_mcpu(address: str) -> str:
-    from bench.remote import check_key, device_info
+    from bench.targets.remote import check_key, device_info
 
     return device_info(address, KEY, check_key(address, KEY))["mcpu"]
 

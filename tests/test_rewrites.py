@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.runner import RunConfig, execute_cell
+from bench.pipeline.config import RunConfig
+from bench.pipeline.execute import execute_cell
 
 
 def _power_module(exponent: float):
@@ -24,7 +25,7 @@ def _power_module(exponent: float):
 
 @pytest.mark.parametrize("exponent, rewritten", [(3.0, 1), (2.0, 1), (2.5, 0), (7.0, 0)])
 def test_pow_to_mul_rewrites_small_integer_powers_only_and_keeps_the_values(exponent, rewritten):
-    from bench.rewrites import pow_to_mul, rewrite_counts
+    from bench.build.rewrites import pow_to_mul, rewrite_counts
     from frontends.base import relax_op_counts
 
     mod, tvm = _power_module(exponent)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.env import usable_cores
-from bench.runner import RunConfig, execute_cell, run_isolated
+from bench.core.env import usable_cores
+from bench.pipeline.config import RunConfig
+from bench.pipeline.execute import execute_cell
+from bench.pipeline.runner import run_isolated
 
 
 def _cfg(**kw) -> RunConfig:
@@ -104,7 +106,7 @@ def test_baselines_none_times_tvm_alone(gptbench, tmp_path):
     code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--repeat", "3",
                               "--warmup", "0", "--baselines", "none", "--timing", "interleaved", "--no-isolate", "--out", tmp_path)
     assert code == 0, err
-    from bench.report import load_report
+    from bench.reports.report import load_report
 
     cell = load_report(next(tmp_path.glob("*.json")))["cells"][0]
     assert cell["status"] == "ok" and cell["parity"]["ok"]  # eager still gave the parity reference

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.timing import SETTLE_WINDOW_S, TimingPlan, measure, settle
+from bench.measure.timing import SETTLE_WINDOW_S, TimingPlan, measure, settle
 
 
 def recording_timers(names, seconds=None):
@@ -116,7 +116,7 @@ def test_machine_probe_sees_a_process_spinning_on_another_core():
     import sys
     import time
 
-    from bench.timing import MachineProbe
+    from bench.measure.timing import MachineProbe
 
     spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
     try:
@@ -132,7 +132,7 @@ def test_machine_probe_sees_a_process_spinning_on_another_core():
 
 
 def test_machine_verdict_threshold():
-    from bench.timing import machine_verdict
+    from bench.measure.timing import machine_verdict
 
     base = dict(steal_cores=0.0, loadavg_before=0.1, loadavg_after=0.1, seconds=1.0)
     assert machine_verdict(dict(base, others_cores=0.05))["quiet"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench.env import usable_cores
-from bench.tuning import META_FILE, read_meta
+from bench.core.env import usable_cores
+from bench.tuning.database import META_FILE, read_meta
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_tuning_again_continues_the_same_database(tuned_db, gptbench):
 def test_a_database_for_another_tvm_or_target_is_refused(tuned_db, gptbench, tmp_path, field, value, message):
     import shutil
 
-    from bench.targets import host_mcpu
+    from bench.core.env import host_mcpu
 
     copy = tmp_path / "copy"
     shutil.copytree(tuned_db, copy)
@@ -113,7 +113,7 @@ def test_run_tune_budget_uses_a_cached_database_and_tunes_nothing(tuned_db, gptb
     import shutil
 
     from bench.targets import make_target
-    from bench.tuning import default_db_dir
+    from bench.tuning.database import default_db_dir
 
     cache = tmp_path / "cache"
     where = default_db_dir("nanogpt-tiny", "prefill", 1, 16, 0, make_target("llvm", usable_cores()), True, root=cache)

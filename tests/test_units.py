@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from bench.parity import compare
-from bench.report import load_report, new_report, write_report
-from bench.textdata import perplexity, window_starts
-from bench.timing import Stats
+from bench.measure.parity import compare
+from bench.measure.textdata import perplexity, window_starts
+from bench.measure.timing import Stats
+from bench.reports.report import load_report, new_report, write_report
 
 
 def test_stats_from_known_samples():

@@ -86,7 +86,7 @@ def test_passes_report_times_passes_and_ablates(gptbench, tmp_path):
     default = variants["default"]
     names = [r["name"] for r in default["pass_times"]]
     assert {"LegalizeOps", "FuseOps", "FuseTIR", "FoldConstant"} <= set(names)
-    # the harness's rewrites (bench.rewrites) first, then TVM's default pipeline
+    # the harness's rewrites (bench.build.rewrites) first, then TVM's default pipeline
     assert [r["name"] for r in default["pipeline"]][:4] == ["gptbench.PowToMul", "DispatchSampling", "DispatchSortScan", "LegalizeOps"]
     fuse = next(r for r in default["pipeline"] if r["name"] == "FuseTIR")
     assert fuse["prim_funcs"] > 0 and fuse["relax_bindings"] > 0

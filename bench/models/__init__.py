@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UserError, unknown
+from bench.core.errors import UserError, unknown
 from bench.models import archs
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"

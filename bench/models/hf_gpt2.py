@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+
 def make_config(arch: dict):
     from transformers import GPT2Config
 

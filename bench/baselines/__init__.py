@@ -1,0 +1,124 @@
+"""Baselines TVM is measured against, in the same process and the same rounds.
+
+- eager: the PyTorch module itself under `torch.inference_mode` (always measured: speedups are
+  relative to it);
+- compile: `torch.compile` (inductor, default mode); its first call, which compiles, is timed
+  separately as setup;
+- ort: ONNX Runtime on the `torch.onnx.export(dynamo=True)` file (the same file the `onnx`
+  frontend imports when that frontend ran in the cell), CPU or CUDA execution provider,
+  `intra_op_num_threads` = the run's thread count;
+- untuned (only with `--db`): the same imported module built by the same pipeline without the
+  tuning database, so the report carries tuned-vs-untuned latency from the same rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench.build.relax import Compiled, build
+from bench.measure.timing import torch_timer, wall_timer
+from frontends.base import ImportRequest
+from frontends.onnx_import import ONNX_FILE, export_onnx
+
+BASELINES = ("eager", "compile", "ort", "untuned")  # `--baselines none`: TVM alone (eager still runs once, for parity)
+
+
+@dataclass
+class Prepared:
+    name: str
+    run: Callable  # () -> list of numpy outputs
+    timer: Callable[[], float]
+    setup_s: float
+    info: dict
+
+
+def _as_numpy_list(out) -> list:
+    if isinstance(out, (tuple, list)):
+        return [o.detach().float().cpu().numpy() for o in out]
+    return [out.detach().float().cpu().numpy()]
+
+
+def prepare_eager(case, device: str) -> Prepared:
+    import torch
+
+    def run():
+        with torch.inference_mode():
+            return _as_numpy_list(case.module(*case.inputs))
+
+    return Prepared("eager", run, torch_timer(case.module, case.inputs, device), 0.0, {})
+
+
+def prepare_compile(case, device: str) -> Prepared:
+    import torch
+
+    compiled = torch.compile(case.module)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        compiled(*case.inputs)
+    setup = time.perf_counter() - t0
+
+    def run():
+        with torch.inference_mode():
+            return _as_numpy_list(compiled(*case.inputs))
+
+    return Prepared("compile", run, torch_timer(compiled, case.inputs, device), setup, dict(backend="inductor"))
+
+
+def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir: Path) -> Prepared:
+    import onnxruntime as ort
+
+    t0 = time.perf_counter()
+    info: dict = {"onnx_reused": bool(onnx_path and onnx_path.is_file())}  # the onnx frontend's own file, else exported here
+    if not info["onnx_reused"]:
+        onnx_path = workdir / "ort" / ONNX_FILE
+        export_onnx(ImportRequest(case.module, case.inputs, case.input_names, None, workdir), onnx_path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if providers[0] not in available:
+        raise RuntimeError(f"ONNX Runtime has no {providers[0]} (available: {', '.join(available)})")
+    session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+    info.update(session_options(opts), onnx_file=onnx_file_info(onnx_path))
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != len(case.inputs):
+        raise RuntimeError(f"ONNX model takes {len(names)} inputs ({names}), the case has {len(case.inputs)}")
+    feeds = {n: x.detach().cpu().numpy() for n, x in zip(names, case.inputs)}
+    setup = time.perf_counter() - t0
+    info.update(provider=providers[0], ort=ort.__version__)
+
+    def run():
+        return session.run(None, feeds)
+
+    return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info)
+
+
+def session_options(opts) -> dict:
+    """The ONNX Runtime session settings that decide its speed, as the report records them."""
+    try:
+        spinning = opts.get_session_config_entry("session.intra_op.allow_spinning")
+    except Exception:  # noqa: BLE001 - not set: ONNX Runtime's default
+        spinning = "1 (default)"
+    return dict(graph_optimization_level=str(opts.graph_optimization_level).split(".")[-1],
+                intra_op_num_threads=opts.intra_op_num_threads, inter_op_num_threads=opts.inter_op_num_threads,
+                execution_mode=str(opts.execution_mode).split(".")[-1], allow_spinning=spinning)
+
+
+def onnx_file_info(path: Path) -> dict:
+    import hashlib
+
+    data = Path(path).read_bytes()
+    extra = sum(f.stat().st_size for f in Path(path).parent.glob("*.data"))  # external weights, if any
+    return dict(name=Path(path).name, bytes=len(data) + extra, sha256=hashlib.sha256(data).hexdigest()[:16])
+
+
+def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bool = False) -> Prepared:
+    """TVM without the tuning database: the tuning's own baseline."""
+    ex, build_s = build(imported.mod, tinfo.target, None, dlight=dlight, fast_math=fast_math)
+    compiled = Compiled(ex, tinfo.device(), imported.params)
+    return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
+                    {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)})

@@ -1,0 +1,201 @@
+"""Building a Relax module for a target, and calling the result.
+
+The pipeline is TVM's default per-target pipeline (`relax.get_default_pipeline(target)`: on CPU
+LegalizeOps, FoldConstant, FuseOps, FuseTIR and lowering; on CUDA the same plus dlight's default
+GPU schedules), spelled out pass by pass so that `gptbench passes` can time and disable each one.
+With a tuning database, `MetaScheduleApplyDatabase` runs right after FuseTIR: every fused kernel
+whose workload the database holds gets its tuned schedule, the others keep the default. A
+database tuned with prepacked weights (`gptbench tune --prepack`) also lifts the weight layout
+rewrites into `main_transform_params`, which `Compiled` runs once when it loads the module.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.build.rewrites import rewrite_passes
+from bench.targets.remote import session
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PIPELINE_NAME = "gptbench.default_pipeline"  # the module pass wrapping the pipeline (see bench.pipeline.passes)
+
+
+def _backend(target):
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+    from tvm.relax.backend.cuda import pipeline as cuda_pipeline
+
+    return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
+
+
+def _split_at_fusetir(target) -> tuple[list, list]:
+    """TVM's default pipeline for `target` as (up to and including FuseTIR, the rest)."""
+    backend = _backend(target)
+    legalize = list(backend.legalize_passes(target))
+    at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+    return (list(backend.library_dispatch_passes(target)) + legalize[:at],
+            legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target)))
+
+
+def front_passes(target, fast_math: bool = False) -> list:
+    """The harness's rewrites (bench.build.rewrites), then TVM's default pipeline up to and including FuseTIR."""
+    return rewrite_passes(fast_math) + _split_at_fusetir(target)[0]
+
+
+def tuning_passes(target, prepack: bool = False, fast_math: bool = False) -> list:
+    """Up to and including FuseTIR: the module MetaSchedule extracts tasks from. A tuned build runs
+    exactly these before MetaScheduleApplyDatabase, so the kernels' structural keys match.
+    With `prepack`, weights are marked layout-free so tuned schedules may rewrite their layout."""
+    from tvm import relax
+
+    passes = front_passes(target, fast_math)
+    if prepack:
+        passes += [relax.transform.CanonicalizeBindings(), relax.transform.AttachAttrLayoutFreeBuffers()]
+    return passes
+
+
+def cpu_dlight_pass():
+    """dlight's CPU default schedules (GEMV, Reduction): an opt-in extra for llvm targets (the CUDA
+    default pipeline already applies dlight's GPU rules). Functions already scheduled, e.g. by a
+    tuning database, are left alone."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())
+
+
+def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False) -> list:
+    """The default Relax pipeline for `target` as a flat list of passes; with a tuning database,
+    MetaScheduleApplyDatabase after FuseTIR (and, for prepacked weights, the passes that split the
+    weight layout rewrite into `main_transform_params`); with `dlight` on llvm, dlight's CPU rules
+    after that."""
+    from tvm import relax
+
+    passes = tuning_passes(target, prepack and with_db, fast_math)
+    if with_db:
+        passes.append(relax.transform.MetaScheduleApplyDatabase(enable_warning=False))
+        if prepack:
+            passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.LiftTransformParams(),
+                       relax.transform.FoldConstant()]
+    if dlight and target.kind.name == "llvm":
+        passes.append(cpu_dlight_pass())
+    return passes + _split_at_fusetir(target)[1]
+
+
+def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False):
+    import tvm
+
+    with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
+        passes = pipeline_passes(target, with_db, prepack, dlight, fast_math)
+
+    @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
+    def _pipeline(mod, _ctx):
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
+
+
+def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False,
+          fast_math: bool = False, prepack: bool = False):
+    """(executable, seconds): tvm.compile through the harness's rewrites and the default pipeline (plus a
+    tuning database, plus dlight's CPU rules)."""
+    import tvm
+
+    with ExitStack() as stack:
+        if db_dir is not None:
+            from tvm.s_tir import meta_schedule as ms
+
+            stack.enter_context(ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"))
+        stack.enter_context(
+            tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
+        )
+        t0 = time.perf_counter()
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math))
+        return ex, time.perf_counter() - t0
+
+
+def _flatten(out) -> list:
+    import tvm
+
+    if isinstance(out, tvm.runtime.Tensor):
+        return [out]
+    items = []
+    for o in out:
+        items.extend(_flatten(o))
+    return items
+
+
+class Compiled:
+    """A built module on a device, with its weights: call it, time it."""
+
+    imported = None  # the frontend's ImportResult it was built from, when the runner keeps it
+
+    def __init__(self, ex, device, params, func: str = "main"):
+        import tvm
+        from tvm.runtime.vm import (
+            VirtualMachine,  # the runtime's VM: a module loaded by a runtime-only TVM works too
+        )
+
+        self.device = device
+        self.func = func
+        self.ex = ex
+        self.raw_params = list(params)  # as imported, before any layout transform
+        self.vm = VirtualMachine(ex, device)
+        if device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
+            self.params = list(params)
+        else:
+            self.params = [tvm.runtime.tensor(p.numpy(), device) for p in params]
+        self.prepacked = self.vm.module.implements_function(f"{func}_transform_params")
+        if self.prepacked:  # weights in the layout the tuned kernels chose, computed once at load
+            self.params = list(self.vm[f"{func}_transform_params"](self.params))
+
+    def _args(self, inputs) -> list:
+        import numpy as np
+        import tvm
+
+        return [tvm.runtime.tensor(np.ascontiguousarray(_numpy(x)), self.device) for x in inputs] + self.params
+
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        return [o.numpy() for o in _flatten(self.vm[self.func](*self._args(inputs)))]
+
+    def timer(self, inputs):
+        """A zero-argument callable giving seconds for one call (TVM's time_evaluator)."""
+        args = self._args(inputs)
+        evaluator = self.vm.time_evaluator(self.func, self.device, number=1, repeat=1)
+        return lambda: float(evaluator(*args).results[0])
+
+
+class RemoteCompiled(Compiled):
+    """Compiled on an RPC session's device (bench.targets.remote): the outputs are fetched one tensor at a
+    time, since a tuple returned over RPC stays on the device."""
+
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        self.vm.set_input(self.func, *self._args(inputs))
+        self.vm.invoke_stateful(self.func)
+        return [o.numpy() for o in _flatten(self.vm.get_outputs(self.func))]
+
+
+def _numpy(x) -> np.ndarray:
+    import numpy as np
+
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def remote_compiled(compiled, address: str, key: str):
+    """`compiled` exported, uploaded to a server of the key and loaded there (bench.build.Compiled
+    on the device: its calls run there, its timer is the device's own time evaluator)."""
+    remote = session(address, key)
+    with tempfile.TemporaryDirectory(prefix="gptbench-rpc-") as tmp:
+        path = Path(tmp) / "tvm.so"
+        compiled.ex.export_library(str(path))
+        t0 = time.perf_counter()
+        remote.upload(str(path))
+        upload_s, lib_bytes = time.perf_counter() - t0, path.stat().st_size
+    on_device = RemoteCompiled(remote.load_module("tvm.so"), remote.cpu(), compiled.raw_params)
+    on_device.remote, on_device.upload_s, on_device.lib_bytes = remote, upload_s, lib_bytes  # the session lives as long as it
+    return on_device

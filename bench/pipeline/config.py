@@ -1,0 +1,211 @@
+"""A run's plan: the typed configuration `gptbench run` builds from its flags, validated once (every
+bad value is a ValueError naming the flag, which the CLI prints as one line with exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.baselines import BASELINES
+from bench.core.env import usable_cores
+from bench.core.errors import UserError, unknown
+from bench.core.files import check_text_file
+from bench.core.tvm_envs import ENVS
+from bench.measure.parity import DEFAULT_TOL
+from bench.measure.timing import TimingPlan
+from bench.models import MODELS, WEIGHT_CHOICES, get_spec
+from bench.scenarios import SCENARIOS, SHAPES, check_fits
+from bench.targets import TARGETS, make_target
+from bench.targets.remote import check_key, device_info, parse_address
+from bench.tuning.database import validate_database
+from frontends import FRONTENDS, choices, unknown_frontend
+
+DTYPES = ("float32", "float16")
+
+
+
+FAIL_ON = ("mismatch", "any", "none")
+
+
+
+@dataclass
+class RunConfig:
+    models: list[str]
+    frontends: list[str]
+    target: str = "llvm"
+    scenario: str = "prefill"
+    batch: int = 1
+    seq_len: int = 128
+    past_len: int = 128
+    new_tokens: int = 32
+    warmup: int = 5
+    repeat: int = 30
+    threads: int = 0  # 0: every usable core
+    shapes: str = "static"
+    weights: str = "auto"
+    baselines: list[str] = field(default_factory=lambda: ["eager"])
+    dtype: str = "float32"
+    tol: float = 0.0  # 0: the dtype's default (1e-5 for float32)
+    db: str | None = None
+    cuda_arch: str | None = None
+    isolate: bool = True
+    seed: int = 0
+    cell_timeout: float = 0.0  # seconds; 0: none
+    val_text: str | None = None  # text whose last 10% gives a validation loss, eager and TVM (prefill, batch 1)
+    val_tokens: int = 4096  # eager and TVM are compared on the split's first N tokens (0: all of it)
+    dlight: bool = False  # add dlight's CPU default schedules (GEMV, Reduction) to the llvm pipeline
+    fast_math: bool = False  # approximate erf/tanh/exp/softmax that vectorise (bench.build.rewrites)
+    tune_budget: float = 0.0  # seconds: tune each model for at most this long when no database is cached for it
+    tune_cache: str = "results/tuning"  # where --tune-budget looks for and keeps databases
+    dbs: dict = field(default_factory=dict)  # model -> database found or made by --tune-budget
+    tuned_now: dict = field(default_factory=dict)  # model -> what tuning this run did (trials, seconds)
+    timing: str = "blocks"  # blocks | interleaved (see bench.measure.timing)
+    block: int = 5  # timed calls per block
+    solo: int = 10  # calls per backend in the solo check (0: none)
+    bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.pipeline.bundle)
+    rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.targets.remote)
+    rpc_key: str | None = None
+    rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
+    tvm: list[str] | None = None  # TVM environments (bench.core.tvm_envs); None: each frontend's own
+    blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("no model given; `gptbench models` lists them")
+        if not self.frontends:
+            raise ValueError(f"no frontend given; choose from: {choices()}")
+        for m in self.models:
+            if m not in MODELS:
+                raise ValueError(str(unknown("model", m, list(MODELS))))
+        for f in self.frontends:
+            if f not in FRONTENDS:
+                raise ValueError(str(unknown_frontend(f)))
+            reason = FRONTENDS[f].unavailable_reason()
+            if reason:
+                raise ValueError(f"frontend {f!r} is unavailable: {reason}")
+        if len(set(self.models)) != len(self.models) or len(set(self.frontends)) != len(self.frontends):
+            raise ValueError("a model or frontend is named twice")
+        if self.target not in TARGETS:
+            raise ValueError(str(unknown("target", self.target, list(TARGETS))))
+        if self.scenario not in SCENARIOS:
+            raise ValueError(str(unknown("scenario", self.scenario, list(SCENARIOS))))
+        if self.shapes not in SHAPES:
+            raise ValueError(str(unknown("shape mode", self.shapes, list(SHAPES))))
+        if self.dtype not in DTYPES:
+            raise ValueError(str(unknown("dtype", self.dtype, list(DTYPES))))
+        if self.dlight and self.target != "llvm":
+            raise ValueError("--dlight adds dlight's CPU rules to the llvm pipeline; the cuda pipeline has dlight's GPU rules already")
+        if self.dtype == "float16" and self.target != "cuda":
+            raise ValueError("--dtype float16 is for --target cuda (eager PyTorch has no fast fp16 CPU path to compare with)")
+        for name in ("batch", "seq_len", "past_len", "new_tokens", "repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.threads < 0 or self.cell_timeout < 0 or self.tol < 0:
+            raise ValueError("--warmup, --threads, --cell-timeout and --tol must not be negative")
+        if self.scenario == "prefill" and self.shapes == "symbolic" and self.seq_len < 2:
+            raise ValueError("symbolic shapes need --seq-len >= 2 (torch.export specialises sizes 0 and 1)")
+        if self.scenario == "decode" and self.shapes == "symbolic" and self.past_len < 2:
+            raise ValueError("symbolic shapes need --past-len >= 2 (torch.export specialises sizes 0 and 1)")
+        if "none" in self.baselines:
+            if len(self.baselines) > 1:
+                raise ValueError("--baselines none times TVM alone; it cannot be combined with other baselines")
+            self.baselines = []
+        for b in self.baselines:
+            if b not in BASELINES:
+                raise ValueError(str(unknown("baseline", b, [*BASELINES, "none"])))
+        if "untuned" in self.baselines and not (self.db or self.tune_budget):
+            raise ValueError("the untuned baseline is TVM without a tuning database: it needs --db or --tune-budget")
+        if self.tune_budget < 0:
+            raise ValueError("--tune-budget must not be negative")
+        if self.tune_budget and self.db:
+            raise ValueError("--tune-budget finds or makes a database itself; drop --db (or drop --tune-budget to use yours)")
+        if self.tune_budget and self.scenario == "generate":
+            raise ValueError("--tune-budget tunes prefill or decode; for generate, tune each with `gptbench tune` and pass --db")
+        if self.tune_budget and self.shapes != "static":
+            raise ValueError("--tune-budget needs --shapes static (MetaSchedule tunes fixed shapes)")
+        if self.baselines and "eager" not in self.baselines:
+            self.baselines = ["eager", *self.baselines]
+        self.plan()  # validates --timing, --block, --solo
+        self.threads = self.threads or usable_cores()
+        self.tol = self.tol or DEFAULT_TOL[self.dtype]
+        if self.val_tokens < 0:
+            raise ValueError("--val-tokens must not be negative")
+        if self.val_text is not None:
+            check_text_file("--val-text", self.val_text)
+        if self.cuda_arch and self.target != "cuda":
+            raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
+        if self.cell_timeout and not self.isolate:
+            raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
+
+        for env in self.tvm or []:
+            if env not in ENVS:
+                raise ValueError(str(unknown("TVM environment", env, list(ENVS))))
+        relay = [f for f in self.frontends if FRONTENDS[f].tvm_env == "0.19"]
+        if relay and (self.target != "llvm" or self.dtype != "float32" or self.shapes != "static" or self.scenario == "generate"):
+            raise ValueError(f"{', '.join(relay)}: the Relay cells take --target llvm, float32, --shapes static, prefill or decode")
+        if self.blas and not relay:
+            raise ValueError("--blas is for the Relay frontends (relay-onnx, relay-torch): -libs=cblas on their target")
+        if relay and self.bundle is not None:
+            raise ValueError("--bundle takes --frontend export")
+        if self.bundle is not None:
+            if self.scenario == "generate" or self.val_text:
+                raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
+            if any(f != "export" for f in self.frontends):
+                raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
+        if self.rpc is not None:
+            self._check_rpc(relay)
+        if self.db is not None:
+            if not Path(self.db).is_dir():
+                raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
+
+            try:
+                meta = validate_database(self.db, self.target_info())
+            except UserError as e:
+                raise ValueError(str(e)) from None
+            if bool(meta.get("fast_math")) != self.fast_math:
+                raise ValueError(f"--db {self.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
+                                 f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
+        for m in self.models:
+            spec = get_spec(m)
+            try:
+                check_fits(spec, self.scenario, self.seq_len, self.past_len, self.new_tokens)
+            except UserError as e:
+                raise ValueError(str(e)) from None
+            if self.weights == "pretrained" and spec.pretrained_source() is None:
+                raise ValueError(f"--weights pretrained: none for {m} on this machine (looked in: {spec.pretrained_help()}); "
+                                 "use --weights auto|random or a PATH")
+        if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
+            raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
+
+    def _check_rpc(self, relay: list[str]) -> None:
+        parse_address(self.rpc)
+        if self.target != "llvm" or relay or self.bundle or self.scenario == "generate" or self.tune_budget:
+            raise ValueError("--rpc runs llvm prefill or decode cells of the Relax frontends on the device "
+                             "(no --bundle, Relay, generate or --tune-budget: tune with `gptbench tune --rpc`, then --db)")
+        if self.baselines == ["eager"]:  # the default: eager is the parity reference only
+            self.baselines = []
+        if self.baselines:
+            raise ValueError("--rpc times TVM on the device alone (a baseline would run on this host): "
+                             "use --baselines none; eager here still gives the parity reference")
+        if not self.rpc_device:
+            self.rpc_device = device_info(self.rpc, self.rpc_key, check_key(self.rpc, self.rpc_key))
+            self.threads = self.rpc_device.get("threads") or self.threads
+
+    def target_info(self):
+        """This run's target: this host's CPU, or the remote device's with --rpc."""
+        return make_target(self.target, self.threads, self.cuda_arch, mcpu=self.rpc_device.get("mcpu"))
+
+    def db_for(self, model: str) -> str | None:
+        """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
+        return self.dbs.get(model) or self.db
+
+    def plan(self):
+        return TimingPlan(warmup=self.warmup, repeat=self.repeat, method=self.timing, block=self.block, solo=self.solo)
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        """(model, frontend, TVM environment): each frontend in its own environment, or with --tvm
+        every frontend in every environment asked for (a pair that cannot run is recorded as such)."""
+        if self.tvm is None:
+            return [(m, f, FRONTENDS[f].tvm_env) for m in self.models for f in self.frontends]
+        return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]

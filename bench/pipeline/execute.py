@@ -1,0 +1,64 @@
+"""Running one cell in this process: the Relay cells in their TVM, generation, bundles, and the
+prefill/decode cell of `bench.pipeline.cell`'s steps. A failure of the model, frontend or TVM is the
+cell's status, never an exception.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench.core.log import log
+from bench.core.threads import peak_rss_mb
+from bench.pipeline.bundle import write_cell
+from bench.pipeline.cell import (
+    _on_device,
+    cell_case,
+    import_and_build,
+    measure_compiled,
+    setup_cell,
+)
+from bench.pipeline.config import RunConfig
+from bench.pipeline.generate import generate_cell
+from bench.pipeline.record import new_cell
+from bench.pipeline.relay_cell import execute_relay
+from frontends.base import short_error
+
+
+def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
+    """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
+    cell = new_cell(cfg, model, frontend, env)
+    t_cell = time.perf_counter()
+    try:
+        if cell["tvm_env"] == "0.19":
+            execute_relay(cfg, model, frontend, cell, log)
+        else:
+            _execute(cfg, model, frontend, cell)
+    except Exception as e:  # noqa: BLE001 - a failed cell is a result
+
+        status = {"export": "import_failed", "import": "import_failed", "build": "build_failed"}.get(cell["stage"], "run_failed")
+        cell.update(status=status, error=short_error(e), traceback=traceback.format_exc(limit=8))
+    cell["timings"]["cell_s"] = round(time.perf_counter() - t_cell, 3)
+    cell["peak_rss_mb"] = peak_rss_mb()
+    return cell
+
+
+
+def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
+    tag = f"[{model} × {frontend}]"
+    loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
+    if cfg.scenario == "generate":
+        return generate_cell(cfg, loaded, frontend, tinfo, torch_device, cell, log)
+    case = cell_case(cfg, loaded)
+    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+        workdir = Path(tmp)
+        log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
+        export = (lambda imported, ex: write_cell(cfg, cell, case, imported, ex, log)) if cfg.bundle else None
+        compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag, export)
+        if compiled is None:
+            return
+        if cfg.rpc:
+            compiled = _on_device(cfg, compiled, cell, tag)
+        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)

@@ -1,0 +1,170 @@
+"""The matrix runner: models × frontends on one target and scenario, one cell at a time.
+
+A cell: build the model (labelled weights) → eager reference outputs → frontend import (op
+counts; every unsupported op on failure) → TVM build → parity vs eager → latency of TVM and the
+baselines in alternating blocks (bench.measure.timing) → peak RSS. Whatever fails is recorded in the cell with its stage and
+reason (`import_failed`, `build_failed`, `run_failed`, `mismatch`, `crashed`, `no_device`) and
+the run goes on with the next cell.
+
+By default every cell runs in its own spawned process (`isolate=True`): a crash inside TVM or
+LLVM (a segfault, an abort) becomes a `crashed` cell instead of ending the run, and the peak RSS
+is the cell's own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from bench.core.log import log
+from bench.core.procs import die_with_parent
+from bench.core.threads import configure_threads
+from bench.core.tvm_envs import REPO, current, missing_reason, worker_command
+from bench.pipeline.autotune import ensure_tuned
+from bench.pipeline.config import RunConfig
+from bench.pipeline.execute import execute_cell
+from bench.pipeline.record import Interrupted, new_cell
+from frontends import FRONTENDS
+
+
+def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
+    import signal
+
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    try:
+        conn.send(execute_cell(cfg, model, frontend))
+    finally:
+        conn.close()
+
+
+def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
+    """execute_cell in a spawned process; a crash or timeout becomes the cell's status."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_cell_worker, args=(cfg, model, frontend, send), daemon=False)
+    t0 = time.perf_counter()
+    proc.start()
+    send.close()
+    result = None
+    timeout = cfg.cell_timeout or None
+    try:
+        if recv.poll(timeout):
+            result = recv.recv()
+    except EOFError:
+        result = None
+    except BaseException:  # Ctrl-C or SIGTERM: the worker goes with us
+        proc.kill()
+        proc.join()
+        raise
+    if result is None and proc.is_alive():
+        proc.kill()
+    proc.join()
+    if result is not None:
+        return result
+    elapsed = time.perf_counter() - t0
+    return _lost_cell(cfg, model, frontend, None, elapsed, bool(timeout and elapsed >= timeout), proc.exitcode,
+                      "worker process", "; last stage unknown — rerun with --no-isolate to see the traceback")
+
+
+def _lost_cell(cfg: RunConfig, model: str, frontend: str, env: str | None, elapsed: float, timed_out: bool, code: int | None,
+               who: str, hint: str = "") -> dict:
+    """The cell of a worker that never reported: killed at --cell-timeout, or died (how)."""
+    cell = new_cell(cfg, model, frontend, env)
+    cell["timings"]["cell_s"] = round(elapsed, 3)
+    if timed_out:
+        cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
+    else:
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        cell.update(error=f"{who} died ({how}) before reporting{hint}")
+    return cell
+
+
+def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
+    environment; a pair that cannot run, or an environment not installed, is a recorded cell."""
+    home = FRONTENDS[frontend].tvm_env
+    reason = None
+    if env != home:
+        reason = (f"{frontend} runs in TVM {home} only in this harness (" +
+                  ("Relay is gone from TVM 0.20 on" if home == "0.19" else "its Relax path is written for TVM 0.27's API") + ")")
+    elif env != current():
+        reason = missing_reason(env)
+    if reason:  # recorded, not run
+        cell = new_cell(cfg, model, frontend, env)
+        cell.update(status="import_failed", stage="env", error=reason)
+        log(f"[{model} × {frontend}] not run in TVM {env}: {reason}")
+        return cell
+    if env != current():
+        return run_in_env(cfg, model, frontend, env)
+    return run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+
+
+def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+    """execute_cell in another TVM environment's interpreter (bench.pipeline.env_worker); its logs go to our
+    stderr, its cell comes back as JSON; a crash or a timeout becomes the cell's status."""
+    import json
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
+        cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
+        # The tuning database and the tuning budget are the Relax cells' (this environment's)
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=0.0, dbs={}, tuned_now={}))))
+        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)], cwd=REPO, env=env_vars)
+        try:
+            code = proc.wait(timeout=cfg.cell_timeout or None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if out.exists():
+            return json.loads(out.read_text())
+        return _lost_cell(cfg, model, frontend, env, time.perf_counter() - t0, code is None, code, f"the TVM {env} worker")
+
+
+def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
+    cells = []
+    todo = cfg.cells()
+    configure_threads(cfg.threads)
+    import signal
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    current = None  # the cell in progress, when an interrupt comes
+    try:
+        if cfg.tune_budget:
+            ensure_tuned(cfg)
+        for i, (model, frontend, env) in enumerate(todo, 1):
+            log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
+                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env})")
+            current = (i, model, frontend, env)
+            cell = run_cell(cfg, model, frontend, env)
+            current = None
+            cells.append(cell)
+            if on_cell:
+                on_cell(cell)
+    except KeyboardInterrupt as e:  # during a cell, or during tuning before any
+        signame = "SIGTERM" if str(e) == "SIGTERM" else "SIGINT"
+        if current is not None:
+            i, model, frontend, env = current
+            cell = new_cell(cfg, model, frontend, env)
+            cell.update(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
+                                                    f"{len(todo) - i} cell(s) after it not run")
+            cells.append(cell)
+        raise Interrupted(signame, 143 if signame == "SIGTERM" else 130, cells) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return cells

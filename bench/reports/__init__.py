@@ -1,0 +1,1 @@
+"""Reports: the versioned JSON (the source of truth), its CSV and Markdown, and the plot."""

@@ -1,0 +1,275 @@
+"""`gptbench plot FILE…`: PNG bar charts of reports, written beside each report (or under --out).
+
+A "run" report gets two panels:
+1. latency per model, grouped by backend (TVM once per frontend, then each measured baseline:
+   eager, compile, ort): bars at the median, whiskers from the 10th to the 90th percentile of
+   the raw samples, on a log axis (backends differ by orders of magnitude). A baseline is
+   measured in every cell of a model (in the same rounds as that cell's TVM module); its bar pools
+   the samples of all of them;
+2. speedup vs eager per cell (eager median / TVM median of the same cell) with a dashed line at
+   1.0, on a log axis so that 2x faster and 2x slower are the same distance from it.
+
+A "passes" report (cells with a `variant`: "default", "-FuseOps", …) gets TVM latency and build
+time (`timings.build_s`) per variant.
+
+Nothing is dropped silently: a cell that produced no number (import_failed, build_failed, …)
+leaves a gap labelled with its status, and a `mismatch` cell (numbers, but wrong outputs) is
+drawn hatched and labelled "mismatch". The title names the report, target, scenario, shapes
+and the machine. Figures are drawn on the Agg canvas, without pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.core.errors import UserError
+from bench.reports.report import load_report, shapes_text
+
+if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: `gptbench --help` needs neither
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+BASELINE_ORDER = ("eager", "compile", "ort", "untuned")
+FIGSIZE = (13.0, 5.5)
+DPI = 100
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+# One colour per backend, the same in every figure: TVM's frontends in blues and greens, the baselines apart.
+BACKEND_COLORS = {"export": "tab:blue", "onnx": "tab:cyan", "fx": "tab:green", "relay-onnx": "tab:olive", "relay-torch": "tab:brown",
+                  "eager": "tab:gray", "compile": "tab:orange", "ort": "tab:purple", "untuned": "tab:pink"}
+
+
+def backend_color(name: str, index: int) -> str:
+    return BACKEND_COLORS.get(name, COLORS[index % len(COLORS)])
+
+
+@dataclass
+class Bar:
+    """One bar, or a labelled gap where a value is missing."""
+
+    x: float
+    value: float | None
+    low: float | None = None  # whisker ends
+    high: float | None = None
+    mismatch: bool = False
+    gap: str = ""  # the label of a missing value (a status)
+
+
+def _latency_bar(x: float, samples: list[float], mismatch: bool = False) -> Bar:
+    import numpy as np
+
+    s = np.asarray(samples, dtype=np.float64)
+    low, median, high = np.percentile(s, [10, 50, 90])
+    return Bar(x, float(median), float(low), float(high), mismatch)
+
+
+def _has_samples(stats: dict | None) -> bool:
+    return bool(stats and stats.get("samples"))
+
+
+def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> None:
+    """Bars with whiskers; mismatches hatched and marked; gaps as vertical status text."""
+    from matplotlib.transforms import blended_transform_factory
+
+    shown = [b for b in bars if b.value is not None]
+    if shown:
+        rects = ax.bar([b.x for b in shown], [b.value for b in shown], width, color=color, label=label, edgecolor="black",
+                       linewidth=0.5)
+        for rect, b in zip(rects, shown):
+            if b.mismatch:
+                rect.set(hatch="//", alpha=0.55)
+        whiskers = [b for b in shown if b.low is not None]
+        if whiskers:
+            ax.errorbar([b.x for b in whiskers], [b.value for b in whiskers],
+                        yerr=[[b.value - b.low for b in whiskers], [b.high - b.value for b in whiskers]],
+                        fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    else:
+        # keep the legend entry of an all-failed backend, in its own colour (an empty bar call would fall back to the cycle's)
+        ax.bar([float("nan")], [float("nan")], width, color=color, label=label, edgecolor="black", linewidth=0.5)
+    bottom = blended_transform_factory(ax.transData, ax.transAxes)
+    for b in bars:
+        if b.value is None or b.mismatch:
+            ax.text(b.x, 0.02, b.gap if b.value is None else "mismatch", transform=bottom, rotation=90, ha="center", va="bottom",
+                    fontsize=7, color="darkred", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
+
+
+def _plain(value: float, _pos=None) -> str:
+    """0.6, 2, 150: a log axis read as numbers, never as 6e-01."""
+    return f"{value:.3g}"
+
+
+def _axes(ax: Axes, n_positions: int, log: bool) -> None:
+    """Room for every position (a gap at the edge included) and plain numbers on a log axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xlim(-0.5, n_positions - 0.5)
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
+
+
+def _title(report: dict) -> str:
+    first = report["cells"][0]
+    env = report.get("environment") or {}
+    machine = str(env.get("cpu") or "unknown CPU")
+    if env.get("gpu"):
+        machine += f", GPU {env['gpu'].get('name')}"
+    return (f"{report['name']} ({report['kind']}, {report.get('created')}): target {first['target']}, {first['scenario']}, "
+            f"{shapes_text(first)}\n{machine}")
+
+
+def _in_order(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _tvm_bar(cell: dict, x: float) -> Bar:
+    if _has_samples(cell.get("tvm")):
+        return _latency_bar(x, cell["tvm"]["samples"], cell["status"] == "mismatch")
+    return Bar(x, None, gap=cell["status"])
+
+
+def _baseline_bar(cells: list[dict], baseline: str, x: float) -> Bar:
+    """A baseline's samples pooled over the given cells (one model's), or a gap saying why there are none."""
+    records = [(c.get("baselines") or {}).get(baseline) or {} for c in cells]
+    samples = [s for r in records if _has_samples(r.get("latency")) for s in r["latency"]["samples"]]
+    if samples:
+        return _latency_bar(x, samples, any(r.get("status") == "mismatch" for r in records))
+    failed = [r["status"] for r in records if r.get("status") not in (None, "ok")]
+    return Bar(x, None, gap=f"{baseline} {failed[0] if failed else 'not measured'}")
+
+
+def _run_latency(ax: Axes, cells: list[dict]) -> None:
+    models = _in_order(c["model"] for c in cells)
+    frontends = _in_order(c["frontend"] for c in cells)
+    baselines = [b for b in BASELINE_ORDER if any(b in (c.get("baselines") or {}) for c in cells)]
+    width = 0.8 / (len(frontends) + len(baselines))
+    by_key = {(c["model"], c["frontend"]): c for c in cells}
+
+    def x(model_index: int, backend_index: int) -> float:
+        return model_index - 0.4 + width * (backend_index + 0.5)
+
+    for k, frontend in enumerate(frontends):
+        bars = [_tvm_bar(by_key[m, frontend], x(i, k)) for i, m in enumerate(models) if (m, frontend) in by_key]
+        _draw(ax, bars, width, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
+    for j, baseline in enumerate(baselines, start=len(frontends)):
+        bars = [_baseline_bar([c for c in cells if c["model"] == m], baseline, x(i, j)) for i, m in enumerate(models)]
+        _draw(ax, bars, width, backend_color(baseline, j), "TVM untuned (same pipeline, no database)" if baseline == "untuned" else baseline)
+    _axes(ax, len(models), log=True)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("latency, ms (median, p10–p90)")
+    ax.set_title("Latency per model and backend", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _tuned_label(cells: list[dict], frontend: str) -> str:
+    """' (tuned: 28 of 30 kernels)' for a frontend whose cells used a tuning database, else ''."""
+    tuned = [c["tuning"] for c in cells if c["frontend"] == frontend and c.get("tuning")]
+    if not tuned:
+        return ""
+    matched, tasks = sum(t.get("matched") or 0 for t in tuned), sum(t.get("tasks") or 0 for t in tuned)
+    return f" (tuned: {matched} of {tasks} kernels)" if tasks else " (tuned)"
+
+
+def _run_speedup(ax: Axes, cells: list[dict]) -> None:
+    import numpy as np
+
+    frontends = _in_order(c["frontend"] for c in cells)
+    for k, frontend in enumerate(frontends):
+        bars = []
+        for i, cell in enumerate(cells):
+            if cell["frontend"] != frontend:
+                continue
+            eager = ((cell.get("baselines") or {}).get("eager") or {}).get("latency")
+            if _has_samples(cell.get("tvm")) and _has_samples(eager):
+                speedup = float(np.median(eager["samples"]) / np.median(cell["tvm"]["samples"]))
+                bars.append(Bar(i, speedup, mismatch=cell["status"] == "mismatch"))
+            else:
+                bars.append(Bar(i, None, gap=cell["status"] if cell["status"] not in ("ok", "mismatch") else "no eager"))
+        _draw(ax, bars, 0.7, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
+        for b in bars:
+            if b.value is not None:
+                ax.annotate(f"{b.value:.2f}x", (b.x, b.value), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    _axes(ax, len(cells), log=True)
+    ax.set_xticks(range(len(cells)), [f"{c['model']}\n{c['frontend']}" for c in cells], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("speedup vs eager (eager median / TVM median)")
+    ax.set_title("TVM speedup over eager PyTorch (> 1: TVM faster)", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _passes_panel(ax: Axes, cells: list[dict], value_of, ylabel: str, title: str, log: bool) -> None:
+    """One bar per variant for each model × frontend group; value_of(cell, x) -> Bar."""
+    groups = _in_order((c["model"], c["frontend"]) for c in cells)
+    variants = _in_order(c.get("variant") or "default" for c in cells)
+    width = 0.8 / len(groups)
+    for k, group in enumerate(groups):
+        bars = []
+        for i, variant in enumerate(variants):
+            cell = next((c for c in cells if (c["model"], c["frontend"]) == group and (c.get("variant") or "default") == variant), None)
+            if cell is not None:
+                bars.append(value_of(cell, i - 0.4 + width * (k + 0.5)))
+        _draw(ax, bars, width, COLORS[k % len(COLORS)], f"{group[0]} × {group[1]}")
+    _axes(ax, len(variants), log)
+    ax.set_xticks(range(len(variants)), variants, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _passes_build(cell: dict, x: float) -> Bar:
+    build_s = (cell.get("timings") or {}).get("build_s")
+    if build_s is None:
+        return Bar(x, None, gap=cell["status"])
+    return Bar(x, float(build_s), mismatch=cell["status"] == "mismatch")
+
+
+def make_figure(report: dict) -> Figure:
+    """The report's chart, not yet saved (drawn on an Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cells = report["cells"]
+    if not cells:
+        raise UserError(f"report {report.get('name')!r} has no cells: nothing to plot")
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    if report["kind"] == "passes":
+        _passes_panel(left, cells, _tvm_bar, "TVM latency, ms (median, p10–p90)", "TVM latency per pass variant", log=True)
+        _passes_panel(right, cells, _passes_build, "build time, s", "Build time per pass variant", log=False)
+    else:
+        _run_latency(left, cells)
+        _run_speedup(right, cells)
+    fig.suptitle(_title(report), fontsize=10)
+    return fig
+
+
+def plot_report(report: dict, path: str | Path) -> Path:
+    """Write the report's chart as a PNG at `path`; returns the path."""
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        make_figure(report).savefig(out, format="png", dpi=DPI)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    return out
+
+
+def cmd_plot(args) -> int:
+    reports = [(Path(f), load_report(f)) for f in args.files]  # every file is checked before anything is written
+    for source, report in reports:
+        target = (Path(args.out) / source.stem if args.out else source).with_suffix(".png")
+        print(f"wrote {plot_report(report, target)}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("plot", help="PNG bar charts of report(s): latency per backend, speedup vs eager")
+    p.add_argument("files", nargs="+", metavar="FILE", help="report JSON file(s)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the PNGs here (default: beside each report, same stem)")
+    p.set_defaults(func=cmd_plot)

@@ -1,0 +1,380 @@
+"""Reports: one versioned JSON per run (the source of truth), with a CSV of its cells and a
+Markdown table beside it, all under results/<timestamp>-<name>.*.
+
+Schema (version 1):
+    {"schema": "gptbench.report", "schema_version": 1, "kind": "run" | "passes",
+     "name", "created" (UTC ISO 8601), "command" (argv), "config", "environment", "cells": [...]}
+A cell always has id, model, frontend, target, scenario, status; measured cells have `tvm` and
+`baselines[*].latency` statistics in ms with the raw samples kept.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+
+from bench.baselines import BASELINES
+from bench.core.errors import UserError
+from bench.core.files import atomic_write
+from bench.core.markdown import md_table
+
+SCHEMA = "gptbench.report"
+SCHEMA_VERSION = 1
+KINDS = ("run", "passes")
+CELL_KEYS = ("id", "model", "frontend", "target", "scenario", "status")
+
+
+def new_report(kind: str, name: str, config: dict, environment: dict, cells: list[dict], command: list[str] | None = None,
+               **extra) -> dict:
+    return dict(
+        schema=SCHEMA,
+        schema_version=SCHEMA_VERSION,
+        kind=kind,
+        name=name,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command or [],
+        config=config,
+        environment=environment,
+        cells=cells,
+        **extra,
+    )
+
+
+def _stem(report: dict) -> str:
+    created = _dt.datetime.fromisoformat(report["created"])
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", report["name"]).strip("-") or "run"
+    return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{safe}"
+
+
+def check_out_dir(out_dir: str | Path, flag: str = "--out") -> Path:
+    """Make sure reports can be written to out_dir before any work starts (UserError otherwise)."""
+    import os
+    import tempfile
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out}: is a file, not a directory; name a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".gptbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{flag} {out}: cannot write there ({e.strerror or e}); choose a writable directory") from None
+    return out
+
+
+def _claim_stem(out: Path, stem: str) -> str:
+    """A stem none of whose report files exists yet, claimed atomically (O_EXCL on its JSON name), so two
+    runs finishing in the same second never overwrite each other: the second gets a -2 suffix."""
+    import os
+
+    for i in range(1, 1000):
+        candidate = stem if i == 1 else f"{stem}-{i}"
+        if any((out / f"{candidate}{ext}").exists() for ext in (".csv", ".md")):
+            continue
+        try:
+            os.close(os.open(out / f"{candidate}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"{out}: 999 reports named {stem}* already; choose another --name")
+
+
+def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write JSON, CSV and Markdown, each atomically, under a name no other report has; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _claim_stem(out, _stem(report))
+    paths = dict(json=out / f"{stem}.json", csv=out / f"{stem}.csv", md=out / f"{stem}.md")
+    try:
+        atomic_write(paths["csv"], to_frame(report).to_csv(index=False))
+        atomic_write(paths["md"], to_markdown(report))
+        atomic_write(paths["json"], json.dumps(report, indent=1, default=str) + "\n")  # last: it replaces the claim
+    except BaseException:
+        for p in paths.values():
+            p.unlink(missing_ok=True)
+        raise
+    return paths
+
+
+def load_report(path: str | Path) -> dict:
+    """Read and validate a report; UserError naming the problem otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read report {p}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); is it a gptbench report?") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UserError(f"{p} is not a gptbench report (no \"schema\": \"{SCHEMA}\" field)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{p} has report schema version {version!r}; this gptbench reads version {SCHEMA_VERSION}")
+    if data.get("kind") not in KINDS:
+        raise UserError(f"{p}: unknown report kind {data.get('kind')!r} (expected one of {', '.join(KINDS)})")
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise UserError(f"{p}: \"cells\" must be a list")
+    for i, cell in enumerate(cells):
+        missing = [k for k in CELL_KEYS if not isinstance(cell, dict) or k not in cell]
+        if missing:
+            raise UserError(f"{p}: cell {i} lacks {', '.join(missing)}")
+        if cell.get("baselines") is not None and not isinstance(cell["baselines"], dict):
+            raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed \"baselines\" (an object of backend → record, "
+                            f"not {type(cell['baselines']).__name__})")
+        for where, stats in _latencies(cell):
+            if not isinstance(stats, dict) or not isinstance(stats.get("samples"), list) or "median" not in stats:
+                raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed {where} latency (needs median and samples)")
+    return data
+
+
+def _latencies(cell: dict):
+    if cell.get("tvm") is not None:
+        yield "tvm", cell["tvm"]
+    for name, b in (cell.get("baselines") or {}).items():
+        if isinstance(b, dict) and b.get("latency") is not None:
+            yield name, b["latency"]
+
+
+def flat_row(cell: dict) -> dict:
+    par = cell.get("parity") or {}
+    row = {k: cell.get(k) for k in ("id", "model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens",
+                                     "shapes", "dtype", "threads", "status", "stage", "error")}
+    w = cell.get("weights") or {}
+    row["weights"] = f"{w.get('kind')}:{w.get('source')}" if w else None
+    row["n_params"] = cell.get("n_params")
+    row["unsupported_ops"] = ";".join(cell.get("unsupported_ops") or [])
+    for k in ("export_s", "import_s", "build_s", "tune_s", "cell_s"):
+        row[k] = (cell.get("timings") or {}).get(k)
+    row.update(rel_l2=par.get("rel_l2"), max_abs=par.get("max_abs"), top1_agree=par.get("top1_agree"))
+    for name, stats in _latencies(cell):
+        for stat in ("median", "min", "mean", "p90", "p99", "std"):
+            row[f"{name}_{stat}_ms"] = stats.get(stat)
+        if name != "tvm":
+            row[f"speedup_vs_{name}"] = (cell.get("speedup") or {}).get(name)
+    for k, v in (cell.get("metrics") or {}).items():
+        row[k] = v
+    row["tuning_db"] = (cell.get("tuning") or {}).get("hash")
+    row["n_relax_ops"] = sum((cell.get("relax_ops") or {}).values()) or None
+    row["peak_rss_mb"] = cell.get("peak_rss_mb")
+    return row
+
+
+def to_frame(report: dict):
+    import pandas as pd
+
+    return pd.DataFrame([flat_row(c) for c in report["cells"]])
+
+
+def _ms(stats: dict | None) -> str | None:
+    if not stats:
+        return None
+    return f"{stats['median']:.3f} ± {stats['std']:.3f}" if stats["median"] < 100 else f"{stats['median']:.1f} ± {stats['std']:.1f}"
+
+
+def environment_line(env: dict) -> str:
+    tvm = env.get("tvm") or {}
+    v = env.get("versions") or {}
+    git = env.get("git") or {}
+    gpu = env.get("gpu")
+    parts = [
+        f"{env.get('cpu')} ({env.get('cores')} usable cores, mcpu {tvm.get('host_mcpu')}, {' '.join(env.get('cpu_flags') or [])})",
+        f"threads {env.get('threads')} (TVM pool {tvm.get('threads')}, torch {env.get('torch_threads')})",
+        (f"TVM {tvm.get('version')} runtime only (tvm-ffi {v.get('apache-tvm-ffi')})" if tvm.get("runtime_only") else
+         f"TVM {tvm.get('version')} (LLVM {tvm.get('llvm')}, tvm-ffi {v.get('apache-tvm-ffi')})"),
+        f"torch {v.get('torch')}, onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, transformers {v.get('transformers')}",
+        f"git {str(git.get('commit'))[:10]}{' (dirty)' if git.get('dirty') else ''}",
+    ]
+    if gpu:
+        parts.insert(1, f"GPU {gpu.get('name')} (sm {gpu.get('capability')}, driver {gpu.get('driver')}, CUDA {gpu.get('torch_cuda')})")
+    return "; ".join(parts)
+
+
+def _device_lines(cfg: dict) -> list[str]:
+    """A `run --rpc` report: where TVM ran (the environment above is this host's)."""
+    d = cfg.get("rpc_device") or {}
+    return [f"Device: TVM ran and was timed on a server of key {d.get('key')!r} at tracker {d.get('tracker')} (servers "
+            f"{', '.join(d.get('servers') or [])}; mcpu {d.get('mcpu')}, {d.get('threads')} threads); no baseline was timed (it "
+            "would have run on this host); eager PyTorch here gave the parity reference.", ""]
+
+
+def _bundle_lines(bundle: dict) -> list[str]:
+    """Where a `gptbench measure` report's libraries were built (the environment above is where they ran)."""
+    built = bundle.get("built_on") or {}
+    git = built.get("git") or {}
+    tvm = built.get("tvm") or {}
+    return [f"Built elsewhere, measured here: the bundle {bundle.get('path')} was built {bundle.get('built')} on "
+            f"{built.get('hostname')} ({built.get('cpu')}; TVM {tvm.get('version')}, LLVM {tvm.get('llvm')}; git "
+            f"{(git.get('commit') or '')[:10]}{' (dirty)' if git.get('dirty') else ''}) and loaded here by TVM's runtime; a cell "
+            "is measured only when the model's weights and inputs, rebuilt here, match the bundle's sha256.", ""]
+
+
+def to_markdown(report: dict) -> str:
+    cells = report["cells"]
+    cfg = report.get("config") or {}
+
+    base_names = [b for b in BASELINES if b != "eager" and any(b in (c.get("baselines") or {}) for c in cells)]
+    has_variant = any(c.get("variant") for c in cells)
+    headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
+    for b in base_names:
+        headers.append(f"{b} ms")
+    headers += ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
+    rows = []
+    for c in cells:
+        t = c.get("timings") or {}
+        imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
+        par = c.get("parity") or {}
+        b = c.get("baselines") or {}
+        w = c.get("weights") or {}
+        row = [c["model"], c["frontend"]] + ([c.get("variant")] if has_variant else []) + [c["status"], w.get("kind"), None if imp is None else f"{imp:.1f}",
+               None if t.get("build_s") is None else f"{t['build_s']:.1f}",
+               None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
+               None if par.get("top1_agree") is None else f"{par['top1_agree']:.3f}",
+               _ms(c.get("tvm")), _ms((b.get("eager") or {}).get("latency"))]
+        row += [_ms((b.get(n) or {}).get("latency")) or (b.get(n) or {}).get("status") for n in base_names]
+        sp = c.get("speedup") or {}
+        row += [None if sp.get("eager") is None else f"{sp['eager']:.3f}x"]
+        row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in base_names]
+        row += [c.get("peak_rss_mb")]
+        rows.append(row)
+    shape = (f"past {cfg.get('past_len')} + 1 token" if cfg.get("scenario") == "decode" else f"seq {cfg.get('seq_len')}")
+    out = [
+        f"# gptbench {report.get('kind', 'run')}: {report['name']}",
+        "",
+        *([f"**Partial report**: the run was interrupted ({report.get('interrupted')}); it keeps the cells that finished, "
+           "the cell in progress is marked `interrupted` and the cells after it were not run.", ""] if report.get("partial") else []),
+        f"{report['created']} · target {cfg.get('target')} · scenario {cfg.get('scenario')} · batch {cfg.get('batch')} · {shape} · "
+        f"{cfg.get('shapes')} shapes · {cfg.get('dtype')} · tolerance rel L2 ≤ {cfg.get('tol')}",
+        "",
+        f"Environment: {environment_line(report.get('environment') or {})}",
+        "",
+        *(_bundle_lines(report["bundle"]) if report.get("bundle") else []),
+        *(_device_lines(cfg) if cfg.get("rpc") else []),
+        latency_method(cfg, cells),
+        "",
+        md_table(headers, rows),
+    ]
+    out += timing_check_markdown(cells)
+    extra = [c for c in cells if c.get("metrics")]
+    if extra:
+        keys = sorted({k for c in extra for k in c["metrics"]})
+        out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c["model"], c["frontend"], *[c["metrics"].get(k) for k in keys]] for c in extra])]
+    if report.get("kind") == "passes":
+        out += passes_markdown(cells)
+    failed = [c for c in cells if c["status"] != "ok"]
+    if failed:
+        out += ["## Not ok", ""]
+        for c in failed:
+            ops = c.get("unsupported_ops") or []
+            out.append(f"- **{c['model']} × {c['frontend']}**: `{c['status']}`" + (f" at {c.get('stage')}" if c.get("stage") else "")
+                       + f" — {c.get('error')}" + (f" (unsupported: {', '.join(ops)})" if ops else ""))
+        out.append("")
+    patched = [c for c in cells if c.get("patches")]
+    if patched:
+        out += ["## Frontend workarounds applied", ""]
+        out += [f"- {c['model']} × {c['frontend']}: {'; '.join(c['patches'])}" for c in patched]
+        out.append("")
+    tuned = [c for c in cells if c.get("tuning")]
+    if tuned:
+        out += ["## Tuning databases", ""]
+        out += [f"- {c['model']} × {c['frontend']}: `{c['tuning'].get('path')}` (hash {c['tuning'].get('hash')}, "
+                f"{c['tuning'].get('records')} records from {c['tuning'].get('trials', '?')} trials and {c['tuning'].get('tuning_wall_s', '?')} s "
+                f"of tuning, {c['tuning'].get('matched', '?')} of {c['tuning'].get('tasks', '?')} kernels tuned)"
+                + (f"; tuned in this run: {c['tuning']['tuned_in_this_run']['trials']} trials, "
+                   f"{c['tuning']['tuned_in_this_run']['wall_s']} s" if c["tuning"].get("tuned_in_this_run") else "; found in the cache")
+                * bool(c["tuning"].get("tuned_in_this_run") or c["tuning"].get("from_cache"))
+                for c in tuned]
+        out.append("")
+    return "\n".join(out)
+
+
+def latency_method(cfg: dict, cells: list[dict]) -> str:
+    """How the latencies of a report were taken, in one paragraph."""
+    if not any(c.get("tvm") for c in cells):
+        return "Latency: no cell of this report was timed."
+    plan = next((c["timing"]["describe"] for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("describe")), None)
+    how = plan or f"{cfg.get('warmup')} warmup calls, then {cfg.get('repeat')} interleaved rounds of one call per backend"
+    return (f"Latency: median ± std of {cfg.get('repeat')} samples per backend; {how} "
+            "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode; "
+            "ONNX Runtime: perf_counter around session.run). Speedup = baseline median / TVM median.")
+
+
+def timing_check_markdown(cells: list[dict]) -> list[str]:
+    """The solo check: each backend's median alone after the rounds next to its median in the rounds."""
+    rows, flagged = [], []
+    for c in cells:
+        t = c.get("timing") if isinstance(c.get("timing"), dict) else None
+        if not t or not t.get("solo"):
+            continue
+        if c.get("variant") and any(r[0] == c["model"] and r[1] == c["frontend"] for r in rows):
+            continue  # a passes report: every variant shares one measurement
+        machine = t.get("machine") or {}
+        others = None if "others_cores" not in machine else f"{machine['others_cores']:.2f}" + (
+            " (host, not the device)" if machine.get("note") else "" if machine.get("quiet") else " **busy**")
+        for name, s in t["solo"].items():
+            mark = "**flagged**" if s.get("flagged") else "ok"
+            rows.append([c["model"], c["frontend"], name, f"{s['paired_median']:.3f}", f"{s['median']:.3f}", f"{s['diff'] * 100:+.1f}%", mark,
+                         others])
+        flagged += [f"- {c['model']} × {c['frontend']}: {f}" for f in t.get("flags") or []]
+    if not rows:
+        return []
+    tol = next(c["timing"].get("solo_tolerance") for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("solo"))
+    out = ["## Solo check", "",
+           f"After the rounds each backend ran once more alone (after its own idle wait); a solo median more than ±{tol:.0%} "
+           "from the median in the rounds is flagged: the machine drifted or the backends disturbed each other. "
+           "*Other load* is the CPU other processes (and the hypervisor) took while the cell was timed, in cores.", "",
+           md_table(["model", "frontend", "backend", "median in rounds ms", "solo median ms", "solo vs rounds", "check", "other load"], rows)]
+    if flagged:
+        out += ["Flagged:", "", *flagged, ""]
+    return out
+
+
+def _delta(new, base) -> str | None:
+    if new is None or not base:
+        return None
+    return f"{(new / base - 1) * 100:+.1f}%"
+
+
+def passes_markdown(cells: list[dict]) -> list[str]:
+    """The ablation table and the pass-time tables of a passes report."""
+    default = next((c for c in cells if c.get("variant") == "default"), None)
+    base_build = ((default or {}).get("timings") or {}).get("build_s")
+    base_lat = ((default or {}).get("tvm") or {}).get("median")
+    rows = []
+    for c in cells:
+        build_s = (c.get("timings") or {}).get("build_s")
+        lat = (c.get("tvm") or {}).get("median")
+        par = c.get("parity") or {}
+        rows.append([c.get("variant"), c["status"], None if build_s is None else f"{build_s:.2f}", _delta(build_s, base_build),
+                     _ms(c.get("tvm")), _delta(lat, base_lat), None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
+                     c.get("error") if c["status"] != "ok" else None])
+    out = ["## Pass ablation", "",
+           "Each row rebuilds with one pass disabled (`PassContext(disabled_pass=[...])`); Δ is against the default pipeline.", "",
+           md_table(["variant", "status", "build s", "Δ build", "TVM ms", "Δ latency", "rel L2", "note"], rows)]
+    if default and default.get("pass_times"):
+        total = default["timings"].get("instrumented_build_s")
+        relax_s = default["timings"].get("relax_pipeline_s")
+        out += ["## Where compile time goes", "",
+                f"One instrumented default build: {total} s in all, {relax_s} s of it in the Relax pipeline, the rest in TIR "
+                "lowering and code generation. Seconds are inclusive: a pass that runs others includes their time.", "",
+                md_table(["pass", "calls", "seconds", "share", "Relax bindings after", "PrimFuncs after"],
+                         [[r["name"], r["calls"], f"{r['seconds']:.3f}", f"{100 * r['seconds'] / total:.1f}%" if total else None,
+                           r.get("relax_bindings"), r.get("prim_funcs")] for r in default["pass_times"][:20]])]
+    if default and default.get("pipeline"):
+        out += ["## The Relax pipeline, in order", "",
+                md_table(["#", "pass", "seconds", "Relax bindings after", "PrimFuncs after"],
+                         [[i + 1, r["name"], f"{r['seconds']:.3f}", r["relax_bindings"], r["prim_funcs"]]
+                          for i, r in enumerate(default["pipeline"])])]
+    return out
+
+
+def shapes_text(cell: dict) -> str:
+    """'static, batch 1, seq 16': the shape a cell was measured at."""
+    tokens = {"decode": f"past {cell.get('past_len')} + 1", "generate": f"seq {cell.get('seq_len')} + {cell.get('new_tokens')} new"}
+    return f"{cell.get('shapes')}, batch {cell.get('batch')}, {tokens.get(cell['scenario'], 'seq ' + str(cell.get('seq_len')))}"

@@ -1,0 +1,366 @@
+"""`gptbench tune`: MetaSchedule over every kernel of a model, into a persistent database.
+
+How it works:
+1. the model is imported through a frontend with static shapes (MetaSchedule tunes fixed shapes);
+2. the Relax module goes through the first half of the build pipeline (library dispatch,
+   LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR; with `--prepack` also
+   CanonicalizeBindings and AttachAttrLayoutFreeBuffers), exactly what a tuned build runs before
+   MetaScheduleApplyDatabase, so the kernels' structural keys match at build time;
+3. every fused kernel becomes a task (`extract_tasks`), and `tune_tasks` spends the trial budget
+   across all of them with the gradient task scheduler (more trials where weighted latency is);
+4. the records go to a JSON database (`database_workload.json`, `database_tuning_record.json`) with a
+   `gptbench-db.json` beside it saying what it is for: TVM version, target (mcpu, cores / CUDA
+   arch), model, shapes, frontend, prepack, trials and wall time so far.
+
+Re-running `tune` on the same database continues: the cost model and evolutionary search start
+from the records already there, and the new trials add to them. Each session starts with one
+round over all its tasks before the gradient scheduler concentrates trials; `--only matmul`
+restricts a follow-up session to the kernels that matter. `run --db` applies a database
+only if it was tuned for the same TVM version and target; anything else is refused.
+
+Default location: results/tuning/tvm-<version>/<target key>/<model>-<scenario>-b<B>-<shape>[-prepack].
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from bench.build.relax import tuning_passes
+from bench.core.errors import UserError
+from bench.core.files import atomic_write
+from bench.core.threads import configure_threads
+from bench.models import load_model
+from bench.scenarios import make_case
+from bench.targets.remote import parse_address
+from bench.tuning.database import (
+    META_FILE,
+    META_FORMAT,
+    PREPACK_UNSAFE,
+    count_records,
+    db_hash,
+    drop_records,
+    read_meta,
+    summary_markdown,
+    target_fingerprint,
+    validate_database,
+)
+from frontends import get_frontend
+from frontends.base import ImportRequest
+
+
+def fused_module(mod, target, prepack: bool, fast_math: bool = False):
+    """The module as MetaSchedule sees it (see `bench.build.tuning_passes`)."""
+    import tvm
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(tuning_passes(target, prepack, fast_math))(mod)
+
+
+def extract(mod, target, prepack: bool, fast_math: bool = False) -> list:
+    from tvm.s_tir import meta_schedule as ms
+
+    return list(ms.relax_integration.extract_tasks(fused_module(mod, target, prepack, fast_math), target))
+
+
+def check_database(db_dir, tinfo, mod) -> dict:
+    """What a build with this database gets: hash, records, and how many of the model's kernels it
+    holds a tuned schedule for (the others keep the default schedule). The database was validated
+    (`validate_database`) where the run took it: RunConfig for --db, `ensure_tuned` for the cache."""
+    from tvm.s_tir import meta_schedule as ms
+
+    meta = read_meta(db_dir)
+    tasks = extract(mod, tinfo.target, bool(meta.get("prepack")), bool(meta.get("fast_math")))
+    db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
+    # has_workload is not enough: tune_tasks registers every task's workload before tuning it
+    matched = sum(1 for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is not None)
+    return dict(path=str(db_dir), hash=db_hash(db_dir), records=count_records(db_dir), tasks=len(tasks), matched=matched,
+                prepack=bool(meta.get("prepack")), tuned_for=dict(model=meta.get("model"), scenario=meta.get("scenario"),
+                                                                   shapes=meta.get("shapes")), trials=meta.get("trials"),
+                tuning_wall_s=meta.get("wall_s"))
+
+
+def task_summary(tasks, db_dir) -> list[dict]:
+    """Per task: weight (occurrences in the model), trials recorded, best measured latency."""
+    from tvm.s_tir import meta_schedule as ms
+
+    db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
+    rows = []
+    for t in tasks:
+        mod = t.dispatched[0]
+        best_ms = trials = None
+        if db.has_workload(mod):
+            wkl = db.commit_workload(mod)
+            top = db.get_top_k(wkl, 1)
+            if top and top[0].run_secs:
+                secs = [float(x) for x in top[0].run_secs]
+                best_ms = 1e3 * sum(secs) / len(secs)
+            trials = sum(1 for r in db.get_all_tuning_records() if r.workload.same_as(wkl))
+        rows.append(dict(task=t.task_name, weight=int(t.weight), trials=trials, best_ms=None if best_ms is None else round(best_ms, 4),
+                         weighted_ms=None if best_ms is None else round(best_ms * int(t.weight), 4)))
+    return rows
+
+
+def cpu_build(mod, target, _params):
+    """MetaSchedule's default_build minus its `import tvm.s_tir.tensor_intrin`.
+
+    That import parses every CUDA, ARM, x86 and RISC-V tensor intrinsic (30-90 s on this 2-core
+    machine), and LocalBuilder starts fresh worker processes for every batch of candidates, so it
+    paid that import again and again: most of the tuning time went there. Float32 CPU schedules
+    use no tensor intrinsics, so the CPU target builds without it (CUDA keeps the default).
+    Runs in the builder's worker processes."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+class Budget:
+    """When tuning stops: a wall-clock deadline (time.monotonic), a Ctrl-C, or neither."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.deadline = None if not seconds else time.monotonic() + seconds
+        self.interrupted = False
+
+    def over(self) -> bool:
+        return self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+
+UNLIMITED_TRIALS = 100_000  # the trial limit of a session bounded by its budget alone
+PATIENCE = 3  # a task whose best kernel improved by under MIN_GAIN over its last PATIENCE batches stops
+MIN_GAIN = 0.01
+
+
+GRADIENT_ALPHA, GRADIENT_WINDOW = 0.2, 3  # MetaSchedule's defaults for its gradient scheduler
+
+
+def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int = 0):
+    """The task scheduler of every tuning session: MetaSchedule's task-selection rules, written in
+    Python so that a session can stop between measurement batches (a deadline, Ctrl-C) instead of
+    unwinding through C++ (an exception raised inside MetaSchedule's loop can abort the process).
+
+    Both modes start with one round over every task (each task's first batch). Then:
+    - mode "gradient" (a session with only --trials): MetaSchedule's gradient rule, as in its
+      C++ scheduler: the live task with the largest weight × (0.2·recent improvement per batch
+      over a window of 3 + 0.8·best/batches), ties broken at random;
+    - mode "budget" (`--budget`, `run --tune-budget`): the live task with the largest weighted
+      latency (weight × best kernel time): where the model's time is; a task whose best kernel
+      improved by under 1% over its last 3 batches is stopped, so the budget goes to kernels that
+      still improve. When every task has stopped, so does the session: a budget is a limit.
+    MetaSchedule itself stops a task whose search space is exhausted (an element-wise kernel
+    often has one schedule). When the deadline passes or Ctrl-C is pressed, no batch starts;
+    MetaSchedule joins those in flight and ends normally, records kept. `best` and `history`
+    (best seconds per task; its value after each batch) are filled by the measure callback."""
+    import random
+
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    rng = random.Random(seed)
+
+    def gradient(i: int, weight: float) -> float:
+        h = history.get(i, [])
+        if not h or not h[-1] < 1e9:
+            return -1e9  # no valid measurement yet: MetaSchedule skips such a task
+        g1 = (h[-1 - GRADIENT_WINDOW] - h[-1]) / GRADIENT_WINDOW if len(h) >= 1 + GRADIENT_WINDOW else 0.0
+        return (GRADIENT_ALPHA * g1 + (1 - GRADIENT_ALPHA) * h[-1] / len(h)) * weight
+
+    @derived_object
+    class HarnessScheduler(ms.task_scheduler.PyTaskScheduler):
+        def __init__(self):
+            super().__init__()
+            self.first_round = 0
+
+        def next_task_id(self) -> int:
+            ts = self._outer()
+            tasks = ts.tasks_
+            n = len(tasks)
+            if budget.over():
+                return -1
+            if self.first_round < n:
+                self.first_round += 1
+                return self.first_round - 1
+            for i in range(n):
+                ts.touch_task(i)  # joins every batch that has finished (its results reach `best`)
+            alive = [i for i in range(n) if not tasks[i].is_terminated]
+            if mode == "budget":
+                for i in alive:
+                    h = history.get(i, [])
+                    if tasks[i].measure_candidates is None and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
+                        ts.terminate_task(i)
+                alive = [i for i in range(n) if not tasks[i].is_terminated]
+            if not alive:
+                return -1
+            if mode == "budget":
+                pick = max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
+            else:
+                grads = {i: gradient(i, tasks[i].task_weight) for i in alive}
+                top = max(grads.values())
+                pick = rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
+            if tasks[pick].measure_candidates is not None:
+                ts.join_running_task(pick)
+            return pick
+
+    return HarnessScheduler()
+
+
+def _progress_callback(total: int, best: dict | None = None, history: dict | None = None):
+    from tqdm import tqdm
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def __init__(self):
+            self.bar = tqdm(total=total, desc="tune", unit="trial")
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            self.bar.update(len(measure_candidates))
+            if best is not None:
+                secs = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in runner_results
+                        if r.error_msg is None and r.run_secs]
+                if secs:
+                    best[task_id] = min(best.get(task_id, float("inf")), min(secs))
+                history.setdefault(task_id, []).append(best.get(task_id, float("inf")))
+
+    return Progress()
+
+
+def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
+         only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None) -> dict:
+    """Tune the kernels of cfg.models[0] for cfg's shapes into db_dir (all of them, or those whose
+    task name contains one of `only`, less those containing one of `skip`); returns the summary.
+    Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
+    the call (checked between measurement batches), or at Ctrl-C (the summary then says
+    `interrupted`); in every case the records so far and a valid description are kept."""
+    import signal
+    import tempfile
+
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    budget = Budget(budget_s)
+    configure_threads(cfg.threads)
+    tinfo = cfg.target_info()
+    db_dir = Path(db_dir)
+    meta = read_meta(db_dir)
+    if meta is not None:
+        validate_database(db_dir, tinfo)
+        want = dict(model=cfg.models[0], scenario=cfg.scenario,
+                    shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
+                                past_len=cfg.past_len if cfg.scenario == "decode" else 0))
+        have = {k: meta.get(k) for k in want}
+        if have != want:
+            diff = ", ".join(f"{k} {have[k]!r} (database) vs {want[k]!r} (asked)" for k in want if have[k] != want[k])
+            raise UserError(f"{db_dir} was tuned for another workload: {diff}; use another --db (kernels would not match)")
+        if bool(meta.get("prepack")) != prepack:
+            raise UserError(f"{db_dir} was tuned {'with' if meta.get('prepack') else 'without'} --prepack; "
+                            "keep that setting when continuing it (or use another --db)")
+        if bool(meta.get("fast_math")) != cfg.fast_math:
+            raise UserError(f"{db_dir} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math; "
+                            "keep that setting when continuing it (or use another --db)")
+    loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
+    case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, "static", cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
+    tasks = extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
+    log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
+        f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
+        + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
+    selected = [t for t in tasks if (not only or any(o in t.task_name for o in only))
+                and not any(s in t.task_name for s in skip or [])]
+    if not selected:
+        raise UserError(f"--only {','.join(only or [])} / --skip {','.join(skip or [])} leave none of the tasks: "
+                        f"{', '.join(t.task_name for t in tasks)}")
+    unsafe = [t for t in tasks if prepack and any(u in t.task_name for u in PREPACK_UNSAFE)]
+    if unsafe:  # dropped whatever --only/--skip say: an earlier session may have recorded them
+        selected = [t for t in selected if t not in unsafe]
+        dropped = drop_records(db_dir, unsafe)
+        log(f"not tuned with --prepack (layout rewrite of a data-indexed gather is wrong in TVM 0.27): "
+            f"{', '.join(t.task_name for t in unsafe)}" + (f"; dropped their {dropped} earlier record(s)" if dropped else ""))
+    if not selected and trials > 0:
+        raise UserError("no task left to tune: every selected task is one --prepack must not tune")
+    if only or skip:
+        log(f"tuning {len(selected)} of them: {', '.join(t.task_name for t in selected)}")
+    db_dir.mkdir(parents=True, exist_ok=True)
+    # TVM's logger setup (logging.dictConfig) lists every handler already on its logger by name and
+    # fails on one it did not create (pytest 9 attaches unnamed capture handlers to loggers that do not
+    # propagate, so a second tune in one process broke); it re-adds its own console and file handlers.
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(ms_logger.handlers):
+        ms_logger.removeHandler(handler)
+        handler.close()
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
+    best: dict = {}
+    history: dict = {}
+
+    def on_sigint(_signum, _frame):
+        if budget.interrupted:  # a second Ctrl-C: unwind now (MetaSchedule may abort on the way)
+            raise KeyboardInterrupt
+        budget.interrupted = True
+        log("\ninterrupted: finishing the measurements in flight, then saving the database (Ctrl-C again to abort)")
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    log("tuning; Ctrl-C stops it and keeps what was measured")
+    try:
+        if limit > 0:
+            scheduler = _scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
+            _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
+                        _progress_callback(trials or None, best, history))
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    wall = time.perf_counter() - t0
+    rows = task_summary(tasks, db_dir)
+    previous = meta or {}
+    records = count_records(db_dir)
+    trials_done = records - int(previous.get("records", 0))
+    meta = dict(
+        format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
+        frontend=frontend, scenario=cfg.scenario, shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
+                                                             past_len=cfg.past_len if cfg.scenario == "decode" else 0),
+        prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
+        wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
+        records=records, hash=db_hash(db_dir), task_summary=rows,
+        last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=budget_s, trial_limit=trials or None,
+                          stopped_by="interrupt" if budget.interrupted else ("budget" if budget.over() else "trials or search space")),
+    )
+
+    atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
+    atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
+    return meta
+
+
+def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
+    ms.tune.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=str(db_dir),
+        max_trials_global=limit,
+        max_trials_per_task=max_trials_per_task,
+        task_scheduler=scheduler,
+        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
+        builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None),
+        runner=_runner(ms, cfg),
+        database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+    )
+
+
+def _runner(ms, cfg):
+    """Where candidates are measured: this machine, or every server of --rpc-key (MetaSchedule's
+    RPCRunner, one worker per server: N devices measure N candidates at once)."""
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)
+    if not cfg.rpc:
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=evaluator)
+
+    host, port = parse_address(cfg.rpc)
+    rpc_config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=cfg.rpc_key, session_timeout_sec=60)
+    return ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=len(cfg.rpc_device.get("servers") or [1]))
+
+

@@ -1,0 +1,152 @@
+"""The layering contract: data flows one way (cli → pipeline → build/measure → axes → core), with no
+import cycle and no function-level import that only dodges one. Parsed from the source, no imports run.
+
+Each package of bench/ (and frontends/) has a rank; a module may import from packages of lower rank,
+and from its own package as long as the module graph has no cycle. A function-level import of the
+harness's own code is allowed in two cases only, both to keep `gptbench --help`, `models` and usage
+errors light (tests/test_cli_light.py): in bench/cli.py (each command loads its modules when it runs),
+and where a light module imports a heavy one (one that loads torch, TVM, numpy, ONNX or pandas when
+imported)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lower rank = lower layer. Packages of equal rank do not import each other.
+RANKS = {
+    "bench.core": 0,
+    "bench.measure": 1, "bench.targets": 1, "frontends": 1,
+    "bench.models": 2,
+    "bench.scenarios": 3,
+    "bench.build": 4,
+    "bench.tuning": 5, "bench.baselines": 5,
+    "bench.pipeline": 6,
+    "bench.reports": 7,
+    "bench.compare": 8,
+    "bench.cli": 9,
+    "bench": 10,  # bench/__init__.py: the version and warning filters only
+}
+HEAVY = ("torch", "tvm", "tvm_ffi", "numpy", "onnx", "onnxruntime", "pandas", "matplotlib", "scipy", "transformers")
+LAZY_OK_IN = {"bench.cli"}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for p in sorted([*ROOT.joinpath("bench").rglob("*.py"), *ROOT.joinpath("frontends").rglob("*.py")]):
+        parts = p.relative_to(ROOT).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return mods
+
+
+MODULES = _modules()
+
+
+def package(mod: str) -> str:
+    for pkg in sorted(RANKS, key=len, reverse=True):
+        if mod == pkg or mod.startswith(pkg + "."):
+            return pkg
+    raise AssertionError(f"{mod}: in no package of RANKS; give its package a rank")
+
+
+def _imports(mod: str):
+    """(target module, line, at top level?, third-party root or None) for every import in mod."""
+    tree = ast.parse(MODULES[mod].read_text())
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                 for n in ast.walk(node)}
+    top = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if id(node) in type_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif node.level:
+            raise AssertionError(f"{MODULES[mod]}:{node.lineno}: relative import; write the absolute module")
+        else:
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names]
+        for name in names:
+            internal = next((m for m in (name, name.rsplit(".", 1)[0]) if m in MODULES), None)
+            yield internal, node.lineno, id(node) in top, None if internal else name.split(".")[0]
+
+
+EDGES = {m: list(_imports(m)) for m in MODULES}
+
+
+def _heavy() -> set[str]:
+    heavy = {m for m, edges in EDGES.items() if any(top and ext in HEAVY for _t, _l, top, ext in edges)}
+    while True:
+        more = {m for m, edges in EDGES.items() if m not in heavy and any(top and t in heavy for t, _l, top, _e in edges)}
+        if not more:
+            return heavy
+        heavy |= more
+
+
+def test_every_module_has_a_ranked_package():
+    for mod in MODULES:
+        package(mod)
+
+
+def test_imports_point_down():
+    bad = []
+    for mod, edges in EDGES.items():
+        for target, line, _top, _ext in edges:
+            if target is None or target == mod:
+                continue
+            a, b = package(mod), package(target)
+            if a != b and RANKS[a] <= RANKS[b]:
+                bad.append(f"{MODULES[mod].relative_to(ROOT)}:{line}: {mod} ({a}, rank {RANKS[a]}) imports {target} ({b}, rank {RANKS[b]})")
+    assert not bad, "imports that point up or sideways:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle():
+    graph = {m: {t for t, _l, _top, _e in edges if t and t != m and not (m.startswith(t + ".") and MODULES[t].name == "__init__.py")}
+             for m, edges in EDGES.items()}
+    # a package's __init__ importing its own submodules, and a submodule importing its package, is one
+    # cycle Python resolves by order; keep the rule strict: no cycle at all, except a package's own
+    # submodule reaching the package __init__ (the registry) that does not import it back.
+    state, stack, cycles = {}, [], []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycles.append(" → ".join(stack[stack.index(t):] + [t]))
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_function_level_imports_only_keep_light_modules_light():
+    heavy = _heavy()
+    bad = []
+    for mod, edges in EDGES.items():
+        for target, line, top, _ext in edges:
+            if target is None or top or mod in LAZY_OK_IN:
+                continue
+            if mod in heavy or target not in heavy:
+                why = "it is heavy itself" if mod in heavy else f"{target} is light"
+                bad.append(f"{MODULES[mod].relative_to(ROOT)}:{line}: {mod} imports {target} inside a function, but {why}: "
+                           "import it at the top")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("registry", ["bench.models:MODELS", "frontends:FRONTENDS", "bench.targets:TARGETS",
+                                      "bench.baselines:BASELINES", "bench.scenarios:SCENARIOS", "bench.core.tvm_envs:ENVS"])
+def test_registries_have_unique_names(registry):
+    import importlib
+
+    mod, name = registry.split(":")
+    table = getattr(importlib.import_module(mod), name)
+    names = list(table) if not isinstance(table, dict) else list(table.keys())
+    assert names and len(names) == len(set(names)), f"{registry}: {names}"

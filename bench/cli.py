@@ -160,26 +160,26 @@ def cmd_run(args) -> int:
         info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
         if not info.device_available:
             _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
-    from bench.pipeline.record import Interrupted
+    from bench.core.errors import Interrupted
 
     try:
         cells = run_matrix(cfg)
     except Interrupted as e:
         if e.cells:
             finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, partial=True, interrupted=e.signame)
-            _err(f"interrupted ({e.signame}): the report keeps the {sum(c['status'] != 'interrupted' for c in e.cells)} "
+            _err(f"interrupted ({e.signame}): the report keeps the {sum(c.status != 'interrupted' for c in e.cells)} "
                  "finished cell(s), marked partial")
         else:
             _err(f"interrupted ({e.signame}) before any cell finished: no report written")
         return e.exit_code
     finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads)
-    bad = [c for c in cells if c["status"] != "ok"]
-    mismatched = [c for c in cells if c["status"] == "mismatch"]
+    bad = [c for c in cells if c.status != "ok"]
+    mismatched = [c for c in cells if c.status == "mismatch"]
     if args.fail_on == "any" and bad:
-        _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c['model']}×{c['frontend']}={c['status']}" for c in bad))
+        _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c.model}×{c.frontend}={c.status}" for c in bad))
         return EXIT_FAIL
     if args.fail_on == "mismatch" and mismatched:
-        _err("parity mismatch: " + ", ".join(f"{c['model']}×{c['frontend']} ({c['parity']['reason']})" for c in mismatched))
+        _err("parity mismatch: " + ", ".join(f"{c.model}×{c.frontend} ({c.parity.reason})" for c in mismatched))
         return EXIT_FAIL
     return EXIT_OK
 
@@ -198,7 +198,7 @@ def cmd_measure(args) -> int:
     cfg = measure_config(top, records, _csv(args.baselines), args.threads, timing)
     log(f"measuring {len(records)} cell(s) of {args.bundle}, built {top['created']} on {top['built_on'].get('hostname')} "
         f"for {cfg.target}")
-    from bench.pipeline.record import Interrupted
+    from bench.core.errors import Interrupted
 
     bundle = dict(path=args.bundle, built=top["created"], built_on=top["built_on"], build_command=top["command"])
     try:
@@ -208,9 +208,9 @@ def cmd_measure(args) -> int:
         _err(f"interrupted ({e.signame}): the report keeps the {len(e.cells) - 1} finished cell(s), marked partial")
         return e.exit_code
     finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, bundle=bundle)
-    bad = [c for c in cells if c["status"] != "ok"]
+    bad = [c for c in cells if c.status != "ok"]
     if bad:
-        _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c['model']}×{c['frontend']}={c['status']} ({c['error']})" for c in bad))
+        _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c.model}×{c.frontend}={c.status} ({c.error})" for c in bad))
         return EXIT_FAIL
     return EXIT_OK
 
@@ -270,7 +270,7 @@ def cmd_passes(args) -> int:
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
     finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
-    return EXIT_FAIL if any(c["status"] == "mismatch" for c in cells if c.get("variant") == "default") else EXIT_OK
+    return EXIT_FAIL if any(c.status == "mismatch" for c in cells if c.variant == "default") else EXIT_OK
 
 
 # ------------------------------------------------------------------------------------ ppl, generate
@@ -279,7 +279,7 @@ def _single(args, scenario: str, seq_len: int):
     import argparse as _ap
 
     from bench.pipeline.cell import setup_cell
-    from bench.pipeline.record import new_cell
+    from bench.pipeline.config import new_cell
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
     cfg = config_from_args(ns)
@@ -297,6 +297,7 @@ def cmd_ppl(args) -> int:
     from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
     from bench.models import get_spec
     from bench.pipeline.cell import TEXT_TOL, import_and_build
+    from bench.record import Parity
     from bench.scenarios import make_case
 
     spec = get_spec(_csv(args.model)[0]) if _csv(args.model) else None
@@ -317,7 +318,7 @@ def cmd_ppl(args) -> int:
     ids = split_ids(toks.ids, args.split)[: args.max_tokens or None]
     if len(ids) <= length:
         raise UserError(f"{len(ids)} tokens of text: need more than the window length {length}")
-    cell.update(scenario="ppl", notes={"text": Path(args.text).name, "split": args.split, "tokenizer": toks.tokenizer})
+    cell.set(scenario="ppl", notes={"text": Path(args.text).name, "split": args.split, "tokenizer": toks.tokenizer})
     tag = f"[{loaded.spec.name} × {cfg.frontends[0]} ppl]"
     case = make_case(loaded, "prefill", 1, length, 0, "static", cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
@@ -325,20 +326,18 @@ def cmd_ppl(args) -> int:
     if compiled is not None:
         _err(f"{tag} scoring {len(ids)} tokens in windows of {length}, stride {stride}, eager and TVM")
         m = text_parity(loaded, compiled, case.module, ids, length, stride)
-        cell["metrics"] = m
+        cell.metrics = m
         ok = m["nll_rel_diff"] <= TEXT_TOL
-        cell.update(status="ok" if ok else "mismatch", parity=dict(ok=ok, tol=TEXT_TOL, rel_l2=None, nll_rel_diff=m["nll_rel_diff"],
-                                                                   reason="" if ok else f"NLL differs by {m['nll_rel_diff']:.2e} relative"))
+        cell.set(status="ok" if ok else "mismatch", parity=Parity(ok=ok, tol=TEXT_TOL, nll_rel_diff=m["nll_rel_diff"],
+                                                                  reason="" if ok else f"NLL differs by {m['nll_rel_diff']:.2e} relative"))
         if not ok:
-            cell["error"] = f"parity: {cell['parity']['reason']}"
-    from bench.pipeline.record import cell_id
-
-    cell["id"] = cell_id(cell)
+            cell.error = f"parity: {cell.parity.reason}"
+    cell.id = cell.make_id()
     finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads)
-    if cell["status"] == "mismatch":
-        _err(f"eager and TVM disagree: {cell['parity']['reason']}")
+    if cell.status == "mismatch":
+        _err(f"eager and TVM disagree: {cell.parity.reason}")
         return EXIT_FAIL
-    return EXIT_OK if cell["status"] == "ok" else EXIT_FAIL
+    return EXIT_OK if cell.status == "ok" else EXIT_FAIL
 
 
 def cmd_generate(args) -> int:

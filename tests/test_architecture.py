@@ -20,16 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lower rank = lower layer. Packages of equal rank do not import each other.
 RANKS = {
     "bench.core": 0,
-    "bench.measure": 1, "bench.targets": 1, "frontends": 1,
-    "bench.models": 2,
-    "bench.scenarios": 3,
-    "bench.build": 4,
-    "bench.tuning": 5, "bench.baselines": 5,
-    "bench.pipeline": 6,
-    "bench.reports": 7,
-    "bench.compare": 8,
-    "bench.cli": 9,
-    "bench": 10,  # bench/__init__.py: the version and warning filters only
+    "bench.record": 1, "bench.targets": 1, "frontends": 1,
+    "bench.measure": 2,
+    "bench.models": 3,
+    "bench.scenarios": 4,
+    "bench.build": 5,
+    "bench.tuning": 6, "bench.baselines": 6,
+    "bench.pipeline": 7,
+    "bench.reports": 8,
+    "bench.compare": 9,
+    "bench.cli": 10,
+    "bench": 11,  # bench/__init__.py: the version and warning filters only
 }
 HEAVY = ("torch", "tvm", "tvm_ffi", "numpy", "onnx", "onnxruntime", "pandas", "matplotlib", "scipy", "transformers")
 LAZY_OK_IN = {"bench.cli"}

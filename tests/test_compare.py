@@ -14,8 +14,7 @@ import pytest
 
 from bench.compare import Rule, compare_reports
 from bench.core.errors import UserError
-from bench.measure.timing import Stats
-from bench.pipeline.record import cell_id
+from bench.record import Cell, Latency
 from bench.reports.report import new_report
 
 NOISE = 0.03  # sigma of the lognormal noise: about 3% spread, like a quiet CPU
@@ -23,7 +22,7 @@ NOISE = 0.03  # sigma of the lognormal noise: about 3% spread, like a quiet CPU
 
 def latency(median_ms: float, seed: int, n: int = 30, noise: float = NOISE) -> dict:
     ms = median_ms * np.random.default_rng(seed).lognormal(0.0, noise, n)
-    return Stats.from_seconds(list(ms / 1e3)).to_dict()
+    return Latency.from_seconds(list(ms / 1e3)).to_json()
 
 
 def make_cell(model: str, frontend: str, seed: int, *, tvm_ms: float = 10.0, eager_ms: float = 25.0, status: str = "ok",
@@ -33,7 +32,7 @@ def make_cell(model: str, frontend: str, seed: int, *, tvm_ms: float = 10.0, eag
                 timings=dict(export_s=1.0, import_s=0.05, build_s=2.0),
                 parity=dict(tol=1e-5, ok=True, reason="", rel_l2=3e-7),
                 tvm=latency(tvm_ms, seed, noise=noise), baselines={"eager": dict(status="ok", latency=latency(eager_ms, seed + 1000, noise=noise))})
-    cell["id"] = cell_id(cell)
+    cell["id"] = Cell.from_json(dict(cell, id="")).id
     return cell
 
 
@@ -59,7 +58,7 @@ def rescaled(report: dict, factor: float, name: str = "new", noise: float = 0.0,
         holder = cell if backend == "tvm" else cell["baselines"][backend]
         key = "tvm" if backend == "tvm" else "latency"
         ms = np.asarray(holder[key]["samples"]) * factor * rng.lognormal(0.0, noise, len(holder[key]["samples"]))
-        holder[key] = Stats.from_seconds(list(ms / 1e3)).to_dict()
+        holder[key] = Latency.from_seconds(list(ms / 1e3)).to_json()
     return out
 
 
@@ -141,7 +140,7 @@ def test_a_change_below_the_minimum_effect_is_no_change():
 def test_too_few_samples_is_no_change_with_a_note():
     base = make_report(cells=[make_cell("gpt2-tiny", "export", 0)])
     few = copy.deepcopy(base)
-    few["cells"][0]["tvm"] = Stats.from_seconds([0.030, 0.031]).to_dict()
+    few["cells"][0]["tvm"] = Latency.from_seconds([0.030, 0.031]).to_json()
     result = compare_reports(base, few, [Rule.parse("median:5%")])
     (cell,) = result.cells
     assert cell.verdict == "no change" and cell.note == "too few samples" and cell.tvm.p_value is None
@@ -519,7 +518,7 @@ def test_speedup_rule_lists_cells_without_eager_and_fails_when_none_could_be_che
     assert "  speedup:5%: no cell could be checked: no matched cell has TVM and eager latency" in err
     few = copy.deepcopy(base)
     few["cells"] = few["cells"][:1]
-    few["cells"][0]["baselines"]["eager"]["latency"] = Stats.from_seconds([0.025, 0.026]).to_dict()
+    few["cells"][0]["baselines"]["eager"]["latency"] = Latency.from_seconds([0.025, 0.026]).to_json()
     few["cells"][0]["speedup"] = {}
     (cell,) = compare_reports(few, base, [Rule.parse("speedup:5%")]).cells
     assert cell.speedup is None and cell.speedup_note == "too few samples (fewer than 3): eager in BASE (2)"

@@ -59,9 +59,9 @@ def test_the_report_of_a_run_in_the_container_lands_on_the_host(two_reports):
         assert stem.with_suffix(".md").is_file() and stem.with_suffix(".csv").is_file()
     report = load_report(reports[0])  # the harness's own schema check
     (cell,) = report["cells"]
-    assert (cell["model"], cell["frontend"], cell["status"]) == ("nanogpt-tiny", "export", "ok"), cell["error"]
-    assert cell["parity"]["ok"] and cell["parity"]["rel_l2"] < 1e-5
-    assert len(cell["tvm"]["samples"]) == 5
+    assert (cell.model, cell.frontend, cell.status) == ("nanogpt-tiny", "export", "ok"), cell.error
+    assert cell.parity.ok and cell.parity.rel_l2 < 1e-5
+    assert len(cell.tvm.samples) == 5
     env = report["environment"]
     assert env["versions"]["torch"].endswith("+cpu")  # the image's CPU torch, not this host's
     assert env["versions"]["apache-tvm"] == "0.27.0.post1"

@@ -6,13 +6,14 @@ import subprocess
 import sys
 import textwrap
 
+from bench.record import Cell
 from bench.reports.report import load_report, new_report, write_report
 
 
 def _report(name="same", n_cells=1):
-    cell = dict(id="m|f", model="m", frontend="f", target="llvm", scenario="prefill", status="ok",
+    cell = dict(model="m", frontend="f", target="llvm", scenario="prefill", shapes="static", dtype="float32", status="ok",
                 tvm=dict(median=1.0, std=0.1, samples=[1.0] * 50), baselines={}, speedup={})
-    r = new_report("run", name, dict(target="llvm"), {}, [dict(cell, id=f"m|f{i}") for i in range(n_cells)])
+    r = new_report("run", name, dict(target="llvm"), {}, [Cell.from_json(dict(cell, id=f"m|f{i}")) for i in range(n_cells)])
     r["created"] = "2026-11-25T12:00:00+00:00"  # the same second for every report made here
     return r
 
@@ -96,7 +97,7 @@ def test_an_interrupted_run_keeps_its_finished_cells_in_a_partial_report(tmp_pat
     assert "Traceback" not in err
     report = load_report(next(tmp_path.glob("*.json")))
     assert report["partial"] is True and report["interrupted"] == name
-    assert [c["status"] for c in report["cells"]] == ["ok", "interrupted"]
+    assert [c.status for c in report["cells"]] == ["ok", "interrupted"]
     assert "Partial report" in out
 
 

@@ -34,13 +34,13 @@ def test_every_imported_cell_is_within_relative_l2_1e_5(matrix_run):
     _, out = matrix_run
     report = load_report(next(out.glob("*-matrix.json")))
     cells = report["cells"]
-    assert {(c["model"], c["frontend"]) for c in cells} == {(m, f) for m in TINY_MODELS for f in ("export", "onnx")}
-    imported = [c for c in cells if c["status"] not in ("import_failed",)]
+    assert {(c.model, c.frontend) for c in cells} == {(m, f) for m in TINY_MODELS for f in ("export", "onnx")}
+    imported = [c for c in cells if c.status not in ("import_failed",)]
     assert imported, "no cell imported"
     for c in imported:
-        assert c["status"] == "ok", (c["id"], c["status"], c["error"])
-        assert c["parity"]["rel_l2"] < 1e-5, c["id"]
-        assert c["parity"]["top1_agree"] > 0.9, c["id"]
+        assert c.status == "ok", (c.id, c.status, c.error)
+        assert c.parity.rel_l2 < 1e-5, c.id
+        assert c.parity.top1_agree > 0.9, c.id
 
 
 def test_cells_record_what_the_issue_asks(matrix_run):

@@ -5,27 +5,24 @@ Reports are synthetic (bench.report.new_report with seeded samples), so these te
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.image
 import numpy as np
 import pytest
 
 from bench.core.errors import UserError
-from bench.measure.timing import Stats
-from bench.pipeline.record import cell_id
+from bench.record import Baseline, Cell, Latency
 from bench.reports.plot import DPI, FIGSIZE, make_figure, plot_report
-from bench.reports.report import new_report
+from bench.reports.report import new_report, to_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def latency(median_ms: float, seed: int) -> dict:
     ms = median_ms * np.random.default_rng(seed).lognormal(0.0, 0.03, 30)
-    return Stats.from_seconds(list(ms / 1e3)).to_dict()
+    return Latency.from_seconds(list(ms / 1e3)).to_json()
 
 
-def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant: str | None = None) -> dict:
+def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant: str | None = None) -> Cell:
     cell = dict(model=model, frontend=frontend, target="llvm", scenario="prefill", batch=1, seq_len=16, past_len=0, new_tokens=0,
                 shapes="static", dtype="float32", status=status, variant=variant, timings=dict(build_s=2.0 + seed / 10),
                 tvm=None, baselines={})
@@ -35,8 +32,7 @@ def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant:
                              "ort": dict(status="ok", latency=latency(8.0, seed + 200))}
     if status == "build_failed":
         cell["timings"] = {}
-    cell["id"] = cell_id(cell)
-    return cell
+    return Cell.from_json(dict(cell, id=""))
 
 
 def run_report() -> dict:
@@ -95,8 +91,8 @@ def test_failed_and_mismatched_cells_are_labelled_not_dropped():
 def test_a_failed_baseline_is_a_labelled_gap():
     report = run_report()
     for cell in report["cells"]:
-        if cell["model"] == "gpt2-tiny" and cell["baselines"]:
-            cell["baselines"]["ort"] = dict(status="failed", error="onnxruntime: unsupported op")
+        if cell.model == "gpt2-tiny" and cell.baselines:
+            cell.baselines["ort"] = Baseline("failed", error="onnxruntime: unsupported op")
     assert "ort failed" in texts(make_figure(report))
 
 
@@ -119,8 +115,8 @@ def test_an_empty_report_is_a_user_error():
 
 def test_cli_writes_beside_each_report_or_under_out(run_plot, tmp_path):
     a, b = tmp_path / "20260101T000000Z-a.json", tmp_path / "b.json"
-    a.write_text(json.dumps(run_report()))
-    b.write_text(json.dumps(passes_report()))
+    a.write_text(to_json(run_report()))
+    b.write_text(to_json(passes_report()))
     code, _, err = run_plot(a, b)
     assert code == 0, err
     assert_valid_png(tmp_path / "20260101T000000Z-a.png")
@@ -132,7 +128,7 @@ def test_cli_writes_beside_each_report_or_under_out(run_plot, tmp_path):
 
 def test_corrupt_report_exits_2_and_writes_nothing(run_plot, tmp_path):
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
-    good.write_text(json.dumps(run_report()))
+    good.write_text(to_json(run_report()))
     bad.write_text('{"schema": "gptbench.report", "schema_version": 1, "kind": "run", "cells": [{"model": "x"}]')
     code, _, err = run_plot(good, bad)
     assert code == 2
@@ -146,7 +142,7 @@ def test_every_backend_has_its_own_colour_even_when_all_its_cells_failed():
     from matplotlib.colors import to_hex
 
     cells = [make_cell("nanogpt-tiny", "export", 0), make_cell("nanogpt-tiny", "fx", 1, status="import_failed")]
-    cells[0]["tuning"] = dict(matched=28, tasks=30)
+    cells[0].tuning = dict(matched=28, tasks=30)
     fig = make_figure(new_report("run", "colours", dict(target="llvm"), dict(cpu="x"), cells))
     handles, labels = fig.axes[0].get_legend_handles_labels()
     colours = {label: to_hex(h.patches[0].get_facecolor()) for h, label in zip(handles, labels)}

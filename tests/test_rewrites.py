@@ -48,8 +48,8 @@ def test_pow_to_mul_rewrites_small_integer_powers_only_and_keeps_the_values(expo
 def test_fast_math_builds_stay_within_tolerance_and_say_what_they_rewrote(model, gelus, powers, frontend):
     cfg = RunConfig(models=[model], frontends=[frontend], seq_len=16, warmup=0, repeat=2, solo=0, fast_math=True, isolate=False)
     cell = execute_cell(cfg, model, frontend)
-    assert cell["status"] == "ok", cell["error"]
-    assert cell["parity"]["rel_l2"] < 1e-5
-    assert cell["variant"] == "+fastmath" and cell["id"].endswith("|+fastmath")
-    assert cell["rewrites"]["PowToMul"] == powers and cell["rewrites"]["DecomposeGelu"] == gelus
-    assert cell["rewrites"]["FastMathTransform"] >= 2  # softmax in every layer at least
+    assert cell.status == "ok", cell.error
+    assert cell.parity.rel_l2 < 1e-5
+    assert cell.variant == "+fastmath" and cell.id.endswith("|+fastmath")
+    assert cell.rewrites["PowToMul"] == powers and cell.rewrites["DecomposeGelu"] == gelus
+    assert cell.rewrites["FastMathTransform"] >= 2  # softmax in every layer at least

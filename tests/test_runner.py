@@ -18,32 +18,32 @@ def _cfg(**kw) -> RunConfig:
 
 def test_isolated_cell_runs_in_a_spawned_process():
     cell = run_isolated(_cfg(), "nanogpt-tiny", "export")
-    assert cell["status"] == "ok", cell["error"]
-    assert cell["rss_scope"] == "cell process"
-    assert cell["parity"]["rel_l2"] < 1e-5
+    assert cell.status == "ok", cell.error
+    assert cell.rss_scope == "cell process"
+    assert cell.parity.rel_l2 < 1e-5
 
 
 def test_a_cell_killed_by_its_timeout_is_recorded_and_the_run_goes_on():
     cell = run_isolated(_cfg(cell_timeout=0.5), "nanogpt-tiny", "export")
-    assert cell["status"] == "timeout"
-    assert "--cell-timeout" in cell["error"]
+    assert cell.status == "timeout"
+    assert "--cell-timeout" in cell.error
 
 
 def test_a_frontend_failure_is_a_recorded_cell_not_an_exception():
     cell = execute_cell(_cfg(frontends=["fx"], models=["gpt2-tiny"], isolate=False), "gpt2-tiny", "fx")
-    assert cell["status"] == "import_failed"
-    assert cell["stage"] == "export"
-    assert "control flow" in cell["error"]
+    assert cell.status == "import_failed"
+    assert cell.stage == "export"
+    assert "control flow" in cell.error
 
 
 @pytest.mark.parametrize("model", ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"])
 @pytest.mark.parametrize("frontend", ["export", "onnx"])
 def test_decode_step_with_kv_cache_matches_eager(model, frontend):
     cell = execute_cell(_cfg(models=[model], frontends=[frontend], scenario="decode", past_len=12, isolate=False), model, frontend)
-    assert cell["status"] == "ok", cell["error"]
-    assert cell["parity"]["outputs"]["logits"]["rel_l2"] < 1e-5
-    assert cell["parity"]["outputs"]["present"]["rel_l2"] < 1e-5
-    assert cell["past_len"] == 12 and cell["seq_len"] == 1
+    assert cell.status == "ok", cell.error
+    assert cell.parity.outputs["logits"]["rel_l2"] < 1e-5
+    assert cell.parity.outputs["present"]["rel_l2"] < 1e-5
+    assert cell.past_len == 12 and cell.seq_len == 1
 
 
 def test_parity_mismatch_is_reported_and_fails_the_run(gptbench, tmp_path):
@@ -67,15 +67,15 @@ def test_fail_on_any_turns_a_failed_cell_into_exit_1(gptbench, tmp_path):
 
 def test_ort_baseline_is_timed_with_parity_and_reuses_the_onnx_file():
     cell = execute_cell(_cfg(frontends=["onnx"], baselines=["ort"], isolate=False), "nanogpt-tiny", "onnx")
-    assert cell["status"] == "ok", cell["error"]
-    ort = cell["baselines"]["ort"]
-    assert ort["status"] == "ok" and ort["parity"]["rel_l2"] < 1e-5
-    assert ort["info"]["onnx_reused"] is True and ort["info"]["provider"] == "CPUExecutionProvider"
+    assert cell.status == "ok", cell.error
+    ort = cell.baselines["ort"]
+    assert ort.status == "ok" and ort.parity.rel_l2 < 1e-5
+    assert ort.info["onnx_reused"] is True and ort.info["provider"] == "CPUExecutionProvider"
     # what ONNX Runtime ran, and how it was configured, is in the report
-    assert ort["info"]["intra_op_num_threads"] == cell["threads"] and ort["info"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
-    assert ort["info"]["onnx_file"]["name"] == "model.onnx" and len(ort["info"]["onnx_file"]["sha256"]) == 16
-    assert ort["latency"]["n"] == 3
-    assert cell["speedup"]["ort"] == pytest.approx(ort["latency"]["median"] / cell["tvm"]["median"], rel=1e-3)
+    assert ort.info["intra_op_num_threads"] == cell.threads and ort.info["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert ort.info["onnx_file"]["name"] == "model.onnx" and len(ort.info["onnx_file"]["sha256"]) == 16
+    assert ort.latency.n == 3
+    assert cell.speedup["ort"] == pytest.approx(ort.latency.median / cell.tvm.median, rel=1e-3, abs=5e-5)  # stored to 4 decimals
 
 
 def test_a_failing_baseline_is_recorded_and_the_cell_goes_on(monkeypatch):
@@ -86,18 +86,18 @@ def test_a_failing_baseline_is_recorded_and_the_cell_goes_on(monkeypatch):
 
     monkeypatch.setattr(baselines, "prepare_compile", broken)
     cell = execute_cell(_cfg(baselines=["compile"], isolate=False), "nanogpt-tiny", "export")
-    assert cell["status"] == "ok"
-    assert cell["baselines"]["compile"] == {"status": "failed", "error": "RuntimeError: inductor needs a C++ compiler"}
-    assert "compile" not in cell["speedup"]
+    assert cell.status == "ok"
+    assert cell.baselines["compile"].to_json() == {"status": "failed", "error": "RuntimeError: inductor needs a C++ compiler"}
+    assert "compile" not in cell.speedup
 
 
 def test_every_cell_carries_its_timing_method_solo_check_and_machine_load():
     cell = execute_cell(_cfg(baselines=["ort"], repeat=4, block=2, solo=3, isolate=False), "nanogpt-tiny", "export")
-    assert cell["status"] == "ok", cell["error"]
-    t = cell["timing"]
+    assert cell.status == "ok", cell.error
+    t = cell.timing
     assert t["plan"]["method"] == "blocks" and t["rounds"] == 2
     assert set(t["solo"]) == {"tvm", "eager", "ort"} and all(s["n"] == 3 for s in t["solo"].values())
-    assert t["solo"]["tvm"]["paired_median"] == pytest.approx(cell["tvm"]["median"], rel=1e-4)
+    assert t["solo"]["tvm"]["paired_median"] == pytest.approx(cell.tvm.median, rel=1e-4)
     assert {"others_cores", "steal_cores", "quiet"} <= set(t["machine"])
     assert isinstance(t["flags"], list)
 
@@ -109,7 +109,7 @@ def test_baselines_none_times_tvm_alone(gptbench, tmp_path):
     from bench.reports.report import load_report
 
     cell = load_report(next(tmp_path.glob("*.json")))["cells"][0]
-    assert cell["status"] == "ok" and cell["parity"]["ok"]  # eager still gave the parity reference
-    assert cell["baselines"] == {} and cell["speedup"] == {} and cell["tvm"]["n"] == 3
-    assert cell["timing"]["plan"]["method"] == "interleaved" and set(cell["timing"]["solo"]) == {"tvm"}
+    assert cell.status == "ok" and cell.parity.ok  # eager still gave the parity reference
+    assert cell.baselines == {} and cell.speedup == {} and cell.tvm.n == 3
+    assert cell.timing["plan"]["method"] == "interleaved" and set(cell.timing["solo"]) == {"tvm"}
     assert "timed alone" in err

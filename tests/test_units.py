@@ -9,12 +9,12 @@ import pytest
 
 from bench.measure.parity import compare
 from bench.measure.textdata import perplexity, window_starts
-from bench.measure.timing import Stats
+from bench.record import Cell, Latency
 from bench.reports.report import load_report, new_report, write_report
 
 
 def test_stats_from_known_samples():
-    s = Stats.from_seconds([0.001, 0.002, 0.003, 0.004, 0.010])
+    s = Latency.from_seconds([0.001, 0.002, 0.003, 0.004, 0.010])
     assert s.n == 5 and s.min == pytest.approx(1.0) and s.median == pytest.approx(3.0)
     assert s.mean == pytest.approx(4.0) and s.p90 == pytest.approx(7.6)
     assert s.std == pytest.approx(np.std([1, 2, 3, 4, 10], ddof=1))
@@ -39,13 +39,15 @@ def test_top1_agreement_counts_positions():
 
 
 def test_report_round_trip(tmp_path):
-    cell = dict(id="m|f", model="m", frontend="f", target="llvm", scenario="prefill", status="ok",
-                tvm=dict(median=1.0, std=0.1, samples=[1.0]), baselines={"eager": dict(status="ok", latency=dict(median=2.0, std=0.1, samples=[2.0]))},
-                speedup={"eager": 2.0})
+    cell = Cell.from_json(dict(id="m|f", model="m", frontend="f", target="llvm", scenario="prefill", shapes="static", dtype="float32",
+                               status="ok", tvm=dict(median=1.0, std=0.1, samples=[1.0]),
+                               baselines={"eager": dict(status="ok", latency=dict(median=2.0, std=0.1, samples=[2.0]))},
+                               speedup={"eager": 2.0}))
     report = new_report("run", "unit test", dict(target="llvm"), {}, [cell])
     paths = write_report(report, tmp_path)
     assert paths["json"].name.endswith("-unit-test.json")
-    assert load_report(paths["json"])["cells"][0]["speedup"]["eager"] == 2.0
+    loaded = load_report(paths["json"])["cells"][0]
+    assert loaded.speedup["eager"] == 2.0 and loaded.to_json() == cell.to_json()
     assert "| m | f | ok |" in paths["md"].read_text()
 
 

@@ -66,7 +66,8 @@ from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
 from bench.core.markdown import md_table
-from bench.reports.report import load_report, shapes_text
+from bench.record import Cell, Latency, RecordError
+from bench.reports.report import read_report, shapes_text
 
 if TYPE_CHECKING:  # numpy and scipy are imported where statistics are computed: `gptbench --help` needs neither
     import numpy as np
@@ -417,8 +418,16 @@ def check_report(report: dict, name: str) -> None:
             _check_number(timings.get(key), where, f'"timings"."{key}"')
 
 
-def cell_label(cell: dict) -> str:
-    return f"{cell['model']} × {cell['frontend']}" + (f" [{cell['variant']}]" if cell.get("variant") else "")
+def _typed(report: dict, name: str) -> list[Cell]:
+    """The checked cells of a report as records (check_report has named any bad value already)."""
+    try:
+        return [c if isinstance(c, Cell) else Cell.from_json(c, f"cell {i}") for i, c in enumerate(report["cells"])]
+    except RecordError as e:
+        raise UserError(f"{name}: {e}") from None
+
+
+def cell_label(cell: Cell) -> str:
+    return f"{cell.model} × {cell.frontend}" + (f" [{cell.variant}]" if cell.variant else "")
 
 
 def _stat(key: str, ms: np.ndarray) -> float:
@@ -430,23 +439,24 @@ def _stat(key: str, ms: np.ndarray) -> float:
     return float({"median": np.median, "mean": np.mean, "min": np.min}[key](ms))
 
 
-def _latency_stats(stats: dict) -> dict[str, float]:
+def _latency_stats(stats: Latency) -> dict[str, float]:
     """The rule statistics of one latency record, computed from its samples (never the stored ones:
     the verdict reads the samples, so must the rules)."""
     import numpy as np
 
-    samples = np.asarray(stats["samples"], dtype=np.float64)
+    samples = np.asarray(stats.samples, dtype=np.float64)
     return {k: _stat(k, samples) for k in LATENCY_STATS}
 
 
-def _eager(cell: dict) -> dict | None:
-    return _get(cell, "baselines.eager.latency")
+def _eager(cell: Cell) -> Latency | None:
+    eager = cell.baselines.get("eager")
+    return eager.latency if eager else None
 
 
-def _compare_latency(stats_base: dict | None, stats_new: dict | None, alpha: float, min_effect: float) -> SampleComparison | None:
-    if not stats_base or not stats_new or not stats_base["samples"] or not stats_new["samples"]:
+def _compare_latency(stats_base: Latency | None, stats_new: Latency | None, alpha: float, min_effect: float) -> SampleComparison | None:
+    if stats_base is None or stats_new is None:
         return None
-    return compare_samples(stats_base["samples"], stats_new["samples"], alpha, min_effect)
+    return compare_samples(stats_base.samples, stats_new.samples, alpha, min_effect)
 
 
 def _eager_moved_too(tvm: SampleComparison, eager: SampleComparison | None) -> bool:
@@ -455,10 +465,10 @@ def _eager_moved_too(tvm: SampleComparison, eager: SampleComparison | None) -> b
     return abs(math.log(eager.ratio)) >= 0.5 * abs(math.log(tvm.ratio))
 
 
-def _speedup(b: dict, n: dict, alpha: float) -> tuple[SpeedupComparison | None, str]:
+def _speedup(b: Cell, n: Cell, alpha: float) -> tuple[SpeedupComparison | None, str]:
     """TVM's speedup over eager in BASE and NEW, or why the speedup rule cannot be applied to the cell."""
-    samples = {(side, backend): (latency or {}).get("samples") or []
-               for side, cell in (("BASE", b), ("NEW", n)) for backend, latency in (("TVM", cell.get("tvm")), ("eager", _eager(cell)))}
+    samples = {(side, backend): latency.samples if latency else []
+               for side, cell in (("BASE", b), ("NEW", n)) for backend, latency in (("TVM", cell.tvm), ("eager", _eager(cell)))}
     absent = {backend: [side for (side, of), x in samples.items() if of == backend and not x] for backend in ("TVM", "eager")}
     missing = [f"no {backend} latency in " + " and ".join(sides) for backend, sides in absent.items() if sides]
     if missing:
@@ -469,20 +479,19 @@ def _speedup(b: dict, n: dict, alpha: float) -> tuple[SpeedupComparison | None, 
     return compare_speedups(samples["BASE", "TVM"], samples["BASE", "eager"], samples["NEW", "TVM"], samples["NEW", "eager"], alpha), ""
 
 
-def _timing_flags(cell: dict) -> list:
+def _timing_flags(cell: Cell) -> list:
     """The flags a report raised about how a cell was timed (solo check, busy machine); [] for older reports."""
-    timing = cell.get("timing")
-    flags = timing.get("flags") if isinstance(timing, dict) else None
+    flags = cell.timing.get("flags") if cell.timing else None
     return flags if isinstance(flags, list) else []
 
 
-def _compare_cell(b: dict, n: dict, alpha: float, min_effect: float, speedup: bool = False) -> CellComparison:
-    tvm = _compare_latency(b.get("tvm"), n.get("tvm"), alpha, min_effect)
+def _compare_cell(b: Cell, n: Cell, alpha: float, min_effect: float, speedup: bool = False) -> CellComparison:
+    tvm = _compare_latency(b.tvm, n.tvm, alpha, min_effect)
     eager = _compare_latency(_eager(b), _eager(n), alpha, min_effect)
     ratio, ratio_note = _speedup(b, n, alpha) if speedup else (None, "")
     notes = []
     if tvm is None:
-        missing = [f"{side} {c['status']}" for side, c in (("BASE", b), ("NEW", n)) if not (c.get("tvm") or {}).get("samples")]
+        missing = [f"{side} {c.status}" for side, c in (("BASE", b), ("NEW", n)) if c.tvm is None]
         notes.append("no TVM latency: " + ", ".join(missing))
     elif not tvm.testable:
         notes.append("too few samples")
@@ -492,39 +501,39 @@ def _compare_cell(b: dict, n: dict, alpha: float, min_effect: float, speedup: bo
     if unstable:
         notes.append(f"unstable timing in {' and '.join(unstable)} (the report flagged its solo check or a busy machine)")
     return CellComparison(
-        id=n["id"], label=cell_label(n), model=n["model"], frontend=n["frontend"], target=n["target"], scenario=n["scenario"],
-        shapes=shapes_text(n), variant=n.get("variant"), tvm=tvm, eager=eager,
-        base_stats=_latency_stats(b["tvm"]) if tvm else {}, new_stats=_latency_stats(n["tvm"]) if tvm else {},
+        id=n.id, label=cell_label(n), model=n.model, frontend=n.frontend, target=n.target, scenario=n.scenario,
+        shapes=shapes_text(n), variant=n.variant, tvm=tvm, eager=eager,
+        base_stats=_latency_stats(b.tvm) if tvm else {}, new_stats=_latency_stats(n.tvm) if tvm else {},
         note="; ".join(notes), speedup=ratio, speedup_note=ratio_note,
     )
 
 
-def _status_change(b: dict, n: dict) -> StatusChange | None:
-    if b["status"] == n["status"]:
+def _status_change(b: Cell, n: Cell) -> StatusChange | None:
+    if b.status == n.status:
         return None
-    kind = "regression" if b["status"] == "ok" else "recovery" if n["status"] == "ok" else "changed"
-    return StatusChange(cell_label(n), b["status"], n["status"], kind, n.get("error"))
+    kind = "regression" if b.status == "ok" else "recovery" if n.status == "ok" else "changed"
+    return StatusChange(cell_label(n), b.status, n.status, kind, n.error)
 
 
-def _parity_change(b: dict, n: dict) -> ParityChange | None:
-    pb, pn = b.get("parity"), n.get("parity")
+def _parity_change(b: Cell, n: Cell) -> ParityChange | None:
+    pb, pn = b.parity, n.parity
     if not pb or not pn:
         return None
-    rb, rn = pb.get("rel_l2"), pn.get("rel_l2")
-    tb, tn = (math.inf if p.get("tol") is None else p["tol"] for p in (pb, pn))
+    rb, rn = pb.rel_l2, pn.rel_l2
+    tb, tn = (math.inf if p.tol is None else p.tol for p in (pb, pn))
     within_b = rb is not None and rb <= tb
     within_n = rn is not None and rn <= tn
     if within_b != within_n:
-        reason = f"now {'within' if within_n else 'beyond'} tolerance {pn.get('tol')}" + ("" if rn is not None else f" ({pn.get('reason')})")
+        reason = f"now {'within' if within_n else 'beyond'} tolerance {pn.tol}" + ("" if rn is not None else f" ({pn.reason})")
     elif rb is not None and rn is not None and rn > PARITY_GROWTH * rb:
         reason = f"grew {rn / rb:.0f}x" if rb > 0 else "grew from 0"
     else:
         return None
-    return ParityChange(cell_label(n), rb, rn, pn.get("tol"), reason)
+    return ParityChange(cell_label(n), rb, rn, pn.tol, reason)
 
 
-def _timing_changes(b: dict, n: dict) -> list[TimingChange]:
-    tb, tn = b.get("timings") or {}, n.get("timings") or {}
+def _timing_changes(b: Cell, n: Cell) -> list[TimingChange]:
+    tb, tn = b.timings, n.timings
     return [TimingChange(cell_label(n), k, tb[k], tn[k], tn[k] / tb[k]) for k in TIMING_KEYS
             if isinstance(tb.get(k), (int, float)) and isinstance(tn.get(k), (int, float)) and tb[k] > 0]
 
@@ -582,8 +591,8 @@ def compare_reports(base: dict, new: dict, rules: list[Rule], alpha: float = 0.0
     base_name or new_name (their files) when a value in one is malformed or corrupt."""
     check_report(base, base_name)
     check_report(new, new_name)
-    base_cells = {c["id"]: c for c in base["cells"]}
-    new_cells = {c["id"]: c for c in new["cells"]}
+    base_cells = {c.id: c for c in _typed(base, base_name)}
+    new_cells = {c.id: c for c in _typed(new, new_name)}
     matched = [i for i in new_cells if i in base_cells]
     pairs = [(base_cells[i], new_cells[i]) for i in matched]
     speedup = any(r.is_speedup for r in rules)
@@ -699,7 +708,7 @@ def cmd_compare(args) -> int:
     if alpha == 0:
         raise UserError("--alpha must be greater than 0")
     min_effect = _fraction(args.min_effect, "--min-effect")
-    result = compare_reports(load_report(args.base), load_report(args.new), rules, alpha, min_effect,
+    result = compare_reports(read_report(args.base), read_report(args.new), rules, alpha, min_effect,
                              base_name=str(args.base), new_name=str(args.new))
     md = result.to_markdown()
     print(md, flush=True)

@@ -17,3 +17,11 @@ def closest(name: str, choices: list[str]) -> str:
 
 def unknown(kind: str, name: str, choices: list[str]) -> UserError:
     return UserError(f"unknown {kind} {name!r}{closest(name, choices)}; choose from: {', '.join(choices)}")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a run: the cells finished so far are kept (`cells`)."""
+
+    def __init__(self, signame: str, exit_code: int, cells: list):
+        super().__init__(signame)
+        self.signame, self.exit_code, self.cells = signame, exit_code, cells

@@ -36,49 +36,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 METHODS = ("blocks", "interleaved")
 SOLO_TOLERANCE = 0.10  # |solo median / paired median - 1| above this is flagged
 SETTLE_WINDOW_S = 0.005
 SETTLE_BUSY = 0.2  # the process counts as idle when it used under 20% of one core in a window
-
-
-@dataclass
-class Stats:
-    """Latency statistics in milliseconds."""
-
-    n: int
-    min: float
-    median: float
-    mean: float
-    p90: float
-    p99: float
-    std: float
-    samples: list[float] = field(repr=False)
-
-    @classmethod
-    def from_seconds(cls, seconds: list[float]) -> Stats:
-        import numpy as np
-
-        if not seconds:
-            raise ValueError("no timing samples")
-        ms = np.asarray(seconds, dtype=np.float64) * 1e3
-        return cls(
-            n=len(ms),
-            min=float(ms.min()),
-            median=float(np.median(ms)),
-            mean=float(ms.mean()),
-            p90=float(np.percentile(ms, 90)),
-            p99=float(np.percentile(ms, 99)),
-            std=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-            samples=[round(float(x), 6) for x in ms],
-        )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 @dataclass(frozen=True)

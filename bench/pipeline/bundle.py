@@ -31,10 +31,10 @@ from pathlib import Path
 
 from bench.build.relax import Compiled
 from bench.core.env import cpu_flags
-from bench.core.errors import UserError
+from bench.core.errors import Interrupted, UserError
 from bench.pipeline.cell import cell_case, load_cell_model, measure_compiled
 from bench.pipeline.config import RunConfig
-from bench.pipeline.record import Interrupted
+from bench.record import Cell, RecordError
 from frontends.base import short_error
 
 SCHEMA, SCHEMA_VERSION = "gptbench.bundle", 1
@@ -69,21 +69,21 @@ def start_bundle(cfg, env: dict, command: list[str]) -> None:
     (p / TOP).write_text(json.dumps(top, indent=1, default=str) + "\n")
 
 
-def write_cell(cfg, cell: dict, case, imported, ex, log) -> None:
+def write_cell(cfg, cell: Cell, case, imported, ex, log) -> None:
     """Export the built cell into the bundle (atomically: a directory renamed into place)."""
     import numpy as np
 
-    tag = f"[{cell['model']} × {cell['frontend']}]"
+    tag = f"[{cell.model} × {cell.frontend}]"
     if imported.param_names is None:
-        cell.update(status="build_failed", error=f"frontend {cell['frontend']} does not name its weights: it cannot be bundled")
+        cell.set(status="build_failed", error=f"frontend {cell.frontend} does not name its weights: it cannot be bundled")
         return
     named = dict(case.module.named_parameters(remove_duplicate=False))
     params = [(n, p.numpy()) for n, p in zip(imported.param_names, imported.params)]
     for n, a in params:  # the measuring side takes the weights from the module by these names
         if n not in named or not np.array_equal(named[n].detach().cpu().numpy(), a):
-            cell.update(status="build_failed", error=f"weight {n} of the import is not the module's: the bundle could not be rebuilt")
+            cell.set(status="build_failed", error=f"weight {n} of the import is not the module's: the bundle could not be rebuilt")
             return
-    final = Path(cfg.bundle) / f"{cell['model']}__{cell['frontend']}"
+    final = Path(cfg.bundle) / f"{cell.model}__{cell.frontend}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     t0 = time.perf_counter()
     ex.export_library(str(tmp / LIB))
@@ -91,15 +91,16 @@ def write_cell(cfg, cell: dict, case, imported, ex, log) -> None:
     np.savez(tmp / INPUTS, **{n: x.detach().cpu().numpy() for n, x in zip(case.input_names, case.inputs)})
     case_spec = {k: getattr(cfg, k) for k in CASE_KEYS}
     inputs = _tensors((n, x.detach().cpu().numpy()) for n, x in zip(case.input_names, case.inputs))
-    record = dict(schema=SCHEMA, schema_version=SCHEMA_VERSION, model=cell["model"], frontend=cell["frontend"], target=cfg.target,
-                  case=case_spec, inputs=inputs, params=_tensors(params), cell=cell)
-    cell["timings"]["export_s"] = round(export_s, 3)
-    cell.update(status="bundled", stage="run", error=f"exported, not run here: measure it with `gptbench measure {cfg.bundle}`",
-                bundle=dict(dir=str(final), lib_bytes=(tmp / LIB).stat().st_size))
+    record = dict(schema=SCHEMA, schema_version=SCHEMA_VERSION, model=cell.model, frontend=cell.frontend, target=cfg.target,
+                  case=case_spec, inputs=inputs, params=_tensors(params))
+    cell.timings["export_s"] = round(export_s, 3)
+    cell.set(status="bundled", stage="run", error=f"exported, not run here: measure it with `gptbench measure {cfg.bundle}`",
+             bundle=dict(dir=str(final), lib_bytes=(tmp / LIB).stat().st_size))
+    record["cell"] = cell.to_json()
     (tmp / CELL).write_text(json.dumps(record, indent=1, default=str) + "\n")
     tmp.chmod(0o755)
     tmp.rename(final)
-    log(f"{tag} built in {cell['timings']['build_s']:.1f} s; bundled into {final} ({cell['bundle']['lib_bytes'] / 1e6:.1f} MB library, "
+    log(f"{tag} built in {cell.timings['build_s']:.1f} s; bundled into {final} ({cell.bundle['lib_bytes'] / 1e6:.1f} MB library, "
         f"{len(params)} weights by name); measure it with `gptbench measure {cfg.bundle}`")
 
 
@@ -124,6 +125,10 @@ def read_bundle(path: str) -> tuple[dict, list[dict]]:
         for need in (LIB, INPUTS):
             if not (f.parent / need).is_file():
                 raise UserError(f"{f.parent}: the cell has no {need}")
+        try:
+            Cell.from_json(rec.get("cell"), f"{f}: cell")
+        except RecordError as e:
+            raise UserError(str(e)) from None
         rec["dir"] = str(f.parent)
         records.append(rec)
     if not records:
@@ -160,20 +165,19 @@ def measure_bundle(path: str, cfg, top: dict, records: list[dict], log) -> list[
         _check_cpu(top)
     cells = []
     for rec in records:
-        cell = json.loads(json.dumps(rec["cell"]))
-        cell.update(status="run_failed", stage="model", error=None)
-        cell.pop("bundle", None)
-        cell["bundle"] = dict(cell.get("bundle") or {}, dir=rec["dir"], built_on=_host_line(top["built_on"]), built=top["created"],
-                              build_git=top["built_on"].get("git"))
-        tag = f"[{cell['model']} × {cell['frontend']}]"
+        cell = Cell.from_json(rec["cell"])
+        cell.set(status="run_failed", stage="model", error=None)
+        cell.bundle = dict(dir=rec["dir"], built_on=_host_line(top["built_on"]), built=top["created"],
+                           build_git=top["built_on"].get("git"))
+        tag = f"[{cell.model} × {cell.frontend}]"
         try:
             _measure_one(cfg, rec, cell, tag, log)
         except KeyboardInterrupt:
-            cell.update(status="interrupted", error="interrupted (SIGINT) while measuring")
+            cell.set(status="interrupted", error="interrupted (SIGINT) while measuring")
             raise Interrupted("SIGINT", 130, [*cells, cell]) from None
         except Exception as e:  # noqa: BLE001 - a failed cell is a result
-            cell.update(status="run_failed", error=short_error(e))
-            log(f"{tag} failed at {cell['stage']}: {cell['error']}")
+            cell.set(status="run_failed", error=short_error(e))
+            log(f"{tag} failed at {cell.stage}: {cell.error}")
         cells.append(cell)
     return cells
 
@@ -246,7 +250,7 @@ def _verify(kind: str, expected: list[dict], got: list[tuple[str, object]]) -> N
                              "machine's torch/transformers initialise the model differently; the build side's versions are in BUNDLE.json")
 
 
-def _bundle_inputs(rec: dict, case, cell: dict) -> tuple:
+def _bundle_inputs(rec: dict, case, cell: Cell) -> tuple:
     """The bundle's own input tensors. Token ids must equal the ones rebuilt here; a float input (the
     decode scenario's KV cache, computed by eager PyTorch on the build host) may differ in its last
     bits on another CPU: the note says by how much, and the bundle's copy is used."""
@@ -265,41 +269,41 @@ def _bundle_inputs(rec: dict, case, cell: dict) -> tuple:
         else:
             raise BundleMismatch(f"input {name} rebuilt here is not the bundle's (token ids differ): another model or seed")
         out.append(torch.from_numpy(theirs.copy()))
-    cell["notes"]["bundle_inputs"] = "; ".join(notes)
+    cell.notes["bundle_inputs"] = "; ".join(notes)
     return tuple(out)
 
 
-def _measure_one(cfg, rec: dict, cell: dict, tag: str, log) -> None:
+def _measure_one(cfg, rec: dict, cell: Cell, tag: str, log) -> None:
     import tvm
 
     loaded = load_cell_model(cfg, rec["model"], cell)
     case = cell_case(cfg, loaded)
-    cell["stage"] = "verify"
+    cell.stage = "verify"
     case.inputs = _bundle_inputs(rec, case, cell)
     named = dict(case.module.named_parameters(remove_duplicate=False))
     weights = [(p["name"], named[p["name"]].detach().cpu().numpy()) if p["name"] in named else None for p in rec["params"]]
     if None in weights:
         raise BundleMismatch("the rebuilt model lacks weights the bundle names")
     _verify("weights", rec["params"], weights)
-    cell["stage"] = "load"
+    cell.stage = "load"
     problem = load_cuda_runtime() if cfg.target == "cuda" else None
     device = tvm.cuda(0) if cfg.target == "cuda" else tvm.cpu(0)
     if problem or not device.exist:
-        cell.update(status="no_device", error=problem or f"no {cfg.target} device visible to TVM's runtime here (tvm.{device} does not exist)")
-        log(f"{tag} {cell['error']}")
+        cell.set(status="no_device", error=problem or f"no {cfg.target} device visible to TVM's runtime here (tvm.{device} does not exist)")
+        log(f"{tag} {cell.error}")
         return
     if cfg.target == "cuda":
-        cell["notes"]["cuda_jit"] = cuda_jit(cell["target_spec"]["arch"], device)
+        cell.notes["cuda_jit"] = cuda_jit(cell.target_spec["arch"], device)
     t0 = time.perf_counter()
     lib = tvm.runtime.load_module(str(Path(rec["dir"]) / LIB))
     compiled = Compiled(lib, device, [tvm.runtime.tensor(a) for _, a in weights])
-    cell["timings"]["load_s"] = round(time.perf_counter() - t0, 3)
+    cell.timings["load_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     compiled(*case.inputs)  # the first call: CUDA kernels are compiled (NVRTC/nvcc) when first used
-    cell["timings"]["first_call_s"] = round(time.perf_counter() - t0, 3)
-    cell["stage"] = "run"
+    cell.timings["first_call_s"] = round(time.perf_counter() - t0, 3)
+    cell.stage = "run"
     torch_device = "cuda" if cfg.target == "cuda" else "cpu"
-    log(f"{tag} loaded {LIB} in {cell['timings']['load_s']:.1f} s, first call {cell['timings']['first_call_s']:.1f} s; weights and inputs "
+    log(f"{tag} loaded {LIB} in {cell.timings['load_s']:.1f} s, first call {cell.timings['first_call_s']:.1f} s; weights and inputs "
         f"match the bundle's ({len(weights)} + {len(case.inputs)} tensors by sha256)")
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend=rec["frontend"], tinfo=None, torch_device=torch_device,

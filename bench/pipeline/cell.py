@@ -16,9 +16,10 @@ from bench.core.threads import configure_threads
 from bench.measure.parity import compare
 from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
 from bench.measure.textdata import window_loss
-from bench.measure.timing import MachineProbe, Stats, measure
+from bench.measure.timing import MachineProbe, measure
 from bench.models import load_model
 from bench.pipeline.config import RunConfig
+from bench.record import Baseline, Cell, Latency, Parity
 from bench.scenarios import make_case
 from bench.tuning.database import prepacked
 from bench.tuning.search import check_database
@@ -28,18 +29,18 @@ from frontends.base import FrontendError, ImportRequest, short_error
 TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
 
 
-def load_cell_model(cfg: RunConfig, model: str, cell: dict):
+def load_cell_model(cfg: RunConfig, model: str, cell: Cell):
     """The cell's model with its labelled weights, in the run's dtype, on this process's threads."""
     import torch
 
     configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    cell["stage"] = "model"
+    cell.stage = "model"
     loaded = load_model(model, cfg.weights, seed=cfg.seed)
     if cfg.dtype == "float16":
         loaded.module.half()
-    cell["weights"] = asdict(loaded.weights)
-    cell["n_params"] = loaded.n_params
+    cell.weights = asdict(loaded.weights)
+    cell.n_params = loaded.n_params
     return loaded
 
 
@@ -51,94 +52,95 @@ def cell_case(cfg: RunConfig, loaded):
     return case
 
 
-def setup_cell(cfg: RunConfig, model: str, cell: dict):
+def setup_cell(cfg: RunConfig, model: str, cell: Cell):
     """Load the model and the target for a cell: (loaded, target info, torch device)."""
     loaded = load_cell_model(cfg, model, cell)
     tinfo = cfg.target_info()
-    cell["target_spec"] = tinfo.spec
+    cell.target_spec = tinfo.spec
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
     return loaded, tinfo, torch_device
 
 
-def import_case(frontend: str, case, workdir: Path, cell: dict, tag: str):
+def import_case(frontend: str, case, workdir: Path, cell: Cell, tag: str):
     """The frontend's import of a case, recorded in `cell` (timings, op counts, workarounds, notes).
     None when the frontend could not take it: the cell says why (import_failed, unsupported ops)."""
-    cell["stage"] = "import"
+    cell.stage = "import"
     try:
         imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, workdir,
                                                                      case.output_names))
     except FrontendError as e:
-        cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
+        cell.set(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
         log(f"{tag} import failed: {e}")
         return None
-    cell["timings"].update({k: round(v, 3) for k, v in imported.timings.items()})
-    cell.update(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
-    cell["notes"].update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
+    cell.timings.update({k: round(v, 3) for k, v in imported.timings.items()})
+    cell.set(source_ops=imported.source_ops, relax_ops=imported.relax_ops, patches=imported.patches)
+    cell.notes.update({k: v for k, v in imported.notes.items() if k != "onnx_file"})
     return imported
 
 
-def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: dict, tag: str, export=None):
+def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: Cell, tag: str, export=None):
     """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
     None means the cell's status says why (import_failed, build_failed, no_device, or bundled: `export`,
     when given, takes the build (imported, executable) instead of this device, e.g. into a --bundle)."""
     imported = import_case(frontend, case, workdir, cell, tag)
     if imported is None:
         return None
-    cell["stage"] = "build"
+    cell.stage = "build"
 
-    cell["rewrites"] = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
+    cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-    db = cfg.db_for(cell["model"])
+    db = cfg.db_for(cell.model)
     if db:
-        cell["tuning"] = check_database(db, tinfo, imported.mod)
-        cell["tuning"].update(cfg.tuned_now.get(cell["model"]) or {})
-    elif (cfg.tuned_now.get(cell["model"]) or {}).get("tuning_error"):
-        cell["notes"]["tuning_error"] = cfg.tuned_now[cell["model"]]["tuning_error"]
+        cell.tuning = check_database(db, tinfo, imported.mod)
+        cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
+    elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
+        cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
     try:
         ex, build_s = build(imported.mod, tinfo.target, db, dlight=cfg.dlight, fast_math=cfg.fast_math, prepack=prepacked(db))
     except Exception as e:  # noqa: BLE001 - a build failure is a result
-        cell.update(status="build_failed", error=short_error(e))
-        log(f"{tag} build failed: {cell['error']}")
+        cell.set(status="build_failed", error=short_error(e))
+        log(f"{tag} build failed: {cell.error}")
         return None
-    cell["timings"]["build_s"] = round(build_s, 3)
+    cell.timings["build_s"] = round(build_s, 3)
     if export is not None:
         export(imported, ex)
         return None
     if not tinfo.device_available:
-        cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
-        log(f"{tag} {cell['error']}")
+        cell.set(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
+        log(f"{tag} {cell.error}")
         return None
-    cell["stage"] = "run"
+    cell.stage = "run"
     compiled = Compiled(ex, tinfo.device(), imported.params)
     compiled.imported = imported
     return compiled
 
 
-def _on_device(cfg: RunConfig, compiled, cell: dict, tag: str):
-    cell["stage"] = "upload"
+def _on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
+    cell.stage = "upload"
     remote = remote_compiled(compiled, cfg.rpc, cfg.rpc_key)
-    cell["notes"]["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
+    cell.notes["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
                                    baselines="none timed: they would run on this host; eager here is the parity reference")
-    cell["stage"] = "run"
+    cell.stage = "run"
     log(f"{tag} uploaded {remote.lib_bytes / 1e6:.1f} MB to a server of key {cfg.rpc_key!r} at {cfg.rpc} in {remote.upload_s:.1f} s; "
         "TVM runs and is timed there")
     return remote
 
 
-def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: str, frontend: str, tinfo, torch_device: str,
+def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: str, frontend: str, tinfo, torch_device: str,
                      workdir: Path) -> None:
     """Parity against eager, the baselines, the timing: everything after the build (here, or on the
     machine that measures a bundle; `tinfo` is None there)."""
-    build_s = cell["timings"]["build_s"]
+    build_s = cell.timings["build_s"]
     if torch_device == "cuda":
         case.module.to("cuda")
         case.inputs = tuple(x.to("cuda") for x in case.inputs)
     eager = bl.prepare_eager(case, torch_device)
     ref = eager.run()
     got = compiled(*case.inputs)
-    cell["parity"] = compare(ref, got, cfg.tol, case.output_names)
-    log(f"{tag} built in {build_s:.1f} s; parity rel L2 {cell['parity'].get('rel_l2', float('nan')):.2e} "
-        f"({'ok' if cell['parity']['ok'] else 'MISMATCH: ' + cell['parity']['reason']})")
+    cell.parity = Parity.from_json(compare(ref, got, cfg.tol, case.output_names))
+    rel_l2 = cell.parity.rel_l2 if cell.parity.rel_l2 is not None else float("nan")
+    log(f"{tag} built in {build_s:.1f} s; parity rel L2 {rel_l2:.2e} "
+        f"({'ok' if cell.parity.ok else 'MISMATCH: ' + cell.parity.reason})")
     if cfg.val_text and cfg.scenario == "prefill":
         _text_metrics(cfg, loaded, compiled, case, cell, tag)
     prepared = {"eager": eager} if cfg.baselines else {}
@@ -147,26 +149,27 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: dict, tag: st
             continue
         try:
             prepared[name] = _prepare_baseline(name, cfg, case, compiled, tinfo, torch_device, frontend, workdir, tag)
-            base_par = compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1, case.output_names)
-            cell["baselines"][name] = dict(status="ok" if base_par["ok"] else "mismatch", setup_s=round(prepared[name].setup_s, 3),
-                                           parity=base_par, info=prepared[name].info)
+            base_par = Parity.from_json(compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1,
+                                                case.output_names))
+            cell.baselines[name] = Baseline("ok" if base_par.ok else "mismatch", setup_s=round(prepared[name].setup_s, 3),
+                                            parity=base_par, info=prepared[name].info)
         except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
             prepared.pop(name, None)
-            cell["baselines"][name] = dict(status="failed", error=short_error(e))
-            log(f"{tag} baseline {name} failed: {cell['baselines'][name]['error']}")
+            cell.baselines[name] = Baseline("failed", error=short_error(e))
+            log(f"{tag} baseline {name} failed: {cell.baselines[name].error}")
     if "eager" in prepared:
-        cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={})
+        cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={})
     timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
-    stats = time_backends(cfg.plan(), timers, cell, tag, remote=bool(cfg.rpc))
-    cell["tvm"] = stats["tvm"].to_dict()
+    stats, cell.timing = time_backends(cfg.plan(), timers, tag, remote=bool(cfg.rpc))
+    cell.tvm = stats["tvm"]
     for name in prepared:
-        cell["baselines"][name]["latency"] = stats[name].to_dict()
-        cell["speedup"][name] = round(stats[name].median / stats["tvm"].median, 4)
-    cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
-    if not cell["parity"]["ok"]:
-        cell["error"] = f"parity: {cell['parity']['reason']}"
-    versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell['speedup']['eager']:.3f}x" if "eager" in stats else " (timed alone)")
-    log(f"{tag} {cell['status']}: TVM median {stats['tvm'].median:.3f} ms{versus}")
+        cell.baselines[name].latency = stats[name]
+        cell.speedup[name] = round(stats[name].median / stats["tvm"].median, 4)
+    cell.status = "ok" if cell.parity.ok else "mismatch"
+    if not cell.parity.ok:
+        cell.error = f"parity: {cell.parity.reason}"
+    versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell.speedup['eager']:.3f}x" if "eager" in stats else " (timed alone)")
+    log(f"{tag} {cell.status}: TVM median {stats['tvm'].median:.3f} ms{versus}")
 
 
 def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_device: str, frontend: str, workdir: Path, tag: str):
@@ -181,50 +184,50 @@ def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_de
     raise ValueError(f"no way to prepare baseline {name!r}")  # RunConfig rejects unknown names first
 
 
-def time_backends(plan, timers: dict, cell: dict, tag: str, remote: bool = False) -> dict:
-    """Time `timers` by `plan`; record the method and the solo check in `cell["timing"]` (flags go to
-    stderr too). Returns Stats per backend."""
+def time_backends(plan, timers: dict, tag: str, remote: bool = False) -> tuple[dict[str, Latency], dict]:
+    """Time `timers` by `plan`: (the Latency of each backend, the record of how: the method, the solo
+    check, the machine probe and any flags, which go to stderr too)."""
     log(f"{tag} timing {', '.join(timers)}: {plan.describe()}")
     probe = MachineProbe()
     m = measure(timers, plan, progress=round_progress(tag))
-    cell["timing"] = m.summary(plan)
-    cell["timing"]["machine"] = machine = probe.result()
+    timing = m.summary(plan)
+    timing["machine"] = machine = probe.result()
     flags = [f"solo check: {f}" for f in m.flags()]
     if remote:  # the probe sees this host, where only the parity reference ran; the device is a server's
         machine["note"] = "this host's load, not the device's (with --rpc TVM runs on a server; on loopback its work counts here)"
     elif not machine["quiet"]:
         flags.append(machine["warning"])
-    cell["timing"]["flags"] = flags
+    timing["flags"] = flags
     for f in flags:
         log(f"{tag} WARNING {f}")
-    return {n: Stats.from_seconds(s) for n, s in m.samples.items()}
+    return {n: Latency.from_seconds(s) for n, s in m.samples.items()}, timing
 
 
-def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: dict, tag: str) -> None:
+def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: Cell, tag: str) -> None:
     """Validation loss on the held-out 10% of --val-text (needs batch 1): eager over the whole split
     (the model's validation loss), and eager against TVM over its first --val-tokens tokens (an
     untuned TVM build can be ~100x slower than eager: the whole split would take it many minutes)."""
     import torch
 
     if cfg.batch != 1:
-        cell["notes"]["val_text"] = "not computed: validation loss needs --batch 1"
+        cell.notes["val_text"] = "not computed: validation loss needs --batch 1"
         return
     toks = tokenize(loaded, read_text(cfg.val_text))
     ids = split_ids(toks.ids, "val")
     if len(ids) <= cfg.seq_len:
-        cell["notes"]["val_text"] = f"not computed: the validation split has {len(ids)} tokens, fewer than --seq-len + 1"
+        cell.notes["val_text"] = f"not computed: the validation split has {len(ids)} tokens, fewer than --seq-len + 1"
         return
     with torch.inference_mode():
         split_nll = window_loss(case.module, ids, cfg.seq_len)
     part = ids[: cfg.val_tokens + 1] if cfg.val_tokens else ids
     m = text_parity(loaded, compiled, case.module, part, cfg.seq_len, cfg.seq_len)
-    cell["metrics"] = {f"val_{k}": v for k, v in m.items()}
-    cell["metrics"].update(val_tokenizer=toks.tokenizer, val_split_tokens=len(ids) - 1, val_split_eager_nll=round(split_nll, 6))
+    cell.metrics = {f"val_{k}": v for k, v in m.items()}
+    cell.metrics.update(val_tokenizer=toks.tokenizer, val_split_tokens=len(ids) - 1, val_split_eager_nll=round(split_nll, 6))
     log(f"{tag} validation loss (last 10% of {Path(cfg.val_text).name}, {len(ids) - 1} tokens): eager {split_nll:.4f} nats/token; "
         f"first {m['tokens_scored']} tokens: eager {m['eager_nll']:.4f}, TVM {m['tvm_nll']:.4f} "
         f"(relative difference {m['nll_rel_diff']:.1e})")
     if m["nll_rel_diff"] > TEXT_TOL:
-        cell["parity"]["ok"] = False
-        cell["parity"]["reason"] = f"validation loss differs by {m['nll_rel_diff']:.2e} relative (> {TEXT_TOL:g})"
+        cell.parity.ok = False
+        cell.parity.reason = f"validation loss differs by {m['nll_rel_diff']:.2e} relative (> {TEXT_TOL:g})"
 
 

@@ -15,6 +15,7 @@ from bench.core.tvm_envs import ENVS
 from bench.measure.parity import DEFAULT_TOL
 from bench.measure.timing import TimingPlan
 from bench.models import MODELS, WEIGHT_CHOICES, get_spec
+from bench.record import Cell
 from bench.scenarios import SCENARIOS, SHAPES, check_fits
 from bench.targets import TARGETS, make_target
 from bench.targets.remote import check_key, device_info, parse_address
@@ -209,3 +210,23 @@ class RunConfig:
         if self.tvm is None:
             return [(m, f, FRONTENDS[f].tvm_env) for m in self.models for f in self.frontends]
         return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]
+
+
+def variant_name(cfg: RunConfig, env: str = "0.27") -> str | None:
+    """The pipeline variant a cell was built with (part of its id: compare never matches two
+    variants), and the TVM environment when it is not the default one."""
+    relax = env == "0.27"
+    parts = ([] if relax else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and relax else []) + \
+        (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else [])
+    return "".join(parts) or None
+
+
+def new_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> Cell:
+    """The record a cell of this run starts from: what it measures, status `crashed` until it says otherwise."""
+    env = env or FRONTENDS[frontend].tvm_env
+    return Cell(model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
+                seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
+                past_len=cfg.past_len if cfg.scenario == "decode" else 0,
+                new_tokens=cfg.new_tokens if cfg.scenario == "generate" else 0,
+                shapes=cfg.shapes, dtype=cfg.dtype, threads=cfg.threads, variant=variant_name(cfg, env), tvm_env=env,
+                rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)")

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     cfg = RunConfig(**json.loads(Path(cfg_path).read_text()))
     cell = execute_cell(cfg, model, frontend, env)
-    atomic_write(Path(out), json.dumps(cell, default=str))
+    atomic_write(Path(out), json.dumps(cell.to_json(), default=str))
     return 0
 
 

@@ -20,33 +20,33 @@ from bench.pipeline.cell import (
     measure_compiled,
     setup_cell,
 )
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, new_cell
 from bench.pipeline.generate import generate_cell
-from bench.pipeline.record import new_cell
 from bench.pipeline.relay_cell import execute_relay
+from bench.record import Cell
 from frontends.base import short_error
 
 
-def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> dict:
+def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> Cell:
     """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
     cell = new_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
     try:
-        if cell["tvm_env"] == "0.19":
+        if cell.tvm_env == "0.19":
             execute_relay(cfg, model, frontend, cell, log)
         else:
             _execute(cfg, model, frontend, cell)
     except Exception as e:  # noqa: BLE001 - a failed cell is a result
 
-        status = {"export": "import_failed", "import": "import_failed", "build": "build_failed"}.get(cell["stage"], "run_failed")
-        cell.update(status=status, error=short_error(e), traceback=traceback.format_exc(limit=8))
-    cell["timings"]["cell_s"] = round(time.perf_counter() - t_cell, 3)
-    cell["peak_rss_mb"] = peak_rss_mb()
+        status = {"export": "import_failed", "import": "import_failed", "build": "build_failed"}.get(cell.stage, "run_failed")
+        cell.set(status=status, error=short_error(e), traceback=traceback.format_exc(limit=8))
+    cell.timings["cell_s"] = round(time.perf_counter() - t_cell, 3)
+    cell.peak_rss_mb = peak_rss_mb()
     return cell
 
 
 
-def _execute(cfg: RunConfig, model: str, frontend: str, cell: dict) -> None:
+def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
     tag = f"[{model} × {frontend}]"
     loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
     if cfg.scenario == "generate":

@@ -22,6 +22,7 @@ from bench.build.relax import Compiled, build
 from bench.measure.timing import wall_timer
 from bench.models import decode_module, prompt_module
 from bench.pipeline.cell import time_backends
+from bench.record import Baseline, Cell, Parity
 from bench.scenarios import past_for, random_ids
 from bench.tuning.database import prepacked
 from frontends import get_frontend
@@ -100,31 +101,31 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
     return TVMGenerator(compiled["prompt"], compiled["decode"]), info
 
 
-def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: dict, log) -> None:
+def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: Cell, log) -> None:
     """The `generate` scenario for one cell (fills `cell` in place)."""
     import numpy as np
 
     tag = f"[{loaded.spec.name} × {frontend} generate]"
-    cell["stage"] = "import"
+    cell.stage = "import"
     try:
         gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log,
                                     dlight=cfg.dlight, fast_math=cfg.fast_math)
     except FrontendError as e:
-        cell.update(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
+        cell.set(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
         log(f"{tag} import failed: {e}")
         return
     except Exception as e:  # noqa: BLE001 - a build failure is a result
-        cell.update(status="build_failed", stage="build", error=short_error(e))
-        log(f"{tag} build failed: {cell['error']}")
+        cell.set(status="build_failed", stage="build", error=short_error(e))
+        log(f"{tag} build failed: {cell.error}")
         return
-    cell["timings"].update(info["timings"])
-    cell["timings"]["build_s"] = round(info["timings"]["prompt_build_s"] + info["timings"]["decode_build_s"], 3)
-    cell["patches"] = info["patches"]
-    cell["notes"]["relax_op_calls"] = info["relax_ops"]
+    cell.timings.update(info["timings"])
+    cell.timings["build_s"] = round(info["timings"]["prompt_build_s"] + info["timings"]["decode_build_s"], 3)
+    cell.patches = info["patches"]
+    cell.notes["relax_op_calls"] = info["relax_ops"]
     if not tinfo.device_available:
-        cell.update(status="no_device", stage="run", error=f"built for {tinfo.spec}; not run: {tinfo.device_reason}")
+        cell.set(status="no_device", stage="run", error=f"built for {tinfo.spec}; not run: {tinfo.device_reason}")
         return
-    cell["stage"] = "run"
+    cell.stage = "run"
     ids = random_ids(loaded.spec, cfg.batch, cfg.seq_len, cfg.seed)
     prompt_mod, decode_mod = prompt_module(loaded), decode_module(loaded)
     if torch_device == "cuda":
@@ -136,20 +137,20 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: di
     tvm_ids = gen(ids, cfg.new_tokens)
     same = eager_ids.shape == tvm_ids.shape and bool((eager_ids == tvm_ids).all())
     first_diff = None if same else int(np.argmax((eager_ids != tvm_ids).any(axis=0)))
-    cell["parity"] = dict(ok=same, tokens_identical=same, first_divergence=first_diff, tol=0,
-                          reason="" if same else f"generated ids differ from eager at new token {first_diff}")
-    cell["notes"]["generated_ids"] = tvm_ids.tolist()
+    cell.parity = Parity(ok=same, tokens_identical=same, first_divergence=first_diff, tol=0,
+                         reason="" if same else f"generated ids differ from eager at new token {first_diff}")
+    cell.notes["generated_ids"] = tvm_ids.tolist()
     log(f"{tag} {cfg.new_tokens} tokens: {'identical to eager' if same else 'DIFFER from eager at token ' + str(first_diff)}")
     timers = {"tvm": wall_timer(gen, ids, cfg.new_tokens),
               "eager": wall_timer(eager_generate, prompt_mod, decode_mod, ids_dev, cfg.new_tokens)}
-    stats = time_backends(cfg.plan(), timers, cell, tag)
+    stats, cell.timing = time_backends(cfg.plan(), timers, tag)
     tokens = cfg.batch * cfg.new_tokens
-    cell["tvm"] = stats["tvm"].to_dict()
-    cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={}, latency=stats["eager"].to_dict())
-    cell["speedup"]["eager"] = round(stats["eager"].median / stats["tvm"].median, 4)
-    cell["metrics"] = dict(tvm_tokens_per_s=round(tokens / (stats["tvm"].median / 1e3), 2),
+    cell.tvm = stats["tvm"]
+    cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={}, latency=stats["eager"])
+    cell.speedup["eager"] = round(stats["eager"].median / stats["tvm"].median, 4)
+    cell.metrics = dict(tvm_tokens_per_s=round(tokens / (stats["tvm"].median / 1e3), 2),
                            eager_tokens_per_s=round(tokens / (stats["eager"].median / 1e3), 2))
-    cell["status"] = "ok" if same else "mismatch"
+    cell.status = "ok" if same else "mismatch"
     if not same:
-        cell["error"] = f"parity: {cell['parity']['reason']}"
-    log(f"{tag} {cell['status']}: TVM {cell['metrics']['tvm_tokens_per_s']} tok/s, eager {cell['metrics']['eager_tokens_per_s']} tok/s")
+        cell.error = f"parity: {cell.parity.reason}"
+    log(f"{tag} {cell.status}: TVM {cell.metrics['tvm_tokens_per_s']} tok/s, eager {cell.metrics['eager_tokens_per_s']} tok/s")

@@ -28,7 +28,8 @@ from bench.core.threads import configure_threads, peak_rss_mb
 from bench.measure.parity import compare
 from bench.models import load_model
 from bench.pipeline.cell import time_backends
-from bench.pipeline.record import cell_id, new_cell
+from bench.pipeline.config import new_cell
+from bench.record import Baseline, Parity
 from bench.scenarios import make_case
 from bench.targets import make_target
 from bench.tuning.database import prepacked
@@ -142,10 +143,10 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     cells, compiled = {}, {}
     for variant in variants:
         cell = new_cell(cfg, model, frontend)
-        cell.update(variant=variant, weights=asdict(loaded.weights), n_params=loaded.n_params, target_spec=tinfo.spec,
-                    timings={k: round(v, 3) for k, v in imported.timings.items()}, rss_scope="whole passes run",
-                    source_ops=imported.source_ops, relax_ops=imported.relax_ops)
-        cell["id"] = cell_id(cell)
+        cell.set(variant=variant, weights=asdict(loaded.weights), n_params=loaded.n_params, target_spec=tinfo.spec,
+                 timings={k: round(v, 3) for k, v in imported.timings.items()}, rss_scope="whole passes run",
+                 source_ops=imported.source_ops, relax_ops=imported.relax_ops)
+        cell.id = cell.make_id()
         cells[variant] = cell
         disabled = [variant[1:]] if variant.startswith("-") else []
         log(f"{tag} {variant}: building")
@@ -153,41 +154,40 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
             ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight",
                                 fast_math=cfg.fast_math, prepack=prepacked(cfg.db))
         except Exception as e:  # noqa: BLE001 - a pass the build cannot do without is a finding
-            cell.update(status="build_failed", stage="build", error=short_error(e))
-            log(f"{tag} {variant}: build failed: {cell['error']}")
+            cell.set(status="build_failed", stage="build", error=short_error(e))
+            log(f"{tag} {variant}: build failed: {cell.error}")
             continue
-        cell["timings"]["build_s"] = round(build_s, 3)
+        cell.timings["build_s"] = round(build_s, 3)
         if not tinfo.device_available:
-            cell.update(status="no_device", stage="run", error=tinfo.device_reason)
+            cell.set(status="no_device", stage="run", error=tinfo.device_reason)
             continue
         try:
             compiled[variant] = Compiled(ex, tinfo.device(), imported.params)
-            cell["parity"] = compare(ref, compiled[variant](*case.inputs), cfg.tol, case.output_names)
+            cell.parity = Parity.from_json(compare(ref, compiled[variant](*case.inputs), cfg.tol, case.output_names))
         except Exception as e:  # noqa: BLE001
             compiled.pop(variant, None)
-            cell.update(status="run_failed", stage="run", error=short_error(e))
+            cell.set(status="run_failed", stage="run", error=short_error(e))
     default = cells["default"]
-    default["pass_times"] = summarize(records)
-    default["pipeline"] = pipeline_order(records)
-    default["timings"]["instrumented_build_s"] = round(instrumented_s, 3)
-    default["timings"]["relax_pipeline_s"] = round(sum(r["seconds"] for r in records if r["name"] == PIPELINE_PASS), 3)
+    default.pass_times = summarize(records)
+    default.pipeline = pipeline_order(records)
+    default.timings["instrumented_build_s"] = round(instrumented_s, 3)
+    default.timings["relax_pipeline_s"] = round(sum(r["seconds"] for r in records if r["name"] == PIPELINE_PASS), 3)
     if compiled:
         # every variant and eager in the same alternating rounds, so the deltas compare like with like
         timers = {v: c.timer(case.inputs) for v, c in compiled.items()}
         timers["eager"] = eager.timer
-        timing: dict = {}
-        stats = time_backends(cfg.plan(), timers, timing, tag)
+        stats, timing = time_backends(cfg.plan(), timers, tag)
         for variant in compiled:
             cell = cells[variant]
-            cell["timing"] = timing["timing"]
-            cell["tvm"] = stats[variant].to_dict()
-            cell["baselines"]["eager"] = dict(status="ok", setup_s=0.0, parity=None, info={}, latency=stats["eager"].to_dict())
-            cell["speedup"]["eager"] = round(stats["eager"].median / stats[variant].median, 4)
-            cell["status"] = "ok" if cell["parity"]["ok"] else "mismatch"
-            cell["stage"] = "run"
-            log(f"{tag} {variant}: build {cell['timings']['build_s']:.2f} s, TVM median {stats[variant].median:.3f} ms, "
-                f"rel L2 {cell['parity']['rel_l2']:.1e}")
+            cell.timing = timing
+            cell.tvm = stats[variant]
+            cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={}, latency=stats["eager"])
+            cell.speedup["eager"] = round(stats["eager"].median / stats[variant].median, 4)
+            cell.status = "ok" if cell.parity.ok else "mismatch"
+            cell.stage = "run"
+            log(f"{tag} {variant}: build {cell.timings['build_s']:.2f} s, TVM median {stats[variant].median:.3f} ms, "
+                f"rel L2 {cell.parity.rel_l2:.1e}")
     for cell in cells.values():
-        cell["peak_rss_mb"] = peak_rss_mb()
+        cell.peak_rss_mb = peak_rss_mb()
     return list(cells.values())
 

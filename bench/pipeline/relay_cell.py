@@ -18,6 +18,7 @@ from bench.pipeline.cell import (
     load_cell_model,
     measure_compiled,
 )
+from bench.record import Cell
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,34 +69,34 @@ class RelayCompiled:
         return lambda: float(evaluator().results[0])
 
 
-def execute_relay(cfg, model: str, frontend: str, cell: dict, log) -> None:
+def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
     import tvm
     from tvm import relay
 
     tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
     others = [b for b in cfg.baselines if b not in ("eager", "compile")]
     if others:  # ONNX Runtime and untuned TVM 0.27 belong to the 0.27 cells of the same report
-        cell["notes"]["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"
+        cell.notes["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"
         cfg = replace(cfg, baselines=[b for b in cfg.baselines if b in ("eager", "compile")])
     os.environ.setdefault("TOPHUB_LOCATION", "NONE")  # else TVM retries a GitHub download of AutoTVM logs
     loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
     case = cell_case(cfg, loaded)
     mcpu, why = relay_mcpu()
     spec = f"llvm -mcpu={mcpu} -num-cores={cfg.threads}" + (" -libs=cblas" if cfg.blas else "")
-    cell["target_spec"] = spec
-    cell["notes"].update(tvm_version=tvm.__version__, llvm=int(tvm.target.codegen.llvm_version_major()), mcpu_choice=why)
+    cell.target_spec = spec
+    cell.notes.update(tvm_version=tvm.__version__, llvm=int(tvm.target.codegen.llvm_version_major()), mcpu_choice=why)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
         imported = import_case(frontend, case, workdir, cell, tag)
         if imported is None:
             return
-        cell["stage"] = "build"
+        cell.stage = "build"
         log(f"{tag} imported ({sum(imported.relax_ops.values())} Relay op calls); relay.build for {spec}")
         t0 = time.perf_counter()
         with tvm.transform.PassContext(opt_level=3):
             lib = relay.build(imported.mod, target=tvm.target.Target(spec), params=imported.params)
-        cell["timings"]["build_s"] = round(time.perf_counter() - t0, 3)
-        cell["stage"] = "run"
+        cell.timings["build_s"] = round(time.perf_counter() - t0, 3)
+        cell.stage = "run"
         compiled = RelayCompiled(lib, case.input_names)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, None, "cpu", workdir)

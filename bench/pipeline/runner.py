@@ -19,14 +19,15 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from bench.core.errors import Interrupted
 from bench.core.log import log
 from bench.core.procs import die_with_parent
 from bench.core.threads import configure_threads
 from bench.core.tvm_envs import REPO, current, missing_reason, worker_command
 from bench.pipeline.autotune import ensure_tuned
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, new_cell
 from bench.pipeline.execute import execute_cell
-from bench.pipeline.record import Interrupted, new_cell
+from bench.record import Cell
 from frontends import FRONTENDS
 
 
@@ -76,12 +77,12 @@ def _lost_cell(cfg: RunConfig, model: str, frontend: str, env: str | None, elaps
                who: str, hint: str = "") -> dict:
     """The cell of a worker that never reported: killed at --cell-timeout, or died (how)."""
     cell = new_cell(cfg, model, frontend, env)
-    cell["timings"]["cell_s"] = round(elapsed, 3)
+    cell.timings["cell_s"] = round(elapsed, 3)
     if timed_out:
-        cell.update(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
+        cell.set(status="timeout", error=f"cell exceeded --cell-timeout {cfg.cell_timeout:g} s and was killed")
     else:
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        cell.update(error=f"{who} died ({how}) before reporting{hint}")
+        cell.set(error=f"{who} died ({how}) before reporting{hint}")
     return cell
 
 
@@ -97,7 +98,7 @@ def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         reason = missing_reason(env)
     if reason:  # recorded, not run
         cell = new_cell(cfg, model, frontend, env)
-        cell.update(status="import_failed", stage="env", error=reason)
+        cell.set(status="import_failed", stage="env", error=reason)
         log(f"[{model} × {frontend}] not run in TVM {env}: {reason}")
         return cell
     if env != current():
@@ -129,7 +130,7 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
             proc.wait()
             raise
         if out.exists():
-            return json.loads(out.read_text())
+            return Cell.from_json(json.loads(out.read_text()))
         return _lost_cell(cfg, model, frontend, env, time.perf_counter() - t0, code is None, code, f"the TVM {env} worker")
 
 
@@ -161,7 +162,7 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
         if current is not None:
             i, model, frontend, env = current
             cell = new_cell(cfg, model, frontend, env)
-            cell.update(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
+            cell.set(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
                                                     f"{len(todo) - i} cell(s) after it not run")
             cells.append(cell)
         raise Interrupted(signame, 143 if signame == "SIGTERM" else 130, cells) from None

@@ -36,7 +36,7 @@ from bench import baselines as bl
 from bench.core.markdown import md_table
 from bench.models import load_model
 from bench.pipeline.cell import import_and_build, setup_cell, time_backends
-from bench.pipeline.record import new_cell
+from bench.pipeline.config import new_cell
 from bench.scenarios import make_case
 from frontends.onnx_import import ONNX_FILE
 
@@ -142,15 +142,15 @@ def validate(cfg, frontend: str, log) -> dict:
     loaded, tinfo, _ = setup_cell(cfg, model, cell)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     result: dict = dict(model=model, frontend=frontend, scenario=cfg.scenario, seq_len=cfg.seq_len, past_len=cfg.past_len,
-                        threads=cfg.threads, repeat=cfg.repeat, db=cfg.db, weights=cell["weights"], runs={}, alone={})
+                        threads=cfg.threads, repeat=cfg.repeat, db=cfg.db, weights=cell.weights, runs={}, alone={})
     with tempfile.TemporaryDirectory(prefix="gptbench-timers-") as tmp:
         work, bundle = Path(tmp) / "work", Path(tmp) / "bundle"
         work.mkdir()
         bundle.mkdir()
         compiled = import_and_build(cfg, frontend, case, tinfo, work, cell, tag)
         if compiled is None:
-            raise RuntimeError(f"{cell['status']}: {cell['error']}")
-        result["tuning"] = cell.get("tuning")
+            raise RuntimeError(f"{cell.status}: {cell.error}")
+        result["tuning"] = cell.tuning
         eager = bl.prepare_eager(case, "cpu")
         ort = bl.prepare_ort(case, "cpu", cfg.threads, None, work)
         result["ort_session"] = {k: v for k, v in ort.info.items() if k != "onnx_reused"}
@@ -160,11 +160,10 @@ def validate(cfg, frontend: str, log) -> dict:
         def harness(label: str, method: str) -> None:
             plan = replace(cfg.plan(), method=method)
             t0 = time.perf_counter()
-            rec: dict = {}
-            stats = time_backends(plan, timers, rec, tag)
+            stats, timing = time_backends(plan, timers, tag)
             result["runs"][label] = dict(method=method, seconds=round(time.perf_counter() - t0, 1),
                                          medians={n: round(s.median, 4) for n, s in stats.items()},
-                                         solo={n: s["median"] for n, s in rec["timing"]["solo"].items()}, flags=rec["timing"]["flags"])
+                                         solo={n: s["median"] for n, s in timing["solo"].items()}, flags=timing["flags"])
             log(f"{tag} harness ({method}): " + ", ".join(f"{n} {s.median:.3f} ms" for n, s in stats.items()))
 
         harness("blocks", "blocks")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
+from bench.record import Cell
 from bench.reports.report import load_report, shapes_text
 
 if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: `gptbench --help` needs neither
@@ -63,10 +64,6 @@ def _latency_bar(x: float, samples: list[float], mismatch: bool = False) -> Bar:
     s = np.asarray(samples, dtype=np.float64)
     low, median, high = np.percentile(s, [10, 50, 90])
     return Bar(x, float(median), float(low), float(high), mismatch)
-
-
-def _has_samples(stats: dict | None) -> bool:
-    return bool(stats and stats.get("samples"))
 
 
 def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> None:
@@ -119,7 +116,7 @@ def _title(report: dict) -> str:
     machine = str(env.get("cpu") or "unknown CPU")
     if env.get("gpu"):
         machine += f", GPU {env['gpu'].get('name')}"
-    return (f"{report['name']} ({report['kind']}, {report.get('created')}): target {first['target']}, {first['scenario']}, "
+    return (f"{report['name']} ({report['kind']}, {report.get('created')}): target {first.target}, {first.scenario}, "
             f"{shapes_text(first)}\n{machine}")
 
 
@@ -127,28 +124,28 @@ def _in_order(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def _tvm_bar(cell: dict, x: float) -> Bar:
-    if _has_samples(cell.get("tvm")):
-        return _latency_bar(x, cell["tvm"]["samples"], cell["status"] == "mismatch")
-    return Bar(x, None, gap=cell["status"])
+def _tvm_bar(cell: Cell, x: float) -> Bar:
+    if cell.tvm is not None:
+        return _latency_bar(x, cell.tvm.samples, cell.status == "mismatch")
+    return Bar(x, None, gap=cell.status)
 
 
-def _baseline_bar(cells: list[dict], baseline: str, x: float) -> Bar:
+def _baseline_bar(cells: list[Cell], baseline: str, x: float) -> Bar:
     """A baseline's samples pooled over the given cells (one model's), or a gap saying why there are none."""
-    records = [(c.get("baselines") or {}).get(baseline) or {} for c in cells]
-    samples = [s for r in records if _has_samples(r.get("latency")) for s in r["latency"]["samples"]]
+    records = [c.baselines[baseline] for c in cells if baseline in c.baselines]
+    samples = [s for r in records if r.latency is not None for s in r.latency.samples]
     if samples:
-        return _latency_bar(x, samples, any(r.get("status") == "mismatch" for r in records))
-    failed = [r["status"] for r in records if r.get("status") not in (None, "ok")]
+        return _latency_bar(x, samples, any(r.status == "mismatch" for r in records))
+    failed = [r.status for r in records if r.status != "ok"]
     return Bar(x, None, gap=f"{baseline} {failed[0] if failed else 'not measured'}")
 
 
-def _run_latency(ax: Axes, cells: list[dict]) -> None:
-    models = _in_order(c["model"] for c in cells)
-    frontends = _in_order(c["frontend"] for c in cells)
-    baselines = [b for b in BASELINE_ORDER if any(b in (c.get("baselines") or {}) for c in cells)]
+def _run_latency(ax: Axes, cells: list[Cell]) -> None:
+    models = _in_order(c.model for c in cells)
+    frontends = _in_order(c.frontend for c in cells)
+    baselines = [b for b in BASELINE_ORDER if any(b in c.baselines for c in cells)]
     width = 0.8 / (len(frontends) + len(baselines))
-    by_key = {(c["model"], c["frontend"]): c for c in cells}
+    by_key = {(c.model, c.frontend): c for c in cells}
 
     def x(model_index: int, backend_index: int) -> float:
         return model_index - 0.4 + width * (backend_index + 0.5)
@@ -157,7 +154,7 @@ def _run_latency(ax: Axes, cells: list[dict]) -> None:
         bars = [_tvm_bar(by_key[m, frontend], x(i, k)) for i, m in enumerate(models) if (m, frontend) in by_key]
         _draw(ax, bars, width, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
     for j, baseline in enumerate(baselines, start=len(frontends)):
-        bars = [_baseline_bar([c for c in cells if c["model"] == m], baseline, x(i, j)) for i, m in enumerate(models)]
+        bars = [_baseline_bar([c for c in cells if c.model == m], baseline, x(i, j)) for i, m in enumerate(models)]
         _draw(ax, bars, width, backend_color(baseline, j), "TVM untuned (same pipeline, no database)" if baseline == "untuned" else baseline)
     _axes(ax, len(models), log=True)
     ax.set_xticks(range(len(models)), models)
@@ -166,51 +163,51 @@ def _run_latency(ax: Axes, cells: list[dict]) -> None:
     ax.legend(fontsize=8)
 
 
-def _tuned_label(cells: list[dict], frontend: str) -> str:
+def _tuned_label(cells: list[Cell], frontend: str) -> str:
     """' (tuned: 28 of 30 kernels)' for a frontend whose cells used a tuning database, else ''."""
-    tuned = [c["tuning"] for c in cells if c["frontend"] == frontend and c.get("tuning")]
+    tuned = [c.tuning for c in cells if c.frontend == frontend and c.tuning]
     if not tuned:
         return ""
     matched, tasks = sum(t.get("matched") or 0 for t in tuned), sum(t.get("tasks") or 0 for t in tuned)
     return f" (tuned: {matched} of {tasks} kernels)" if tasks else " (tuned)"
 
 
-def _run_speedup(ax: Axes, cells: list[dict]) -> None:
+def _run_speedup(ax: Axes, cells: list[Cell]) -> None:
     import numpy as np
 
-    frontends = _in_order(c["frontend"] for c in cells)
+    frontends = _in_order(c.frontend for c in cells)
     for k, frontend in enumerate(frontends):
         bars = []
         for i, cell in enumerate(cells):
-            if cell["frontend"] != frontend:
+            if cell.frontend != frontend:
                 continue
-            eager = ((cell.get("baselines") or {}).get("eager") or {}).get("latency")
-            if _has_samples(cell.get("tvm")) and _has_samples(eager):
-                speedup = float(np.median(eager["samples"]) / np.median(cell["tvm"]["samples"]))
-                bars.append(Bar(i, speedup, mismatch=cell["status"] == "mismatch"))
+            eager = cell.baselines["eager"].latency if "eager" in cell.baselines else None
+            if cell.tvm is not None and eager is not None:
+                speedup = float(np.median(eager.samples) / np.median(cell.tvm.samples))
+                bars.append(Bar(i, speedup, mismatch=cell.status == "mismatch"))
             else:
-                bars.append(Bar(i, None, gap=cell["status"] if cell["status"] not in ("ok", "mismatch") else "no eager"))
+                bars.append(Bar(i, None, gap=cell.status if cell.status not in ("ok", "mismatch") else "no eager"))
         _draw(ax, bars, 0.7, backend_color(frontend, k), f"TVM {frontend}" + _tuned_label(cells, frontend))
         for b in bars:
             if b.value is not None:
                 ax.annotate(f"{b.value:.2f}x", (b.x, b.value), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
     _axes(ax, len(cells), log=True)
-    ax.set_xticks(range(len(cells)), [f"{c['model']}\n{c['frontend']}" for c in cells], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(cells)), [f"{c.model}\n{c.frontend}" for c in cells], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("speedup vs eager (eager median / TVM median)")
     ax.set_title("TVM speedup over eager PyTorch (> 1: TVM faster)", fontsize=10)
     ax.legend(fontsize=8)
 
 
-def _passes_panel(ax: Axes, cells: list[dict], value_of, ylabel: str, title: str, log: bool) -> None:
+def _passes_panel(ax: Axes, cells: list[Cell], value_of, ylabel: str, title: str, log: bool) -> None:
     """One bar per variant for each model × frontend group; value_of(cell, x) -> Bar."""
-    groups = _in_order((c["model"], c["frontend"]) for c in cells)
-    variants = _in_order(c.get("variant") or "default" for c in cells)
+    groups = _in_order((c.model, c.frontend) for c in cells)
+    variants = _in_order(c.variant or "default" for c in cells)
     width = 0.8 / len(groups)
     for k, group in enumerate(groups):
         bars = []
         for i, variant in enumerate(variants):
-            cell = next((c for c in cells if (c["model"], c["frontend"]) == group and (c.get("variant") or "default") == variant), None)
+            cell = next((c for c in cells if (c.model, c.frontend) == group and (c.variant or "default") == variant), None)
             if cell is not None:
                 bars.append(value_of(cell, i - 0.4 + width * (k + 0.5)))
         _draw(ax, bars, width, COLORS[k % len(COLORS)], f"{group[0]} × {group[1]}")
@@ -221,11 +218,11 @@ def _passes_panel(ax: Axes, cells: list[dict], value_of, ylabel: str, title: str
     ax.legend(fontsize=8)
 
 
-def _passes_build(cell: dict, x: float) -> Bar:
-    build_s = (cell.get("timings") or {}).get("build_s")
+def _passes_build(cell: Cell, x: float) -> Bar:
+    build_s = cell.timings.get("build_s")
     if build_s is None:
-        return Bar(x, None, gap=cell["status"])
-    return Bar(x, float(build_s), mismatch=cell["status"] == "mismatch")
+        return Bar(x, None, gap=cell.status)
+    return Bar(x, float(build_s), mismatch=cell.status == "mismatch")
 
 
 def make_figure(report: dict) -> Figure:

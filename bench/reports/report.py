@@ -19,6 +19,7 @@ from bench.baselines import BASELINES
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.core.markdown import md_table
+from bench.record import Cell, Latency, RecordError
 
 SCHEMA = "gptbench.report"
 SCHEMA_VERSION = 1
@@ -26,7 +27,7 @@ KINDS = ("run", "passes")
 CELL_KEYS = ("id", "model", "frontend", "target", "scenario", "status")
 
 
-def new_report(kind: str, name: str, config: dict, environment: dict, cells: list[dict], command: list[str] | None = None,
+def new_report(kind: str, name: str, config: dict, environment: dict, cells: list[Cell], command: list[str] | None = None,
                **extra) -> dict:
     return dict(
         schema=SCHEMA,
@@ -92,7 +93,7 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     try:
         atomic_write(paths["csv"], to_frame(report).to_csv(index=False))
         atomic_write(paths["md"], to_markdown(report))
-        atomic_write(paths["json"], json.dumps(report, indent=1, default=str) + "\n")  # last: it replaces the claim
+        atomic_write(paths["json"], to_json(report) + "\n")  # last: it replaces the claim
     except BaseException:
         for p in paths.values():
             p.unlink(missing_ok=True)
@@ -100,8 +101,14 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def load_report(path: str | Path) -> dict:
-    """Read and validate a report; UserError naming the problem otherwise."""
+def to_json(report: dict) -> str:
+    """The report as JSON text (its cells through Cell.to_json)."""
+    return json.dumps({**report, "cells": [c.to_json() for c in report["cells"]]}, indent=1, default=str)
+
+
+def read_report(path: str | Path) -> dict:
+    """A report file's JSON, its schema checked (cells still JSON objects: `compare` checks their values
+    itself, naming each field); UserError naming the problem otherwise."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -142,27 +149,43 @@ def _latencies(cell: dict):
             yield name, b["latency"]
 
 
-def flat_row(cell: dict) -> dict:
-    par = cell.get("parity") or {}
-    row = {k: cell.get(k) for k in ("id", "model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens",
-                                     "shapes", "dtype", "threads", "status", "stage", "error")}
-    w = cell.get("weights") or {}
+def load_report(path: str | Path) -> dict:
+    """A report with typed cells (bench.record.Cell); UserError naming the file, cell and field otherwise."""
+    p = Path(path)
+    data = read_report(p)
+    cells = data["cells"]
+    typed = []
+    for i, cell in enumerate(cells):
+        where = f"cell {i}" + (f" ({cell['id']})" if isinstance(cell, dict) and isinstance(cell.get("id"), str) else "")
+        try:
+            typed.append(Cell.from_json(cell, where))
+        except RecordError as e:
+            raise UserError(f"{p}: {e}") from None
+    data["cells"] = typed
+    return data
+
+
+def flat_row(cell: Cell) -> dict:
+    par = cell.parity
+    row = {k: getattr(cell, k) for k in ("id", "model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens",
+                                         "shapes", "dtype", "threads", "status", "stage", "error")}
+    w = cell.weights or {}
     row["weights"] = f"{w.get('kind')}:{w.get('source')}" if w else None
-    row["n_params"] = cell.get("n_params")
-    row["unsupported_ops"] = ";".join(cell.get("unsupported_ops") or [])
+    row["n_params"] = cell.n_params
+    row["unsupported_ops"] = ";".join(cell.unsupported_ops)
     for k in ("export_s", "import_s", "build_s", "tune_s", "cell_s"):
-        row[k] = (cell.get("timings") or {}).get(k)
-    row.update(rel_l2=par.get("rel_l2"), max_abs=par.get("max_abs"), top1_agree=par.get("top1_agree"))
-    for name, stats in _latencies(cell):
+        row[k] = cell.timings.get(k)
+    row.update(rel_l2=par and par.rel_l2, max_abs=par and par.max_abs, top1_agree=par and par.top1_agree)
+    for name, stats in cell.latencies():
         for stat in ("median", "min", "mean", "p90", "p99", "std"):
-            row[f"{name}_{stat}_ms"] = stats.get(stat)
+            row[f"{name}_{stat}_ms"] = getattr(stats, stat)
         if name != "tvm":
-            row[f"speedup_vs_{name}"] = (cell.get("speedup") or {}).get(name)
-    for k, v in (cell.get("metrics") or {}).items():
+            row[f"speedup_vs_{name}"] = cell.speedup.get(name)
+    for k, v in (cell.metrics or {}).items():
         row[k] = v
-    row["tuning_db"] = (cell.get("tuning") or {}).get("hash")
-    row["n_relax_ops"] = sum((cell.get("relax_ops") or {}).values()) or None
-    row["peak_rss_mb"] = cell.get("peak_rss_mb")
+    row["tuning_db"] = (cell.tuning or {}).get("hash")
+    row["n_relax_ops"] = sum(cell.relax_ops.values()) or None
+    row["peak_rss_mb"] = cell.peak_rss_mb
     return row
 
 
@@ -172,10 +195,10 @@ def to_frame(report: dict):
     return pd.DataFrame([flat_row(c) for c in report["cells"]])
 
 
-def _ms(stats: dict | None) -> str | None:
-    if not stats:
+def _ms(stats: Latency | None) -> str | None:
+    if stats is None:
         return None
-    return f"{stats['median']:.3f} ± {stats['std']:.3f}" if stats["median"] < 100 else f"{stats['median']:.1f} ± {stats['std']:.1f}"
+    return f"{stats.median:.3f} ± {stats.std:.3f}" if stats.median < 100 else f"{stats.median:.1f} ± {stats.std:.1f}"
 
 
 def environment_line(env: dict) -> str:
@@ -215,34 +238,34 @@ def _bundle_lines(bundle: dict) -> list[str]:
             "is measured only when the model's weights and inputs, rebuilt here, match the bundle's sha256.", ""]
 
 
+def _fmt(value, spec: str) -> str | None:
+    return None if value is None else format(value, spec)
+
+
+def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
+    t = c.timings
+    imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
+    par, b, sp = c.parity, c.baselines, c.speedup
+    eager = b.get("eager")
+    row = [c.model, c.frontend] + ([c.variant] if has_variant else []) + [
+        c.status, (c.weights or {}).get("kind"), _fmt(imp, ".1f"), _fmt(t.get("build_s"), ".1f"),
+        _fmt(par and par.rel_l2, ".1e"), _fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
+    row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
+    row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in ("eager", *base_names)]
+    return row + [c.peak_rss_mb]
+
+
 def to_markdown(report: dict) -> str:
-    cells = report["cells"]
+    cells: list[Cell] = report["cells"]
     cfg = report.get("config") or {}
 
-    base_names = [b for b in BASELINES if b != "eager" and any(b in (c.get("baselines") or {}) for c in cells)]
-    has_variant = any(c.get("variant") for c in cells)
+    base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
+    has_variant = any(c.variant for c in cells)
     headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
     for b in base_names:
         headers.append(f"{b} ms")
     headers += ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
-    rows = []
-    for c in cells:
-        t = c.get("timings") or {}
-        imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
-        par = c.get("parity") or {}
-        b = c.get("baselines") or {}
-        w = c.get("weights") or {}
-        row = [c["model"], c["frontend"]] + ([c.get("variant")] if has_variant else []) + [c["status"], w.get("kind"), None if imp is None else f"{imp:.1f}",
-               None if t.get("build_s") is None else f"{t['build_s']:.1f}",
-               None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
-               None if par.get("top1_agree") is None else f"{par['top1_agree']:.3f}",
-               _ms(c.get("tvm")), _ms((b.get("eager") or {}).get("latency"))]
-        row += [_ms((b.get(n) or {}).get("latency")) or (b.get(n) or {}).get("status") for n in base_names]
-        sp = c.get("speedup") or {}
-        row += [None if sp.get("eager") is None else f"{sp['eager']:.3f}x"]
-        row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in base_names]
-        row += [c.get("peak_rss_mb")]
-        rows.append(row)
+    rows = [_cell_row(c, has_variant, base_names) for c in cells]
     shape = (f"past {cfg.get('past_len')} + 1 token" if cfg.get("scenario") == "decode" else f"seq {cfg.get('seq_len')}")
     out = [
         f"# gptbench {report.get('kind', 'run')}: {report['name']}",
@@ -261,70 +284,72 @@ def to_markdown(report: dict) -> str:
         md_table(headers, rows),
     ]
     out += timing_check_markdown(cells)
-    extra = [c for c in cells if c.get("metrics")]
+    extra = [c for c in cells if c.metrics]
     if extra:
-        keys = sorted({k for c in extra for k in c["metrics"]})
-        out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c["model"], c["frontend"], *[c["metrics"].get(k) for k in keys]] for c in extra])]
+        keys = sorted({k for c in extra for k in c.metrics})
+        out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c.model, c.frontend, *[c.metrics.get(k) for k in keys]] for c in extra])]
     if report.get("kind") == "passes":
         out += passes_markdown(cells)
-    failed = [c for c in cells if c["status"] != "ok"]
+    failed = [c for c in cells if c.status != "ok"]
     if failed:
         out += ["## Not ok", ""]
         for c in failed:
-            ops = c.get("unsupported_ops") or []
-            out.append(f"- **{c['model']} × {c['frontend']}**: `{c['status']}`" + (f" at {c.get('stage')}" if c.get("stage") else "")
-                       + f" — {c.get('error')}" + (f" (unsupported: {', '.join(ops)})" if ops else ""))
+            ops = c.unsupported_ops
+            out.append(f"- **{c.model} × {c.frontend}**: `{c.status}`" + (f" at {c.stage}" if c.stage else "")
+                       + f" — {c.error}" + (f" (unsupported: {', '.join(ops)})" if ops else ""))
         out.append("")
-    patched = [c for c in cells if c.get("patches")]
+    patched = [c for c in cells if c.patches]
     if patched:
         out += ["## Frontend workarounds applied", ""]
-        out += [f"- {c['model']} × {c['frontend']}: {'; '.join(c['patches'])}" for c in patched]
+        out += [f"- {c.model} × {c.frontend}: {'; '.join(c.patches)}" for c in patched]
         out.append("")
-    tuned = [c for c in cells if c.get("tuning")]
+    tuned = [c for c in cells if c.tuning]
     if tuned:
-        out += ["## Tuning databases", ""]
-        out += [f"- {c['model']} × {c['frontend']}: `{c['tuning'].get('path')}` (hash {c['tuning'].get('hash')}, "
-                f"{c['tuning'].get('records')} records from {c['tuning'].get('trials', '?')} trials and {c['tuning'].get('tuning_wall_s', '?')} s "
-                f"of tuning, {c['tuning'].get('matched', '?')} of {c['tuning'].get('tasks', '?')} kernels tuned)"
-                + (f"; tuned in this run: {c['tuning']['tuned_in_this_run']['trials']} trials, "
-                   f"{c['tuning']['tuned_in_this_run']['wall_s']} s" if c["tuning"].get("tuned_in_this_run") else "; found in the cache")
-                * bool(c["tuning"].get("tuned_in_this_run") or c["tuning"].get("from_cache"))
-                for c in tuned]
-        out.append("")
+        out += ["## Tuning databases", "", *[_tuning_line(c) for c in tuned], ""]
     return "\n".join(out)
 
 
-def latency_method(cfg: dict, cells: list[dict]) -> str:
+def _tuning_line(c: Cell) -> str:
+    t = c.tuning
+    line = (f"- {c.model} × {c.frontend}: `{t.get('path')}` (hash {t.get('hash')}, {t.get('records')} records from "
+            f"{t.get('trials', '?')} trials and {t.get('tuning_wall_s', '?')} s of tuning, {t.get('matched', '?')} of "
+            f"{t.get('tasks', '?')} kernels tuned)")
+    if t.get("tuned_in_this_run"):
+        return line + f"; tuned in this run: {t['tuned_in_this_run']['trials']} trials, {t['tuned_in_this_run']['wall_s']} s"
+    return line + ("; found in the cache" if t.get("from_cache") else "")
+
+
+def latency_method(cfg: dict, cells: list[Cell]) -> str:
     """How the latencies of a report were taken, in one paragraph."""
-    if not any(c.get("tvm") for c in cells):
+    if not any(c.tvm for c in cells):
         return "Latency: no cell of this report was timed."
-    plan = next((c["timing"]["describe"] for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("describe")), None)
+    plan = next((c.timing["describe"] for c in cells if c.timing and c.timing.get("describe")), None)
     how = plan or f"{cfg.get('warmup')} warmup calls, then {cfg.get('repeat')} interleaved rounds of one call per backend"
     return (f"Latency: median ± std of {cfg.get('repeat')} samples per backend; {how} "
             "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode; "
             "ONNX Runtime: perf_counter around session.run). Speedup = baseline median / TVM median.")
 
 
-def timing_check_markdown(cells: list[dict]) -> list[str]:
+def timing_check_markdown(cells: list[Cell]) -> list[str]:
     """The solo check: each backend's median alone after the rounds next to its median in the rounds."""
     rows, flagged = [], []
     for c in cells:
-        t = c.get("timing") if isinstance(c.get("timing"), dict) else None
+        t = c.timing
         if not t or not t.get("solo"):
             continue
-        if c.get("variant") and any(r[0] == c["model"] and r[1] == c["frontend"] for r in rows):
+        if c.variant and any(r[0] == c.model and r[1] == c.frontend for r in rows):
             continue  # a passes report: every variant shares one measurement
         machine = t.get("machine") or {}
         others = None if "others_cores" not in machine else f"{machine['others_cores']:.2f}" + (
             " (host, not the device)" if machine.get("note") else "" if machine.get("quiet") else " **busy**")
         for name, s in t["solo"].items():
             mark = "**flagged**" if s.get("flagged") else "ok"
-            rows.append([c["model"], c["frontend"], name, f"{s['paired_median']:.3f}", f"{s['median']:.3f}", f"{s['diff'] * 100:+.1f}%", mark,
+            rows.append([c.model, c.frontend, name, f"{s['paired_median']:.3f}", f"{s['median']:.3f}", f"{s['diff'] * 100:+.1f}%", mark,
                          others])
-        flagged += [f"- {c['model']} × {c['frontend']}: {f}" for f in t.get("flags") or []]
+        flagged += [f"- {c.model} × {c.frontend}: {f}" for f in t.get("flags") or []]
     if not rows:
         return []
-    tol = next(c["timing"].get("solo_tolerance") for c in cells if isinstance(c.get("timing"), dict) and c["timing"].get("solo"))
+    tol = next(c.timing.get("solo_tolerance") for c in cells if c.timing and c.timing.get("solo"))
     out = ["## Solo check", "",
            f"After the rounds each backend ran once more alone (after its own idle wait); a solo median more than ±{tol:.0%} "
            "from the median in the rounds is flagged: the machine drifted or the backends disturbed each other. "
@@ -341,40 +366,38 @@ def _delta(new, base) -> str | None:
     return f"{(new / base - 1) * 100:+.1f}%"
 
 
-def passes_markdown(cells: list[dict]) -> list[str]:
+def passes_markdown(cells: list[Cell]) -> list[str]:
     """The ablation table and the pass-time tables of a passes report."""
-    default = next((c for c in cells if c.get("variant") == "default"), None)
-    base_build = ((default or {}).get("timings") or {}).get("build_s")
-    base_lat = ((default or {}).get("tvm") or {}).get("median")
+    default = next((c for c in cells if c.variant == "default"), None)
+    base_build = default.timings.get("build_s") if default else None
+    base_lat = default.tvm.median if default and default.tvm else None
     rows = []
     for c in cells:
-        build_s = (c.get("timings") or {}).get("build_s")
-        lat = (c.get("tvm") or {}).get("median")
-        par = c.get("parity") or {}
-        rows.append([c.get("variant"), c["status"], None if build_s is None else f"{build_s:.2f}", _delta(build_s, base_build),
-                     _ms(c.get("tvm")), _delta(lat, base_lat), None if par.get("rel_l2") is None else f"{par['rel_l2']:.1e}",
-                     c.get("error") if c["status"] != "ok" else None])
+        build_s = c.timings.get("build_s")
+        lat = c.tvm.median if c.tvm else None
+        rows.append([c.variant, c.status, _fmt(build_s, ".2f"), _delta(build_s, base_build), _ms(c.tvm), _delta(lat, base_lat),
+                     _fmt(c.parity and c.parity.rel_l2, ".1e"), c.error if c.status != "ok" else None])
     out = ["## Pass ablation", "",
            "Each row rebuilds with one pass disabled (`PassContext(disabled_pass=[...])`); Δ is against the default pipeline.", "",
            md_table(["variant", "status", "build s", "Δ build", "TVM ms", "Δ latency", "rel L2", "note"], rows)]
-    if default and default.get("pass_times"):
-        total = default["timings"].get("instrumented_build_s")
-        relax_s = default["timings"].get("relax_pipeline_s")
+    if default and default.pass_times:
+        total = default.timings.get("instrumented_build_s")
+        relax_s = default.timings.get("relax_pipeline_s")
         out += ["## Where compile time goes", "",
                 f"One instrumented default build: {total} s in all, {relax_s} s of it in the Relax pipeline, the rest in TIR "
                 "lowering and code generation. Seconds are inclusive: a pass that runs others includes their time.", "",
                 md_table(["pass", "calls", "seconds", "share", "Relax bindings after", "PrimFuncs after"],
                          [[r["name"], r["calls"], f"{r['seconds']:.3f}", f"{100 * r['seconds'] / total:.1f}%" if total else None,
-                           r.get("relax_bindings"), r.get("prim_funcs")] for r in default["pass_times"][:20]])]
-    if default and default.get("pipeline"):
+                           r.get("relax_bindings"), r.get("prim_funcs")] for r in default.pass_times[:20]])]
+    if default and default.pipeline:
         out += ["## The Relax pipeline, in order", "",
                 md_table(["#", "pass", "seconds", "Relax bindings after", "PrimFuncs after"],
                          [[i + 1, r["name"], f"{r['seconds']:.3f}", r["relax_bindings"], r["prim_funcs"]]
-                          for i, r in enumerate(default["pipeline"])])]
+                          for i, r in enumerate(default.pipeline)])]
     return out
 
 
-def shapes_text(cell: dict) -> str:
+def shapes_text(cell: Cell) -> str:
     """'static, batch 1, seq 16': the shape a cell was measured at."""
-    tokens = {"decode": f"past {cell.get('past_len')} + 1", "generate": f"seq {cell.get('seq_len')} + {cell.get('new_tokens')} new"}
-    return f"{cell.get('shapes')}, batch {cell.get('batch')}, {tokens.get(cell['scenario'], 'seq ' + str(cell.get('seq_len')))}"
+    tokens = {"decode": f"past {cell.past_len} + 1", "generate": f"seq {cell.seq_len} + {cell.new_tokens} new"}
+    return f"{cell.shapes}, batch {cell.batch}, {tokens.get(cell.scenario, 'seq ' + str(cell.seq_len))}"

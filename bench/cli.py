@@ -365,7 +365,7 @@ def cmd_generate(args) -> int:
     if args.check:
         ref = eager_generate(prompt_module(loaded), decode_module(loaded), ids, args.new_tokens)[0].tolist()
         if ref != out:
-            first = next(i for i, (a, b) in enumerate(zip(ref, out)) if a != b)
+            first = next((i for i, (a, b) in enumerate(zip(ref, out, strict=False)) if a != b), min(len(ref), len(out)))
             _err(f"TVM's tokens differ from eager PyTorch's at new token {first}")
             return EXIT_FAIL
         _err(f"checked: the {args.new_tokens} tokens are identical to eager PyTorch's")

@@ -197,6 +197,9 @@ def train(data_path: str, out_dir: str, cfg: TrainConfig, log=print) -> dict:
 def model_card(arch: dict, meta: dict) -> str:
     cfg = meta["preset_config"]
     hist = "\n".join(f"| {h['iter']} | {h['wall_s']} | {h['train']:.4f} | {h['val']:.4f} |" for h in meta["history"])
+    training = (f"{meta['steps']} steps of batch {cfg['batch_size']} × {cfg['block_size']} ({meta['tokens_seen']:,} characters seen), "
+                f"AdamW lr {cfg['lr']} → {cfg['min_lr']} (warmup {cfg['warmup_iters']}, cosine), weight decay {cfg['weight_decay']}, "
+                f"dropout {cfg['dropout']}, seed {cfg['seed']}")
     return f"""# nanogpt-shakespeare-char
 
 A nanoGPT-style character-level GPT (`bench/models/nanogpt.py`) trained on this machine by
@@ -206,7 +209,7 @@ A nanoGPT-style character-level GPT (`bench/models/nanogpt.py`) trained on this 
 |---|---|
 | architecture | {arch['n_layer']} layers, {arch['n_head']} heads, {arch['n_embd']} embedding, context {arch['block_size']}, vocabulary {arch['vocab_size']} characters |
 | data | `{meta['data']['file']}`, {meta['data']['chars']:,} characters, sha256 `{meta['data']['sha256'][:16]}…`; {meta['data']['split']} |
-| training | {meta['steps']} steps of batch {cfg['batch_size']} × {cfg['block_size']} ({meta['tokens_seen']:,} characters seen), AdamW lr {cfg['lr']} → {cfg['min_lr']} (warmup {cfg['warmup_iters']}, cosine), weight decay {cfg['weight_decay']}, dropout {cfg['dropout']}, seed {cfg['seed']} |
+| training | {training} |
 | wall time | {meta['wall_s']} s on {meta['threads']} CPU threads, torch {meta['torch']} |
 | **validation loss** | **{meta['val_loss']} nats/char** (perplexity {meta['val_ppl']}), whole validation split, non-overlapping windows of {arch['block_size']} |
 | train loss (same measure, first {meta['data']['chars'] // 10:,} train chars) | {meta['train_loss_same_size']} |

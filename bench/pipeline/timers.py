@@ -60,7 +60,7 @@ def _worker(kind: str, bundle: Path, threads: int, repeat: int) -> dict:
                          spec["seq_len"], spec["past_len"], spec["shapes"], spec["seed"])
         module = case.module
         xs = tuple(torch.from_numpy(x) for x in inputs)
-        if not all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(xs, case.inputs)):
+        if len(xs) != len(case.inputs) or not all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(xs, case.inputs, strict=True)):
             raise RuntimeError("the rebuilt case has other inputs than the parent's")
         with torch.inference_mode():
             module(*xs)
@@ -76,7 +76,7 @@ def _worker(kind: str, bundle: Path, threads: int, repeat: int) -> dict:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(bundle / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-        feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
+        feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
         for _ in range(5):
             session.run(None, feeds)
         times = []

@@ -165,7 +165,6 @@ LONG_FUNCTIONS = {
     "bench.cli:build_parser": "TO SPLIT",
     "bench.models.pretrain:train": "TO SPLIT",
     "bench.models:load_model": "TO SPLIT",
-    "bench.pipeline.config:RunConfig.__post_init__": "TO SPLIT",
     "bench.pipeline.timers:_worker": "TO SPLIT",
     "bench.tuning.search:_scheduler": "TO SPLIT",
     "bench.tuning.search:tune": "TO SPLIT",

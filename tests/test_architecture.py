@@ -166,8 +166,6 @@ LONG_FUNCTIONS = {
     "bench.models.pretrain:train": "TO SPLIT",
     "bench.models:load_model": "TO SPLIT",
     "bench.pipeline.timers:_worker": "TO SPLIT",
-    "bench.tuning.search:_scheduler": "TO SPLIT",
-    "bench.tuning.search:tune": "TO SPLIT",
 }
 
 

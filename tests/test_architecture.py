@@ -163,9 +163,6 @@ LONG_FUNCTIONS = {
     "bench.pipeline.passes:run_passes": REWORK,
     "bench.reports.report:to_markdown": REWORK,
     "bench.cli:build_parser": "TO SPLIT",
-    "bench.models.pretrain:train": "TO SPLIT",
-    "bench.models:load_model": "TO SPLIT",
-    "bench.pipeline.timers:_worker": "TO SPLIT",
 }
 
 

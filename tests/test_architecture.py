@@ -162,7 +162,6 @@ LONG_FUNCTIONS = {
     "bench.pipeline.generate:generate_cell": REWORK,
     "bench.pipeline.passes:run_passes": REWORK,
     "bench.reports.report:to_markdown": REWORK,
-    "bench.cli:build_parser": "TO SPLIT",
 }
 
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench test test-slow test-docker docker docker-build clean tvm-relay
+.PHONY: setup bench lint test test-slow test-docker docker docker-build clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,14 @@ tvm-relay: $(RELAY_STAMP)
 # files per worker so module fixtures run once. Slow full-size runs are opt-in: `make test-slow`.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
+# Lint (pyproject.toml's [tool.ruff]: the rule set and line length): `make test` runs it first, so a
+# lint error fails the test run (and CI) before any test starts.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 # Where a prebuilt TVM 0.19 wheel is at hand the Relay environment is set up first (about 1 minute),
 # so the Relay tests run; if that fails, or without the wheel, they are skipped and say why.
-test: $(STAMP)
+test: lint
 	$(if $(RELAY_WHEEL),-$(MAKE) --no-print-directory tvm-relay)
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
 

@@ -364,7 +364,7 @@ def cmd_generate(args) -> int:
     if args.check:
         ref = eager_generate(prompt_module(loaded), decode_module(loaded), ids, args.new_tokens)[0].tolist()
         if ref != out:
-            first = next(i for i, (a, b) in enumerate(zip(ref, out)) if a != b)
+            first = next((i for i, (a, b) in enumerate(zip(ref, out, strict=False)) if a != b), min(len(ref), len(out)))
             _err(f"TVM's tokens differ from eager PyTorch's at new token {first}")
             return EXIT_FAIL
         _err(f"checked: the {args.new_tokens} tokens are identical to eager PyTorch's")
@@ -491,10 +491,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark Apache TVM's frontends (torch.export, ONNX, FX) on GPT models against eager PyTorch.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
+    for add in (_add_run, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
+        add(sub)
+    from bench import compare
+    from bench.reports import plot
 
+    compare.register(sub)
+    plot.register(sub)
+    _add_pretrain(sub)
+    return parser
+
+
+def add_output_args(p: argparse.ArgumentParser, name: str) -> None:
+    """--out and --name of a command that writes a report."""
+    p.add_argument("--out", default="results", help="report directory (default results/)")
+    p.add_argument("--name", default=name, help="report name (file stem after the timestamp)")
+
+
+def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a models × frontends matrix on one target; write a report")
     add_model_args(p)
     add_shape_args(p)
@@ -505,35 +521,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
     p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds (isolated cells only)")
     p.add_argument("--fail-on", default="mismatch", help="exit 1 when a cell is: mismatch (default), any (not ok), none")
+    _add_val_args(p)
+    _add_tune_budget_args(p)
+    add_rpc_args(p, "build here for the device's CPU, run and time TVM on a server of the key, parity against eager here")
+    _add_tvm_env_args(p)
+    p.add_argument("--bundle", default=None, metavar="DIR", help="build each cell and export it into DIR (a new directory) "
+                   "instead of running it: `gptbench measure DIR` measures it on another machine that has only TVM's runtime "
+                   "(--frontend export, prefill or decode)")
+    add_output_args(p, "run")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_val_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
     p.add_argument("--val-tokens", type=int, default=4096, help="compare eager and TVM on the first N tokens of the "
                    "validation split (default 4096; 0: all); eager's loss is always over the whole split")
+
+
+def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-budget", default=None, help="tune each model for at most this long (e.g. 5m) when no database is "
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
-    add_rpc_args(p, "build here for the device's CPU, run and time TVM on a server of the key, parity against eager here")
+
+
+def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay; `make tvm-relay`). "
                    "Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the others in 0.27); named, every "
                    "frontend in each, a pair that cannot run recorded as such")
     p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
-    p.add_argument("--bundle", default=None, metavar="DIR", help="build each cell and export it into DIR (a new directory) "
-                   "instead of running it: `gptbench measure DIR` measures it on another machine that has only TVM's runtime "
-                   "(--frontend export, prefill or decode)")
-    p.add_argument("--out", default="results", help="report directory (default results/)")
-    p.add_argument("--name", default="run", help="report name (file stem after the timestamp)")
-    p.set_defaults(func=cmd_run)
 
+
+def _add_measure(sub) -> None:
     p = sub.add_parser("measure", help="measure a bundle built by `run --bundle` (here, with TVM's runtime only); write a run report")
     p.add_argument("bundle", metavar="DIR", help="the bundle directory")
     p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), comma-separated; none: TVM alone")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--out", default="results", help="report directory (default results/)")
-    p.add_argument("--name", default="measure", help="report name (file stem after the timestamp)")
+    add_output_args(p, "measure")
     p.set_defaults(func=cmd_measure)
 
+
+def _add_passes(sub) -> None:
     p = sub.add_parser("passes", help="time every pass of the pipeline and ablate chosen passes; write a passes report")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
@@ -542,19 +572,21 @@ def build_parser() -> argparse.ArgumentParser:
                    " and ApplyDefaultSchedule on cuda)")
     add_timing_args(p, warmup=3, repeat=20)
     p.add_argument("--tol", type=float, default=0.0)
-    p.add_argument("--out", default="results")
-    p.add_argument("--name", default="passes")
+    add_output_args(p, "passes")
     p.set_defaults(func=cmd_passes, no_isolate=True)
 
+
+def _add_timers(sub) -> None:
     p = sub.add_parser("timers", help="check the harness's medians against independent timers (each backend alone in a "
                        "fresh process), in one time window; exit 1 beyond 10%%")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
     add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--out", default="results", help="report directory (default results/)")
-    p.add_argument("--name", default="timers", help="report name (file stem after the timestamp)")
+    add_output_args(p, "timers")
     p.set_defaults(func=cmd_timers)
 
+
+def _add_ppl(sub) -> None:
     p = sub.add_parser("ppl", help="sliding-window perplexity of a text, eager and through TVM (they must agree to 1e-4)")
     add_model_args(p, frontend_default="export")
     p.add_argument("--text", required=True, help="UTF-8 text file")
@@ -562,10 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=0, help="window length (default: the model's context)")
     p.add_argument("--split", default="all", choices=["all", "val", "train"], help="val: the last 10%% (as pretrain holds out)")
     p.add_argument("--max-tokens", type=int, default=0, help="score only the first N tokens of the split")
-    p.add_argument("--out", default="results")
-    p.add_argument("--name", default="ppl")
+    add_output_args(p, "ppl")
     p.set_defaults(func=cmd_ppl, no_isolate=True)
 
+
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="greedy generation through a TVM build (KV cache, symbolic past length)")
     add_model_args(p, frontend_default="export")
     p.add_argument("--prompt", required=True)
@@ -573,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="also generate with eager PyTorch and require identical tokens")
     p.set_defaults(func=cmd_generate, no_isolate=True)
 
+
+def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="MetaSchedule-tune every kernel of a model into a persistent database")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
@@ -590,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "keyed by the device's CPU")
     p.set_defaults(func=cmd_tune, no_isolate=True)
 
+
+def _add_rpc(sub) -> None:
     p = sub.add_parser("rpc", help="a local RPC tracker and device servers (`up`), or what a tracker holds (`status`)")
     p.add_argument("action", choices=["up", "status"])
     p.add_argument("--servers", type=int, default=2, help="up: how many servers (default 2)")
@@ -598,16 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc", default=None, metavar="HOST:PORT", help="status: the tracker")
     p.set_defaults(func=cmd_rpc)
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="print the Markdown table of report JSON file(s)")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_report)
 
-    from bench import compare
-    from bench.reports import plot
 
-    compare.register(sub)
-    plot.register(sub)
-
+def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="train a nanoGPT char-level model on a text file")
     p.add_argument("--data", required=True, help="UTF-8 text file")
     p.add_argument("--preset", default="char", help="char (nanogpt-shakespeare-char) or smoke (tests)")
@@ -616,7 +651,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="directory for ckpt.pt and MODEL_CARD.md")
     p.set_defaults(func=cmd_pretrain)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

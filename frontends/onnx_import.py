@@ -117,8 +117,8 @@ class OnnxFrontend(Frontend):
             raise FrontendError(self.name, "import", "", unsupported=missing)
         shape_dict = dtype_dict = None
         if not req.dynamic:
-            shape_dict = {n: list(t.shape) for n, t in zip(req.input_names, req.inputs)}
-            dtype_dict = {n: str(t.dtype).replace("torch.", "") for n, t in zip(req.input_names, req.inputs)}
+            shape_dict = {n: list(t.shape) for n, t in zip(req.input_names, req.inputs, strict=True)}
+            dtype_dict = {n: str(t.dtype).replace("torch.", "") for n, t in zip(req.input_names, req.inputs, strict=True)}
         try:
             with timed(timings, "import_s"):
                 mod = from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=True)

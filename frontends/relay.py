@@ -68,7 +68,7 @@ class RelayTorchFrontend(_Relay):
         except Exception as e:  # noqa: BLE001 - a failed trace is a result
             raise FrontendError(self.name, "export", short_error(e)) from e
         ops = Counter(n.kind() for n in traced.inlined_graph.nodes() if n.kind().startswith("aten::"))
-        shapes = [(n, tuple(x.shape)) for n, x in zip(req.input_names, req.inputs)]
+        shapes = [(n, tuple(x.shape)) for n, x in zip(req.input_names, req.inputs, strict=True)]
         try:
             with timed(timings, "import_s"):
                 mod, params = relay.frontend.from_pytorch(traced, shapes)
@@ -107,7 +107,7 @@ class RelayOnnxFrontend(_Relay):
             raise FrontendError(self.name, "import", "", unsupported=missing)
         try:
             with timed(timings, "import_s"):
-                mod, params = relay.frontend.from_onnx(model, {n: tuple(x.shape) for n, x in zip(req.input_names, req.inputs)},
+                mod, params = relay.frontend.from_onnx(model, {n: tuple(x.shape) for n, x in zip(req.input_names, req.inputs, strict=True)},
                                                        freeze_params=True)
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "import", short_error(e)) from e

@@ -60,7 +60,7 @@ def test_decode_with_cache_equals_prefill(name):
 def test_random_weights_are_seeded_and_labelled():
     a, b = load_model("nanogpt-tiny", "random", seed=3), load_model("nanogpt-tiny", "random", seed=3)
     assert a.weights.kind == "random" and a.weights.source == "seed=3"
-    for (ka, va), (_, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
+    for (ka, va), (_, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka
 
 

@@ -145,7 +145,7 @@ def test_every_backend_has_its_own_colour_even_when_all_its_cells_failed():
     cells[0].tuning = dict(matched=28, tasks=30)
     fig = make_figure(new_report("run", "colours", dict(target="llvm"), dict(cpu="x"), cells))
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    colours = {label: to_hex(h.patches[0].get_facecolor()) for h, label in zip(handles, labels)}
+    colours = {label: to_hex(h.patches[0].get_facecolor()) for h, label in zip(handles, labels, strict=True)}
     assert len(set(colours.values())) == len(colours), colours  # export and the all-failed fx differ
     assert "TVM export (tuned: 28 of 30 kernels)" in colours
 

@@ -55,7 +55,7 @@ def test_window_starts_score_every_token_once():
     for n, length, stride in [(100, 10, 10), (100, 10, 3), (57, 8, 5), (11, 10, 1)]:
         scored = []
         for begin, first in window_starts(n, length, stride):
-            assert 0 <= begin and begin + length <= n - 1
+            assert begin >= 0 and begin + length <= n - 1
             scored += list(range(begin + first + 1, begin + length + 1))
         assert scored == list(range(1, n)), (n, length, stride)
 

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bench.build.relax import Compiled, build
 from bench.measure.timing import torch_timer, wall_timer
@@ -87,7 +87,7 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     names = [i.name for i in session.get_inputs()]
     if len(names) != len(case.inputs):
         raise RuntimeError(f"ONNX model takes {len(names)} inputs ({names}), the case has {len(case.inputs)}")
-    feeds = {n: x.detach().cpu().numpy() for n, x in zip(names, case.inputs)}
+    feeds = {n: x.detach().cpu().numpy() for n, x in zip(names, case.inputs, strict=True)}
     setup = time.perf_counter() - t0
     info.update(provider=providers[0], ort=ort.__version__)
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def current() -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def missing_reason(name: str) -> str | None:
     """None when `name`'s interpreter exists and imports its TVM, else why not (with the fix)."""
     if name == current():

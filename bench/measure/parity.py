@@ -26,7 +26,7 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray], tol: float, names: lis
         result.update(ok=False, reason=f"{len(got)} outputs, eager has {len(ref)}")
         return result
     worst_rel = worst_abs = 0.0
-    for name, r, g in zip(names, ref, got):
+    for name, r, g in zip(names, ref, got, strict=True):
         r64, g64 = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
         if r64.shape != g64.shape:
             result.update(ok=False, reason=f"{name}: shape {g64.shape}, eager has {r64.shape}")

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 METHODS = ("blocks", "interleaved")
 SOLO_TOLERANCE = 0.10  # |solo median / paired median - 1| above this is flagged

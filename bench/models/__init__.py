@@ -226,55 +226,64 @@ def load_model(name: str, weights: str = "auto", seed: int = 0) -> LoadedModel:
     spec = get_spec(name)
     vocab, extra = None, {}
     if weights not in WEIGHT_CHOICES:  # a path
-        path = Path(weights)
-        if not path.exists():
-            raise UserError(f"--weights {weights}: no such file or directory (or use one of {', '.join(WEIGHT_CHOICES)})")
-        if spec.family == "hf-gpt2":
-            if not (path / "config.json").is_file():
-                raise UserError(f"--weights {weights}: not a Hugging Face model directory (no config.json)")
-            from bench.models import hf_gpt2
-
-            try:
-                module = hf_gpt2.load_pretrained(str(path))
-            except Exception as e:  # noqa: BLE001
-                raise UserError(f"--weights {weights}: cannot load a GPT-2 from it: {e}") from None
-            cfg = module.config
-            got = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
-            want = {k: spec.arch[k] for k in got}
-            if got != want:
-                raise UserError(f"--weights {weights}: architecture {got} is not {spec.name}'s {want}")
-        else:
-            module, vocab, extra = load_checkpoint(path, spec)
-        info = WeightsInfo("path", str(path), weights)
+        module, vocab, extra = _load_path(spec, weights)
+        info = WeightsInfo("path", str(Path(weights)), weights)
     elif weights == "random":
         module = _init_random(spec, seed)
         info = WeightsInfo("random", f"seed={seed}", weights)
     else:
-        source = spec.pretrained_source()
-        if source is None and weights == "pretrained":
-            raise UserError(
-                f"no pretrained weights for {spec.name} on this machine (looked in: {spec.pretrained_help()}); "
-                "use --weights random, or --weights PATH to a local copy"
-                + (
-                    " (e.g. one written by `save_pretrained` on a machine with hub access, or fill the HF cache "
-                    "with `huggingface-cli download` there and copy ~/.cache/huggingface)"
-                    if spec.family == "hf-gpt2"
-                    else ""
-                )
-            )
-        if source is None:
-            module = _init_random(spec, seed)
-            info = WeightsInfo("random", f"seed={seed}", weights, note=f"auto: no pretrained weights ({spec.pretrained_help()})")
-        elif spec.checkpoint:
-            module, vocab, extra = load_checkpoint(Path(source), spec)
-            info = WeightsInfo("pretrained", f"{spec.checkpoint}@{_file_digest(Path(source))}", weights)
-        else:
-            from bench.models import hf_gpt2
-
-            module = hf_gpt2.load_pretrained(source)
-            info = WeightsInfo("pretrained", f"hf-cache:{source}", weights)
+        module, vocab, extra, info = _load_pretrained(spec, weights, seed)
     module.eval()
     return LoadedModel(spec, module, info, count_params(module), vocab, extra)
+
+
+def _load_path(spec: ModelSpec, weights: str):
+    """--weights PATH: a Hugging Face model directory (hf-gpt2) or a checkpoint. (module, vocab, meta)."""
+    path = Path(weights)
+    if not path.exists():
+        raise UserError(f"--weights {weights}: no such file or directory (or use one of {', '.join(WEIGHT_CHOICES)})")
+    if spec.family != "hf-gpt2":
+        return load_checkpoint(path, spec)
+    if not (path / "config.json").is_file():
+        raise UserError(f"--weights {weights}: not a Hugging Face model directory (no config.json)")
+    from bench.models import hf_gpt2
+
+    try:
+        module = hf_gpt2.load_pretrained(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"--weights {weights}: cannot load a GPT-2 from it: {e}") from None
+    cfg = module.config
+    got = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
+    want = {k: spec.arch[k] for k in got}
+    if got != want:
+        raise UserError(f"--weights {weights}: architecture {got} is not {spec.name}'s {want}")
+    return module, None, {}
+
+
+def _load_pretrained(spec: ModelSpec, weights: str, seed: int):
+    """--weights pretrained (an error where there are none) or auto (random where there are none).
+    (module, vocab, meta, WeightsInfo)."""
+    source = spec.pretrained_source()
+    if source is None and weights == "pretrained":
+        raise UserError(
+            f"no pretrained weights for {spec.name} on this machine (looked in: {spec.pretrained_help()}); "
+            "use --weights random, or --weights PATH to a local copy"
+            + (
+                " (e.g. one written by `save_pretrained` on a machine with hub access, or fill the HF cache "
+                "with `huggingface-cli download` there and copy ~/.cache/huggingface)"
+                if spec.family == "hf-gpt2"
+                else ""
+            )
+        )
+    if source is None:
+        info = WeightsInfo("random", f"seed={seed}", weights, note=f"auto: no pretrained weights ({spec.pretrained_help()})")
+        return _init_random(spec, seed), None, {}, info
+    if spec.checkpoint:
+        module, vocab, extra = load_checkpoint(Path(source), spec)
+        return module, vocab, extra, WeightsInfo("pretrained", f"{spec.checkpoint}@{_file_digest(Path(source))}", weights)
+    from bench.models import hf_gpt2
+
+    return hf_gpt2.load_pretrained(source), None, {}, WeightsInfo("pretrained", f"hf-cache:{source}", weights)
 
 
 def prefill_module(loaded: LoadedModel):

@@ -119,8 +119,6 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 def train(data_path: str, out_dir: str, cfg: TrainConfig, log=print) -> dict:
     """Train, write `ckpt.pt` and `MODEL_CARD.md` under out_dir, return the metadata."""
     import torch
-    from torch.nn import functional as F
-    from tqdm import tqdm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -130,22 +128,66 @@ def train(data_path: str, out_dir: str, cfg: TrainConfig, log=print) -> dict:
     arch = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
                 vocab_size=len(data.vocab))
     model = GPT(GPTConfig(**arch, dropout=cfg.dropout))
+    history, wall = _train_loop(model, _optimizer(model, cfg), data, cfg, gen, log)
+    model.eval()
+    val = window_loss(lambda ids: model(ids), data.val, cfg.block_size)
+    train_sample = window_loss(lambda ids: model(ids), data.train[: len(data.val)], cfg.block_size)
+    meta = dict(
+        preset_config=asdict(cfg),
+        steps=cfg.max_iters,
+        tokens_seen=cfg.max_iters * cfg.batch_size * cfg.block_size,
+        wall_s=round(wall, 1),
+        threads=torch.get_num_threads(),
+        torch=str(torch.__version__),
+        data=_data_meta(data_path, data),
+        val_loss=round(val, 4),
+        val_ppl=round(math.exp(val), 3),
+        train_loss_same_size=round(train_sample, 4),
+        history=history,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(dict(format=CHECKPOINT_FORMAT, family="nanogpt", config=arch, state_dict=state, vocab=data.vocab, meta=meta),
+               out / "ckpt.pt")
+    (out / "MODEL_CARD.md").write_text(model_card(arch, meta))
+    log(f"val loss {val:.4f} nats/char (ppl {math.exp(val):.3f}) over the whole validation split; wrote {out / 'ckpt.pt'}")
+    return meta
+
+
+def _optimizer(model, cfg: TrainConfig):
+    """AdamW with weight decay on the matrices only (not on biases and norms)."""
+    import torch
+
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, cfg.beta2))
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, cfg.beta2))
 
-    @torch.no_grad()
-    def estimate() -> dict[str, float]:
-        model.eval()
-        out = {}
-        egen = torch.Generator().manual_seed(0)
+
+def _estimate(model, data: CharData, cfg: TrainConfig) -> dict[str, float]:
+    """Mean loss over eval_iters random batches of each split (the same batches every time)."""
+    import torch
+    from torch.nn import functional as F
+
+    model.eval()
+    out = {}
+    egen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
         for split, d in (("train", data.train), ("val", data.val)):
             losses = [F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
                       for x, y in (get_batch(d, cfg.block_size, cfg.batch_size, egen) for _ in range(cfg.eval_iters))]
             out[split] = sum(losses) / len(losses)
-        model.train()
-        return out
+    model.train()
+    return out
+
+
+def _train_loop(model, opt, data: CharData, cfg: TrainConfig, gen, log) -> tuple[list[dict], float]:
+    """max_iters steps with the learning-rate schedule and gradient clipping, an estimate every
+    eval_interval steps and at the end; (the estimates, wall seconds)."""
+    import torch
+    from torch.nn import functional as F
+    from tqdm import tqdm
 
     history = []
     t0 = time.perf_counter()
@@ -162,41 +204,24 @@ def train(data_path: str, out_dir: str, cfg: TrainConfig, log=print) -> dict:
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.max_iters:
-            est = estimate()
+            est = _estimate(model, data, cfg)
             history.append(dict(iter=it + 1, wall_s=round(time.perf_counter() - t0, 1), **est))
             log(f"iter {it + 1}: train {est['train']:.4f}  val {est['val']:.4f}  ({history[-1]['wall_s']} s)")
-    wall = time.perf_counter() - t0
-    model.eval()
-    val = window_loss(lambda ids: model(ids), data.val, cfg.block_size)
-    train_sample = window_loss(lambda ids: model(ids), data.train[: len(data.val)], cfg.block_size)
+    return history, time.perf_counter() - t0
+
+
+def _data_meta(data_path: str, data: CharData) -> dict:
     text_bytes = Path(data_path).read_bytes()
-    meta = dict(
-        preset_config=asdict(cfg),
-        steps=cfg.max_iters,
-        tokens_seen=cfg.max_iters * cfg.batch_size * cfg.block_size,
-        wall_s=round(wall, 1),
-        threads=torch.get_num_threads(),
-        torch=str(torch.__version__),
-        data=dict(file=Path(data_path).name, chars=len(data.train) + len(data.val), sha256=hashlib.sha256(text_bytes).hexdigest(),
-                  split="first 90% train, last 10% validation"),
-        val_loss=round(val, 4),
-        val_ppl=round(math.exp(val), 3),
-        train_loss_same_size=round(train_sample, 4),
-        history=history,
-    )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    torch.save(dict(format=CHECKPOINT_FORMAT, family="nanogpt", config=arch, state_dict=state, vocab=data.vocab, meta=meta),
-               out / "ckpt.pt")
-    (out / "MODEL_CARD.md").write_text(model_card(arch, meta))
-    log(f"val loss {val:.4f} nats/char (ppl {math.exp(val):.3f}) over the whole validation split; wrote {out / 'ckpt.pt'}")
-    return meta
+    return dict(file=Path(data_path).name, chars=len(data.train) + len(data.val), sha256=hashlib.sha256(text_bytes).hexdigest(),
+                split="first 90% train, last 10% validation")
 
 
 def model_card(arch: dict, meta: dict) -> str:
     cfg = meta["preset_config"]
     hist = "\n".join(f"| {h['iter']} | {h['wall_s']} | {h['train']:.4f} | {h['val']:.4f} |" for h in meta["history"])
+    training = (f"{meta['steps']} steps of batch {cfg['batch_size']} × {cfg['block_size']} ({meta['tokens_seen']:,} characters seen), "
+                f"AdamW lr {cfg['lr']} → {cfg['min_lr']} (warmup {cfg['warmup_iters']}, cosine), weight decay {cfg['weight_decay']}, "
+                f"dropout {cfg['dropout']}, seed {cfg['seed']}")
     return f"""# nanogpt-shakespeare-char
 
 A nanoGPT-style character-level GPT (`bench/models/nanogpt.py`) trained on this machine by
@@ -206,7 +231,7 @@ A nanoGPT-style character-level GPT (`bench/models/nanogpt.py`) trained on this 
 |---|---|
 | architecture | {arch['n_layer']} layers, {arch['n_head']} heads, {arch['n_embd']} embedding, context {arch['block_size']}, vocabulary {arch['vocab_size']} characters |
 | data | `{meta['data']['file']}`, {meta['data']['chars']:,} characters, sha256 `{meta['data']['sha256'][:16]}…`; {meta['data']['split']} |
-| training | {meta['steps']} steps of batch {cfg['batch_size']} × {cfg['block_size']} ({meta['tokens_seen']:,} characters seen), AdamW lr {cfg['lr']} → {cfg['min_lr']} (warmup {cfg['warmup_iters']}, cosine), weight decay {cfg['weight_decay']}, dropout {cfg['dropout']}, seed {cfg['seed']} |
+| training | {training} |
 | wall time | {meta['wall_s']} s on {meta['threads']} CPU threads, torch {meta['torch']} |
 | **validation loss** | **{meta['val_loss']} nats/char** (perplexity {meta['val_ppl']}), whole validation split, non-overlapping windows of {arch['block_size']} |
 | train loss (same measure, first {meta['data']['chars'] // 10:,} train chars) | {meta['train_loss_same_size']} |

@@ -72,6 +72,22 @@ class RunConfig:
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
 
     def __post_init__(self) -> None:
+        """Each step checks its flags in turn (the first bad value is the error) and fills the defaults."""
+        self._check_names()
+        self._check_target_options()
+        self._check_sizes()
+        self._check_baselines_and_tuning()
+        self._fill_defaults_and_check_options()
+        relay = self._check_relay()
+        self._check_bundle(relay)
+        if self.rpc is not None:
+            self._check_rpc(relay)
+        if self.db is not None:
+            self._check_database()
+        self._check_models()
+
+    def _check_names(self) -> None:
+        """Models, frontends, target, scenario, shape mode and dtype: known (and frontends available)."""
         if not self.models:
             raise ValueError("no model given; `gptbench models` lists them")
         if not self.frontends:
@@ -95,10 +111,16 @@ class RunConfig:
             raise ValueError(str(unknown("shape mode", self.shapes, list(SHAPES))))
         if self.dtype not in DTYPES:
             raise ValueError(str(unknown("dtype", self.dtype, list(DTYPES))))
+
+    def _check_target_options(self) -> None:
+        """--dlight and float16: options of one target only."""
         if self.dlight and self.target != "llvm":
             raise ValueError("--dlight adds dlight's CPU rules to the llvm pipeline; the cuda pipeline has dlight's GPU rules already")
         if self.dtype == "float16" and self.target != "cuda":
             raise ValueError("--dtype float16 is for --target cuda (eager PyTorch has no fast fp16 CPU path to compare with)")
+
+    def _check_sizes(self) -> None:
+        """Token counts, repeats and timeouts in range; symbolic shapes need a size torch.export keeps symbolic."""
         for name in ("batch", "seq_len", "past_len", "new_tokens", "repeat"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -108,6 +130,9 @@ class RunConfig:
             raise ValueError("symbolic shapes need --seq-len >= 2 (torch.export specialises sizes 0 and 1)")
         if self.scenario == "decode" and self.shapes == "symbolic" and self.past_len < 2:
             raise ValueError("symbolic shapes need --past-len >= 2 (torch.export specialises sizes 0 and 1)")
+
+    def _check_baselines_and_tuning(self) -> None:
+        """--baselines known (none: TVM alone, else eager first) and --db/--tune-budget consistent with them."""
         if "none" in self.baselines:
             if len(self.baselines) > 1:
                 raise ValueError("--baselines none times TVM alone; it cannot be combined with other baselines")
@@ -127,6 +152,9 @@ class RunConfig:
             raise ValueError("--tune-budget needs --shapes static (MetaSchedule tunes fixed shapes)")
         if self.baselines and "eager" not in self.baselines:
             self.baselines = ["eager", *self.baselines]
+
+    def _fill_defaults_and_check_options(self) -> None:
+        """The timing plan, threads and tolerance defaults; --val-*, --cuda-arch and --cell-timeout."""
         self.plan()  # validates --timing, --block, --solo
         self.threads = self.threads or usable_cores()
         self.tol = self.tol or DEFAULT_TOL[self.dtype]
@@ -139,6 +167,8 @@ class RunConfig:
         if self.cell_timeout and not self.isolate:
             raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
 
+    def _check_relay(self) -> list[str]:
+        """--tvm environments known; the Relay frontends' limits. Returns this run's Relay frontends."""
         for env in self.tvm or []:
             if env not in ENVS:
                 raise ValueError(str(unknown("TVM environment", env, list(ENVS))))
@@ -147,6 +177,10 @@ class RunConfig:
             raise ValueError(f"{', '.join(relay)}: the Relay cells take --target llvm, float32, --shapes static, prefill or decode")
         if self.blas and not relay:
             raise ValueError("--blas is for the Relay frontends (relay-onnx, relay-torch): -libs=cblas on their target")
+        return relay
+
+    def _check_bundle(self, relay: list[str]) -> None:
+        """--bundle: prefill or decode cells of the export frontend, measured elsewhere."""
         if relay and self.bundle is not None:
             raise ValueError("--bundle takes --frontend export")
         if self.bundle is not None:
@@ -154,19 +188,21 @@ class RunConfig:
                 raise ValueError("--bundle packs prefill or decode cells (no --val-text): measure generation where it is built")
             if any(f != "export" for f in self.frontends):
                 raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
-        if self.rpc is not None:
-            self._check_rpc(relay)
-        if self.db is not None:
-            if not Path(self.db).is_dir():
-                raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
 
-            try:
-                meta = validate_database(self.db, self.target_info())
-            except UserError as e:
-                raise ValueError(str(e)) from None
-            if bool(meta.get("fast_math")) != self.fast_math:
-                raise ValueError(f"--db {self.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
-                                 f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
+    def _check_database(self) -> None:
+        """--db: a tuning database for this target, tuned with this run's --fast-math setting."""
+        if not Path(self.db).is_dir():
+            raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
+        try:
+            meta = validate_database(self.db, self.target_info())
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        if bool(meta.get("fast_math")) != self.fast_math:
+            raise ValueError(f"--db {self.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
+                             f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
+
+    def _check_models(self) -> None:
+        """Each model fits the scenario's tokens and has the --weights asked for."""
         for m in self.models:
             spec = get_spec(m)
             try:

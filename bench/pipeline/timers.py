@@ -49,58 +49,72 @@ def _worker(kind: str, bundle: Path, threads: int, repeat: int) -> dict:
     os.environ["TVM_NUM_THREADS"] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     inputs = [np.load(bundle / f"input{i}.npy") for i in range(len(list(bundle.glob("input*.npy"))))]
-    if kind == "eager":
-        import torch
-        from torch.utils import benchmark
+    timers = {"eager": _time_eager, "ort": _time_ort, "tvm": _time_tvm}
+    if kind not in timers:
+        raise ValueError(f"unknown timer kind {kind!r}")
+    return timers[kind](bundle, inputs, threads, repeat)
 
-        torch.set_num_threads(threads)
-        spec = json.loads((bundle / "case.json").read_text())  # the same model, weights and inputs, rebuilt here
-        torch.manual_seed(spec["seed"])
-        case = make_case(load_model(spec["model"], spec["weights"], seed=spec["seed"]), spec["scenario"], spec["batch"],
-                         spec["seq_len"], spec["past_len"], spec["shapes"], spec["seed"])
-        module = case.module
-        xs = tuple(torch.from_numpy(x) for x in inputs)
-        if not all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(xs, case.inputs)):
-            raise RuntimeError("the rebuilt case has other inputs than the parent's")
-        with torch.inference_mode():
-            module(*xs)
-        timer = benchmark.Timer(stmt="with torch.inference_mode(): module(*xs)", globals=dict(module=module, xs=xs, torch=torch),
-                                num_threads=threads)
-        m = timer.blocked_autorange(min_run_time=max(1.0, repeat * _probe(lambda: timer.timeit(1).mean)))
-        return dict(tool="torch.utils.benchmark.Timer.blocked_autorange", median_ms=m.median * 1e3, n=len(m.times),
-                    calls=m.number_per_run * len(m.times))
-    if kind == "ort":
-        import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(bundle / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-        feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
-        for _ in range(5):
-            session.run(None, feeds)
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            session.run(None, feeds)
-            times.append(time.perf_counter() - t0)
-        return dict(tool="InferenceSession.run loop, perf_counter", median_ms=float(np.median(times)) * 1e3, n=len(times), calls=len(times))
-    if kind == "tvm":
-        import tvm
-        from tvm import relax
+def _time_eager(bundle: Path, inputs: list, threads: int, repeat: int) -> dict:
+    """The case rebuilt from case.json (the same model, weights and inputs), timed by PyTorch's benchmark timer."""
+    import torch
+    from torch.utils import benchmark
 
-        dev = tvm.cpu()
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(bundle / "tvm.so")), dev)
-        params = [tvm.runtime.tensor(p, dev) for p in np.load(bundle / "params.npz").values()]
-        if vm.module.implements_function("main_transform_params"):
-            params = list(vm["main_transform_params"](params))
-        args = [tvm.runtime.tensor(x, dev) for x in inputs] + params
-        for _ in range(5):
-            vm["main"](*args)
-        res = vm.time_evaluator("main", dev, number=1, repeat=repeat)(*args)
-        return dict(tool="relax.VirtualMachine.time_evaluator(number=1, repeat=N)", median_ms=float(np.median(res.results)) * 1e3,
-                    n=len(res.results), calls=len(res.results))
-    raise ValueError(f"unknown timer kind {kind!r}")
+    torch.set_num_threads(threads)
+    spec = json.loads((bundle / "case.json").read_text())
+    torch.manual_seed(spec["seed"])
+    case = make_case(load_model(spec["model"], spec["weights"], seed=spec["seed"]), spec["scenario"], spec["batch"],
+                     spec["seq_len"], spec["past_len"], spec["shapes"], spec["seed"])
+    module = case.module
+    xs = tuple(torch.from_numpy(x) for x in inputs)
+    same = len(xs) == len(case.inputs) and all(np.array_equal(a.numpy(), b.detach().numpy())
+                                               for a, b in zip(xs, case.inputs, strict=True))
+    if not same:
+        raise RuntimeError("the rebuilt case has other inputs than the parent's")
+    with torch.inference_mode():
+        module(*xs)
+    timer = benchmark.Timer(stmt="with torch.inference_mode(): module(*xs)", globals=dict(module=module, xs=xs, torch=torch),
+                            num_threads=threads)
+    m = timer.blocked_autorange(min_run_time=max(1.0, repeat * _probe(lambda: timer.timeit(1).mean)))
+    return dict(tool="torch.utils.benchmark.Timer.blocked_autorange", median_ms=m.median * 1e3, n=len(m.times),
+                calls=m.number_per_run * len(m.times))
+
+
+def _time_ort(bundle: Path, inputs: list, threads: int, repeat: int) -> dict:
+    """model.onnx in ONNX Runtime (the harness's session options), a plain perf_counter loop."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(bundle / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
+    for _ in range(5):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return dict(tool="InferenceSession.run loop, perf_counter", median_ms=float(np.median(times)) * 1e3, n=len(times), calls=len(times))
+
+
+def _time_tvm(bundle: Path, inputs: list, threads: int, repeat: int) -> dict:
+    """tvm.so loaded in this process, timed by the VM's time_evaluator alone."""
+    import tvm
+    from tvm import relax
+
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(bundle / "tvm.so")), dev)
+    params = [tvm.runtime.tensor(p, dev) for p in np.load(bundle / "params.npz").values()]
+    if vm.module.implements_function("main_transform_params"):
+        params = list(vm["main_transform_params"](params))
+    args = [tvm.runtime.tensor(x, dev) for x in inputs] + params
+    for _ in range(5):
+        vm["main"](*args)
+    res = vm.time_evaluator("main", dev, number=1, repeat=repeat)(*args)
+    return dict(tool="relax.VirtualMachine.time_evaluator(number=1, repeat=N)", median_ms=float(np.median(res.results)) * 1e3,
+                n=len(res.results), calls=len(res.results))
 
 
 def _probe(fn) -> float:

@@ -161,13 +161,6 @@ def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int =
 
     rng = random.Random(seed)
 
-    def gradient(i: int, weight: float) -> float:
-        h = history.get(i, [])
-        if not h or not h[-1] < 1e9:
-            return -1e9  # no valid measurement yet: MetaSchedule skips such a task
-        g1 = (h[-1 - GRADIENT_WINDOW] - h[-1]) / GRADIENT_WINDOW if len(h) >= 1 + GRADIENT_WINDOW else 0.0
-        return (GRADIENT_ALPHA * g1 + (1 - GRADIENT_ALPHA) * h[-1] / len(h)) * weight
-
     @derived_object
     class HarnessScheduler(ms.task_scheduler.PyTaskScheduler):
         def __init__(self):
@@ -185,26 +178,45 @@ def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int =
                 return self.first_round - 1
             for i in range(n):
                 ts.touch_task(i)  # joins every batch that has finished (its results reach `best`)
-            alive = [i for i in range(n) if not tasks[i].is_terminated]
-            if mode == "budget":
-                for i in alive:
-                    h = history.get(i, [])
-                    if tasks[i].measure_candidates is None and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
-                        ts.terminate_task(i)
-                alive = [i for i in range(n) if not tasks[i].is_terminated]
+            alive = _live_tasks(ts, tasks, history, mode)
             if not alive:
                 return -1
-            if mode == "budget":
-                pick = max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
-            else:
-                grads = {i: gradient(i, tasks[i].task_weight) for i in alive}
-                top = max(grads.values())
-                pick = rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
+            pick = _pick_task(alive, tasks, best, history, mode, rng)
             if tasks[pick].measure_candidates is not None:
                 ts.join_running_task(pick)
             return pick
 
     return HarnessScheduler()
+
+
+def _gradient(h: list[float], weight: float) -> float:
+    """MetaSchedule's gradient score of a task from its best time after each batch (h)."""
+    if not h or not h[-1] < 1e9:
+        return -1e9  # no valid measurement yet: MetaSchedule skips such a task
+    g1 = (h[-1 - GRADIENT_WINDOW] - h[-1]) / GRADIENT_WINDOW if len(h) >= 1 + GRADIENT_WINDOW else 0.0
+    return (GRADIENT_ALPHA * g1 + (1 - GRADIENT_ALPHA) * h[-1] / len(h)) * weight
+
+
+def _live_tasks(ts, tasks, history: dict, mode: str) -> list[int]:
+    """The tasks not terminated; in mode "budget", first stops those that improved by under MIN_GAIN
+    over their last PATIENCE batches (and have no batch in flight)."""
+    alive = [i for i in range(len(tasks)) if not tasks[i].is_terminated]
+    if mode != "budget":
+        return alive
+    for i in alive:
+        h = history.get(i, [])
+        if tasks[i].measure_candidates is None and len(h) > PATIENCE and h[-1] > (1 - MIN_GAIN) * h[-1 - PATIENCE]:
+            ts.terminate_task(i)
+    return [i for i in range(len(tasks)) if not tasks[i].is_terminated]
+
+
+def _pick_task(alive: list[int], tasks, best: dict, history: dict, mode: str, rng) -> int:
+    """Mode "budget": the largest weighted latency; mode "gradient": the largest gradient, ties at random."""
+    if mode == "budget":
+        return max(alive, key=lambda i: tasks[i].task_weight * best.get(i, float("inf")))
+    grads = {i: _gradient(history.get(i, []), tasks[i].task_weight) for i in alive}
+    top = max(grads.values())
+    return rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
 
 
 def _progress_callback(total: int, best: dict | None = None, history: dict | None = None):
@@ -236,40 +248,61 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
     the call (checked between measurement batches), or at Ctrl-C (the summary then says
     `interrupted`); in every case the records so far and a valid description are kept."""
-    import signal
-    import tempfile
-
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
-
     budget = Budget(budget_s)
     configure_threads(cfg.threads)
     tinfo = cfg.target_info()
     db_dir = Path(db_dir)
-    meta = read_meta(db_dir)
-    if meta is not None:
-        validate_database(db_dir, tinfo)
-        want = dict(model=cfg.models[0], scenario=cfg.scenario,
-                    shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
-                                past_len=cfg.past_len if cfg.scenario == "decode" else 0))
-        have = {k: meta.get(k) for k in want}
-        if have != want:
-            diff = ", ".join(f"{k} {have[k]!r} (database) vs {want[k]!r} (asked)" for k in want if have[k] != want[k])
-            raise UserError(f"{db_dir} was tuned for another workload: {diff}; use another --db (kernels would not match)")
-        if bool(meta.get("prepack")) != prepack:
-            raise UserError(f"{db_dir} was tuned {'with' if meta.get('prepack') else 'without'} --prepack; "
-                            "keep that setting when continuing it (or use another --db)")
-        if bool(meta.get("fast_math")) != cfg.fast_math:
-            raise UserError(f"{db_dir} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math; "
-                            "keep that setting when continuing it (or use another --db)")
+    previous = read_meta(db_dir)
+    if previous is not None:
+        _check_continues(previous, db_dir, tinfo, cfg, prepack)
+    tasks = _extract_tasks(cfg, frontend, tinfo, prepack)
+    log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
+        f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
+        + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
+    selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
+    db_dir.mkdir(parents=True, exist_ok=True)
+    wall = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log)
+    meta = _session_meta(cfg, frontend, tinfo, prepack, tasks, db_dir, previous or {}, trials, budget_s, budget, wall)
+    atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
+    atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
+    return meta
+
+
+def _shapes(cfg) -> dict:
+    """The tuned shapes as a database's meta records them."""
+    return dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
+                past_len=cfg.past_len if cfg.scenario == "decode" else 0)
+
+
+def _check_continues(meta: dict, db_dir: Path, tinfo, cfg, prepack: bool) -> None:
+    """UserError unless the existing database at db_dir is for this target, workload, --prepack and --fast-math."""
+    validate_database(db_dir, tinfo)
+    want = dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg))
+    have = {k: meta.get(k) for k in want}
+    if have != want:
+        diff = ", ".join(f"{k} {have[k]!r} (database) vs {want[k]!r} (asked)" for k in want if have[k] != want[k])
+        raise UserError(f"{db_dir} was tuned for another workload: {diff}; use another --db (kernels would not match)")
+    if bool(meta.get("prepack")) != prepack:
+        raise UserError(f"{db_dir} was tuned {'with' if meta.get('prepack') else 'without'} --prepack; "
+                        "keep that setting when continuing it (or use another --db)")
+    if bool(meta.get("fast_math")) != cfg.fast_math:
+        raise UserError(f"{db_dir} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math; "
+                        "keep that setting when continuing it (or use another --db)")
+
+
+def _extract_tasks(cfg, frontend: str, tinfo, prepack: bool) -> list:
+    """The tuning tasks of cfg.models[0]'s case (static shapes) imported through `frontend`."""
+    import tempfile
+
     loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, "static", cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
-    tasks = extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
-    log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
-        f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
-        + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
+    return extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
+
+
+def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: list[str] | None, skip: list[str] | None, log) -> list:
+    """The tasks `only` and `skip` select, less those --prepack must not tune (whose earlier records are dropped)."""
     selected = [t for t in tasks if (not only or any(o in t.task_name for o in only))
                 and not any(s in t.task_name for s in skip or [])]
     if not selected:
@@ -285,7 +318,17 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
         raise UserError("no task left to tune: every selected task is one --prepack must not tune")
     if only or skip:
         log(f"tuning {len(selected)} of them: {', '.join(t.task_name for t in selected)}")
-    db_dir.mkdir(parents=True, exist_ok=True)
+    return selected
+
+
+def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float | None, max_trials_per_task: int | None,
+                 budget: Budget, log) -> float:
+    """MetaSchedule on the selected tasks until the trials, the budget or Ctrl-C (the first one sets
+    budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its seconds."""
+    import signal
+
+    from tvm.s_tir import meta_schedule as ms
+
     # TVM's logger setup (logging.dictConfig) lists every handler already on its logger by name and
     # fails on one it did not create (pytest 9 attaches unnamed capture handlers to loggers that do not
     # propagate, so a second tune in one process broke); it re-adds its own console and file handlers.
@@ -315,25 +358,26 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
                         _progress_callback(trials or None, best, history))
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-    wall = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _session_meta(cfg, frontend: str, tinfo, prepack: bool, tasks: list, db_dir: Path, previous: dict, trials: int,
+                  budget_s: float | None, budget: Budget, wall: float) -> dict:
+    """The database's description after this session: the totals so far and what this session did."""
+    import tvm
+
     rows = task_summary(tasks, db_dir)
-    previous = meta or {}
     records = count_records(db_dir)
     trials_done = records - int(previous.get("records", 0))
-    meta = dict(
+    return dict(
         format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
-        frontend=frontend, scenario=cfg.scenario, shapes=dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
-                                                             past_len=cfg.past_len if cfg.scenario == "decode" else 0),
+        frontend=frontend, scenario=cfg.scenario, shapes=_shapes(cfg),
         prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
         wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
         records=records, hash=db_hash(db_dir), task_summary=rows,
         last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=budget_s, trial_limit=trials or None,
                           stopped_by="interrupt" if budget.interrupted else ("budget" if budget.over() else "trials or search space")),
     )
-
-    atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
-    atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
-    return meta
 
 
 def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:

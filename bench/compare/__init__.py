@@ -299,7 +299,7 @@ class CompareResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for cell, c in zip(d["cells"], self.cells):
+        for cell, c in zip(d["cells"], self.cells, strict=True):
             cell["verdict"] = c.verdict
         d["ok"] = self.ok
         return d

@@ -78,7 +78,7 @@ def write_cell(cfg, cell: Cell, case, imported, ex, log) -> None:
         cell.set(status="build_failed", error=f"frontend {cell.frontend} does not name its weights: it cannot be bundled")
         return
     named = dict(case.module.named_parameters(remove_duplicate=False))
-    params = [(n, p.numpy()) for n, p in zip(imported.param_names, imported.params)]
+    params = [(n, p.numpy()) for n, p in zip(imported.param_names, imported.params, strict=True)]
     for n, a in params:  # the measuring side takes the weights from the module by these names
         if n not in named or not np.array_equal(named[n].detach().cpu().numpy(), a):
             cell.set(status="build_failed", error=f"weight {n} of the import is not the module's: the bundle could not be rebuilt")
@@ -88,9 +88,9 @@ def write_cell(cfg, cell: Cell, case, imported, ex, log) -> None:
     t0 = time.perf_counter()
     ex.export_library(str(tmp / LIB))
     export_s = time.perf_counter() - t0
-    np.savez(tmp / INPUTS, **{n: x.detach().cpu().numpy() for n, x in zip(case.input_names, case.inputs)})
+    np.savez(tmp / INPUTS, **{n: x.detach().cpu().numpy() for n, x in zip(case.input_names, case.inputs, strict=True)})
     case_spec = {k: getattr(cfg, k) for k in CASE_KEYS}
-    inputs = _tensors((n, x.detach().cpu().numpy()) for n, x in zip(case.input_names, case.inputs))
+    inputs = _tensors((n, x.detach().cpu().numpy()) for n, x in zip(case.input_names, case.inputs, strict=True))
     record = dict(schema=SCHEMA, schema_version=SCHEMA_VERSION, model=cell.model, frontend=cell.frontend, target=cfg.target,
                   case=case_spec, inputs=inputs, params=_tensors(params))
     cell.timings["export_s"] = round(export_s, 3)
@@ -244,7 +244,7 @@ def _verify(kind: str, expected: list[dict], got: list[tuple[str, object]]) -> N
     have = _tensors(got)
     if [e["name"] for e in expected] != [h["name"] for h in have]:
         raise BundleMismatch(f"the rebuilt case has other {kind} than the bundle's")
-    bad = [e["name"] for e, h in zip(expected, have) if (e["shape"], e["dtype"], e["sha256"]) != (h["shape"], h["dtype"], h["sha256"])]
+    bad = [e["name"] for e, h in zip(expected, have, strict=True) if (e["shape"], e["dtype"], e["sha256"]) != (h["shape"], h["dtype"], h["sha256"])]
     if bad:
         raise BundleMismatch(f"{len(bad)} of {len(expected)} {kind} rebuilt here differ from the bundle's (first: {bad[0]}): this "
                              "machine's torch/transformers initialise the model differently; the build side's versions are in BUNDLE.json")
@@ -260,7 +260,7 @@ def _bundle_inputs(rec: dict, case, cell: Cell) -> tuple:
     saved = np.load(Path(rec["dir"]) / INPUTS)
     _verify("inputs", rec["inputs"], [(n, saved[n]) for n in case.input_names])
     out, notes = [], []
-    for name, rebuilt in zip(case.input_names, case.inputs):
+    for name, rebuilt in zip(case.input_names, case.inputs, strict=True):
         mine, theirs = rebuilt.detach().cpu().numpy(), saved[name]
         if np.array_equal(mine, theirs):
             notes.append(f"{name}: identical")

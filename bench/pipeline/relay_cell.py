@@ -55,7 +55,7 @@ class RelayCompiled:
     def _set(self, inputs) -> None:
         import numpy as np
 
-        for name, x in zip(self.input_names, inputs):
+        for name, x in zip(self.input_names, inputs, strict=True):
             self.module.set_input(name, np.ascontiguousarray(_numpy(x)))
 
     def __call__(self, *inputs) -> list[np.ndarray]:

@@ -74,7 +74,7 @@ def _draw(ax: Axes, bars: list[Bar], width: float, color: str, label: str) -> No
     if shown:
         rects = ax.bar([b.x for b in shown], [b.value for b in shown], width, color=color, label=label, edgecolor="black",
                        linewidth=0.5)
-        for rect, b in zip(rects, shown):
+        for rect, b in zip(rects, shown, strict=True):
             if b.mismatch:
                 rect.set(hatch="//", alpha=0.55)
         whiskers = [b for b in shown if b.low is not None]

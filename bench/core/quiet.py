@@ -123,35 +123,43 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+def _flush_stderr() -> None:
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # closed or absent (sys.stderr None)
+        pass
+
+
 @contextmanager
 def stderr_filtered(pattern: re.Pattern, source: str) -> Iterator[None]:
     """Run the body with file descriptor 2 on a temporary file; afterwards every captured line that
     matches `pattern` goes to the log, every other line back to stderr (in order). For text that
-    C/C++ code writes to stderr directly. Keep the body short: the whole process's stderr waits."""
+    C/C++ code writes to stderr directly. Keep the body short: the whole process's stderr waits.
+    Where the redirection cannot be set up (no fd 2, no temporary file) the body runs unfiltered."""
     with _lock:
+        _flush_stderr()
+        tmp = saved = None
         try:
-            sys.stderr.flush()
+            tmp = tempfile.TemporaryFile()
             saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to keep quiet
+            os.dup2(tmp.fileno(), 2)
+        except OSError:
+            if saved is not None:
+                os.close(saved)
+            if tmp is not None:
+                tmp.close()
             yield
             return
         try:
-            with tempfile.TemporaryFile() as tmp:
-                os.dup2(tmp.fileno(), 2)
-                try:
-                    yield
-                finally:
-                    try:
-                        sys.stderr.flush()
-                    except (OSError, ValueError, AttributeError):
-                        pass
-                    os.dup2(saved, 2)
-                    tmp.seek(0)
-                    captured = tmp.read().decode("utf-8", errors="replace")
-                    kept = [line for line in captured.splitlines(keepends=True) if not pattern.match(line)]
-                    dropped = [line for line in captured.splitlines(keepends=True) if pattern.match(line)]
-                    _write_all(2, "".join(kept).encode())
-                    if dropped:
-                        record(source, "".join(dropped))
+            yield
         finally:
+            _flush_stderr()
+            os.dup2(saved, 2)
             os.close(saved)
+            with tmp:
+                tmp.seek(0)
+                lines = tmp.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            _write_all(2, "".join(line for line in lines if not pattern.match(line)).encode())
+            dropped = [line for line in lines if pattern.match(line)]
+            if dropped:
+                record(source, "".join(dropped))

@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
+from bench.core import quiet
 from frontends.base import (
     Frontend,
     FrontendError,
@@ -39,6 +40,7 @@ def export_onnx(req: ImportRequest, path: Path):
         for name in req.input_names:
             spec = req.dynamic.get(name) or {}
             dynamic_shapes[name] = {a: dims.setdefault(d, Dim(d, min=lo, max=hi)) for a, (d, lo, hi) in spec.items()} or None
+    quiet.silence_torchvision_skips()  # four known lines per export (bench.core.quiet)
     chatter = io.StringIO()  # the exporter prints its progress; keep it for error messages only
     with contextlib.redirect_stdout(chatter), torch.no_grad():
         program = torch.onnx.export(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,42 @@ def test_validation_loss_on_the_held_out_split_eager_and_tvm(gptbench, tmp_path)
     assert m["val_split_eager_nll"] == pytest.approx(load_model("nanogpt-shakespeare-char").extra["val_loss"], abs=1e-3)
     # eager against TVM on the split's first 1024 tokens
     assert m["val_tokens_scored"] == 1024
+    assert m["val_nll_rel_diff"] <= 1e-4
+
+
+def _made_text(n_lines: int = 80, seed: int = 0) -> str:
+    """A text made here from characters of the model's vocabulary: lines of random words."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 7))) for _ in range(rng.randint(3, 8))]
+        lines.append(" ".join(words).capitalize() + rng.choice(".,;:!?"))
+    return "\n".join(lines) + "\n"
+
+
+def test_validation_loss_on_the_held_out_split_of_a_text_the_test_makes(gptbench, tmp_path):
+    """The shared-data test above, on a text made here: always runs. The split is `gptbench pretrain`'s
+    held-out 10% and its eager loss is pretrain's validation loss there (as the model card's is on tiny
+    Shakespeare); eager against TVM over the first --val-tokens of it."""
+    from bench.measure.textdata import window_loss
+    from bench.models.pretrain import CharData
+
+    text = _made_text()
+    lm = load_model("nanogpt-shakespeare-char")
+    assert set(text) <= set(lm.vocab) and len(text) > 2000  # a char model: its vocabulary only
+    path = tmp_path / "made.txt"
+    path.write_text(text, encoding="utf-8")
+    code, out, err = gptbench("run", "--model", "nanogpt-shakespeare-char", "--frontend", "export", "--seq-len", "32",
+                              "--repeat", "2", "--warmup", "0", "--solo", "0", "--no-isolate", "--val-text", path, "--val-tokens", "64",
+                              "--baselines", "none", "--out", tmp_path / "out")
+    assert code == 0, err
+    m = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["cells"][0]["metrics"]
+    held_out = CharData(text, lm.vocab).val  # what pretrain holds out of this text
+    assert m["val_split_tokens"] == len(held_out) - 1 > 64 + 32
+    with torch.inference_mode():
+        pretrain_val_loss = window_loss(lm.module, held_out, 32)
+    assert m["val_split_eager_nll"] == pytest.approx(pretrain_val_loss, abs=1e-5)
+    assert m["val_tokens_scored"] == 64 and m["val_windows"] == 2  # --val-tokens caps the TVM comparison
     assert m["val_nll_rel_diff"] <= 1e-4
 
 

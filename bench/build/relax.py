@@ -7,6 +7,8 @@ With a tuning database, `MetaScheduleApplyDatabase` runs right after FuseTIR: ev
 whose workload the database holds gets its tuned schedule, the others keep the default. A
 database tuned with prepacked weights (`gptbench tune --prepack`) also lifts the weight layout
 rewrites into `main_transform_params`, which `Compiled` runs once when it loads the module.
+The pipeline's LegalizeOps keeps topi.take's "Fast mode segfaults" warning off the console (see
+bench.core.quiet); builds and tuning runs get the same kernels as with TVM's own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.build.rewrites import rewrite_passes
+from bench.core import quiet
 from bench.targets.remote import session
 
 if TYPE_CHECKING:
@@ -33,10 +36,27 @@ def _backend(target):
     return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
 
 
+def _quiet_take(bb, call):
+    """relax.take's own legalization (topi.take), with the C++ warning topi.take prints for its
+    default mode="fast" kept off the console (bench.core.quiet); the kernel is the same."""
+    from tvm.ir import Op
+
+    with quiet.stderr_filtered(quiet.TVM_FAST_TAKE, "tvm"):
+        return Op.get("relax.take").get_attr("FLegalize")(bb, call)
+
+
+def legalize_ops():
+    """TVM's LegalizeOps as the default pipelines make it (no arguments), relax.take through `_quiet_take`."""
+    from tvm import relax
+
+    return relax.transform.LegalizeOps(customize_legalize_map={"relax.take": _quiet_take})
+
+
 def _split_at_fusetir(target) -> tuple[list, list]:
-    """TVM's default pipeline for `target` as (up to and including FuseTIR, the rest)."""
+    """TVM's default pipeline for `target` as (up to and including FuseTIR, the rest); its LegalizeOps
+    is `legalize_ops()`."""
     backend = _backend(target)
-    legalize = list(backend.legalize_passes(target))
+    legalize = [legalize_ops() if p.info.name == "LegalizeOps" else p for p in backend.legalize_passes(target)]
     at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
     return (list(backend.library_dispatch_passes(target)) + legalize[:at],
             legalize[at:] + list(backend.dataflow_lower_passes(target)) + list(backend.finalize_passes(target)))

@@ -1,0 +1,58 @@
+"""Every committed report still loads: `gptbench report` prints it and `gptbench compare` of a report
+against itself finds no change and no regression. Guards changes to the cell record and the report
+schema: old reports must load (or be refused with a clear message, which this test would then show)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PATTERNS = ("results/*.json", "results/reference/**/*.json")
+OTHER_SCHEMAS = {"gptbench.timers"}  # committed JSON that is no report (`gptbench timers` output): not for report/compare
+
+
+def _committed_json() -> list[Path]:
+    """The tracked JSON files under results/ (top level) and results/reference/ (any depth); without git
+    (e.g. in an image), every such file present."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", *(f":(glob){p}" for p in PATTERNS)], cwd=ROOT,
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        return sorted(ROOT / p for p in out.split("\0") if p)
+    except (OSError, subprocess.SubprocessError):
+        return sorted({p for pattern in PATTERNS for p in ROOT.glob(pattern)})
+
+
+def _schema(path: Path):
+    data = json.loads(path.read_text())
+    return data.get("schema") if isinstance(data, dict) else None
+
+
+COMMITTED = _committed_json()
+REPORTS = [p for p in COMMITTED if _schema(p) == "gptbench.report"]
+
+
+def test_the_committed_json_is_reports_or_known_other_files():
+    assert len(REPORTS) >= 20, [str(p) for p in COMMITTED]  # the reference set, found
+    others = {str(p.relative_to(ROOT)): _schema(p) for p in COMMITTED if p not in REPORTS}
+    assert set(others.values()) <= OTHER_SCHEMAS, others  # a new kind of file: decide whether it belongs in REPORTS
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: str(p.relative_to(ROOT / "results")))
+def test_a_committed_report_loads_in_report_and_compares_with_itself_unchanged(path, gptbench, tmp_path):
+    code, out, err = gptbench("report", path)
+    assert code == 0, err
+    assert out.lstrip().startswith("#") and "|" in out, out[:500]
+
+    result = tmp_path / "compare.json"
+    code, out, err = gptbench("compare", path, path, "--fail-on", "median:5%", "--fail-on", "build_s:5%", "--json", result)
+    assert code == 0, err
+    r = json.loads(result.read_text())
+    assert r["ok"] and not r["failures"], r["failures"]
+    assert not (r["status_changes"] or r["parity_changes"] or r["only_base"] or r["only_new"])
+    n_cells = len(json.loads(path.read_text())["cells"])
+    assert len(r["cells"]) == n_cells
+    assert {c["verdict"] for c in r["cells"]} <= {"no change", "not measured"}, [c["verdict"] for c in r["cells"]]

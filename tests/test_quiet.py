@@ -52,7 +52,7 @@ def test_stderr_filtered_keeps_other_lines_in_order_and_logs_the_matching_one(qu
     out, err = capfd.readouterr()
     first, second, named = err.splitlines()
     assert (first, second) == ("before", "a real error") and str(quiet_log) in named  # the first write names the log
-    assert quiet_log.read_text().endswith("tvm pid %d: %s" % (os.getpid(), TVM_LINE))
+    assert quiet_log.read_text().endswith(f"tvm pid {os.getpid()}: {TVM_LINE}")
 
 
 def test_stderr_filtered_restores_stderr_when_the_body_raises(quiet_log, capfd):

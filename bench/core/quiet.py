@@ -40,6 +40,7 @@ so the cells' worker processes append to the same file and only the first writer
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -124,10 +125,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _flush_stderr() -> None:
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or absent (sys.stderr None)
         sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):  # closed or absent (sys.stderr None)
-        pass
 
 
 @contextmanager
@@ -140,7 +139,7 @@ def stderr_filtered(pattern: re.Pattern, source: str) -> Iterator[None]:
         _flush_stderr()
         tmp = saved = None
         try:
-            tmp = tempfile.TemporaryFile()
+            tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, on every path
             saved = os.dup(2)
             os.dup2(tmp.fileno(), 2)
         except OSError:

@@ -134,34 +134,13 @@ def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: 
 def cmd_run(args) -> int:
     from dataclasses import asdict
 
-    from bench.core.threads import configure_threads
+    from bench.core.errors import Interrupted
     from bench.pipeline.runner import run_matrix
-    from bench.reports.report import check_out_dir
 
     cfg = config_from_args(args)
     if args.fail_on not in ("mismatch", "any", "none"):
         raise UserError(f"--fail-on {args.fail_on!r}: choose mismatch, any or none")
-    check_out_dir(args.out)
-    if cfg.tune_budget:
-        check_out_dir(cfg.tune_cache, "--tune-cache")
-    if cfg.bundle:
-        from bench.pipeline.bundle import check_bundle_dir
-
-        check_bundle_dir(cfg.bundle)
-    configure_threads(cfg.threads)
-    if cfg.bundle:
-        from bench.core.env import collect
-        from bench.pipeline.bundle import start_bundle
-
-        start_bundle(cfg, collect(cfg.threads), sys.argv)
-    elif cfg.target == "cuda":
-        from bench.targets import make_target
-
-        info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
-        if not info.device_available:
-            _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
-    from bench.core.errors import Interrupted
-
+    _before_run(cfg, args.out)
     try:
         cells = run_matrix(cfg)
     except Interrupted as e:
@@ -182,6 +161,33 @@ def cmd_run(args) -> int:
         _err("parity mismatch: " + ", ".join(f"{c.model}×{c.frontend} ({c.parity.reason})" for c in mismatched))
         return EXIT_FAIL
     return EXIT_OK
+
+
+def _before_run(cfg, out: str) -> None:
+    """Everything a run writes checked before any work (report, tuning cache, bundle directory); the
+    threads configured; a bundle started; a CUDA run without a GPU told it will only compile."""
+    from bench.core.threads import configure_threads
+    from bench.reports.report import check_out_dir
+
+    check_out_dir(out)
+    if cfg.tune_budget:
+        check_out_dir(cfg.tune_cache, "--tune-cache")
+    if cfg.bundle:
+        from bench.pipeline.bundle import check_bundle_dir
+
+        check_bundle_dir(cfg.bundle)
+    configure_threads(cfg.threads)
+    if cfg.bundle:
+        from bench.core.env import collect
+        from bench.pipeline.bundle import start_bundle
+
+        start_bundle(cfg, collect(cfg.threads), sys.argv)
+    elif cfg.target == "cuda":
+        from bench.targets import make_target
+
+        info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
+        if not info.device_available:
+            _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
 
 
 def cmd_measure(args) -> int:

@@ -14,15 +14,9 @@ import pytest
 
 from bench.compare import Rule, compare_reports
 from bench.core.errors import UserError
-from bench.record import Cell, Latency
+from bench.record import Latency
 from bench.reports.report import new_report
-
-NOISE = 0.03  # sigma of the lognormal noise: about 3% spread, like a quiet CPU
-
-
-def latency(median_ms: float, seed: int, n: int = 30, noise: float = NOISE) -> dict:
-    ms = median_ms * np.random.default_rng(seed).lognormal(0.0, noise, n)
-    return Latency.from_seconds(list(ms / 1e3)).to_json()
+from tests.reports import NOISE, latency, with_id
 
 
 def make_cell(model: str, frontend: str, seed: int, *, tvm_ms: float = 10.0, eager_ms: float = 25.0, status: str = "ok",
@@ -32,8 +26,7 @@ def make_cell(model: str, frontend: str, seed: int, *, tvm_ms: float = 10.0, eag
                 timings=dict(export_s=1.0, import_s=0.05, build_s=2.0),
                 parity=dict(tol=1e-5, ok=True, reason="", rel_l2=3e-7),
                 tvm=latency(tvm_ms, seed, noise=noise), baselines={"eager": dict(status="ok", latency=latency(eager_ms, seed + 1000, noise=noise))})
-    cell["id"] = Cell.from_json(dict(cell, id="")).id
-    return cell
+    return with_id(cell)
 
 
 def environment(cpu: str = "AMD EPYC", commit: str = "1111111111aaaa") -> dict:

@@ -6,20 +6,15 @@ Reports are synthetic (bench.report.new_report with seeded samples), so these te
 from __future__ import annotations
 
 import matplotlib.image
-import numpy as np
 import pytest
 
 from bench.core.errors import UserError
-from bench.record import Baseline, Cell, Latency
+from bench.record import Baseline, Cell
 from bench.reports.plot import DPI, FIGSIZE, make_figure, plot_report
 from bench.reports.report import new_report, to_json
+from tests.reports import latency, with_id
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def latency(median_ms: float, seed: int) -> dict:
-    ms = median_ms * np.random.default_rng(seed).lognormal(0.0, 0.03, 30)
-    return Latency.from_seconds(list(ms / 1e3)).to_json()
 
 
 def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant: str | None = None) -> Cell:
@@ -32,7 +27,7 @@ def make_cell(model: str, frontend: str, seed: int, status: str = "ok", variant:
                              "ort": dict(status="ok", latency=latency(8.0, seed + 200))}
     if status == "build_failed":
         cell["timings"] = {}
-    return Cell.from_json(dict(cell, id=""))
+    return Cell.from_json(with_id(cell))
 
 
 def run_report() -> dict:

@@ -17,13 +17,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.build.relax import Compiled, build
 from bench.measure.timing import torch_timer, wall_timer
 from frontends.base import ImportRequest
 from frontends.onnx_import import ONNX_FILE, export_onnx
 
-BASELINES = ("eager", "compile", "ort", "untuned")  # `--baselines none`: TVM alone (eager still runs once, for parity)
+
+@dataclass(frozen=True)
+class BaselineRequest:
+    """What a baseline may need to set itself up in one cell."""
+
+    case: Any  # bench.scenarios.Case: the module and its inputs
+    device: str  # the torch device: cpu | cuda
+    threads: int
+    workdir: Path  # a scratch directory of the cell
+    compiled: Any = None  # the cell's TVM build (bench.build.relax.Compiled, with .imported)
+    tinfo: Any = None  # the cell's target (bench.targets)
+    dlight: bool = False
+    fast_math: bool = False
+    onnx_file: Path | None = None  # the onnx frontend's own file, when that frontend ran in the cell
 
 
 @dataclass
@@ -122,3 +136,14 @@ def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bo
     compiled = Compiled(ex, tinfo.device(), imported.params)
     return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
                     {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)})
+
+
+# The registry: name -> how the baseline is set up from a BaselineRequest. `--baselines none` times TVM
+# alone (eager still runs once, for parity). The entries call the module's functions by name at call
+# time, so a test can replace one.
+BASELINES: dict[str, Callable[[BaselineRequest], Prepared]] = {
+    "eager": lambda r: prepare_eager(r.case, r.device),
+    "compile": lambda r: prepare_compile(r.case, r.device),
+    "ort": lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir),
+    "untuned": lambda r: prepare_untuned(r.compiled.imported, r.tinfo, r.case.inputs, r.dlight, r.fast_math),
+}

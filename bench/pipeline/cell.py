@@ -25,6 +25,7 @@ from bench.tuning.database import prepacked
 from bench.tuning.search import check_database
 from frontends import get_frontend
 from frontends.base import FrontendError, ImportRequest, short_error
+from frontends.onnx_import import ONNX_FILE
 
 TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
 
@@ -130,34 +131,22 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
                      workdir: Path) -> None:
     """Parity against eager, the baselines, the timing: everything after the build (here, or on the
     machine that measures a bundle; `tinfo` is None there)."""
-    build_s = cell.timings["build_s"]
     if torch_device == "cuda":
         case.module.to("cuda")
         case.inputs = tuple(x.to("cuda") for x in case.inputs)
     eager = bl.prepare_eager(case, torch_device)
     ref = eager.run()
-    got = compiled(*case.inputs)
-    cell.parity = Parity.from_json(compare(ref, got, cfg.tol, case.output_names))
+    cell.parity = Parity.from_json(compare(ref, compiled(*case.inputs), cfg.tol, case.output_names))
     rel_l2 = cell.parity.rel_l2 if cell.parity.rel_l2 is not None else float("nan")
-    log(f"{tag} built in {build_s:.1f} s; parity rel L2 {rel_l2:.2e} "
+    log(f"{tag} built in {cell.timings['build_s']:.1f} s; parity rel L2 {rel_l2:.2e} "
         f"({'ok' if cell.parity.ok else 'MISMATCH: ' + cell.parity.reason})")
     if cfg.val_text and cfg.scenario == "prefill":
         _text_metrics(cfg, loaded, compiled, case, cell, tag)
-    prepared = {"eager": eager} if cfg.baselines else {}
-    for name in cfg.baselines:
-        if name == "eager":
-            continue
-        try:
-            prepared[name] = _prepare_baseline(name, cfg, case, compiled, tinfo, torch_device, frontend, workdir, tag)
-            base_par = Parity.from_json(compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1,
-                                                case.output_names))
-            cell.baselines[name] = Baseline("ok" if base_par.ok else "mismatch", setup_s=round(prepared[name].setup_s, 3),
-                                            parity=base_par, info=prepared[name].info)
-        except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
-            prepared.pop(name, None)
-            cell.baselines[name] = Baseline("failed", error=short_error(e))
-            log(f"{tag} baseline {name} failed: {cell.baselines[name].error}")
-    if "eager" in prepared:
+    request = bl.BaselineRequest(case, torch_device, cfg.threads, workdir, compiled, tinfo, cfg.dlight, cfg.fast_math,
+                                 onnx_file=workdir / ONNX_FILE if frontend == "onnx" else None)
+    prepared = _prepare_baselines(cfg, request, ref, cell, tag)
+    if cfg.baselines:
+        prepared = {"eager": eager, **prepared}
         cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={})
     timers = {"tvm": compiled.timer(case.inputs), **{n: p.timer for n, p in prepared.items()}}
     stats, cell.timing = time_backends(cfg.plan(), timers, tag, remote=bool(cfg.rpc))
@@ -172,16 +161,24 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
     log(f"{tag} {cell.status}: TVM median {stats['tvm'].median:.3f} ms{versus}")
 
 
-def _prepare_baseline(name: str, cfg: RunConfig, case, compiled, tinfo, torch_device: str, frontend: str, workdir: Path, tag: str):
-    if name == "compile":
-        return bl.prepare_compile(case, torch_device)
-    if name == "untuned":
-        log(f"{tag} building the untuned baseline (no tuning database)")
-        return bl.prepare_untuned(compiled.imported, tinfo, case.inputs, cfg.dlight, cfg.fast_math)
-    if name == "ort":
-        onnx_file = workdir / "model.onnx" if frontend == "onnx" else None
-        return bl.prepare_ort(case, torch_device, cfg.threads, onnx_file, workdir)
-    raise ValueError(f"no way to prepare baseline {name!r}")  # RunConfig rejects unknown names first
+def _prepare_baselines(cfg: RunConfig, request, ref, cell: Cell, tag: str) -> dict:
+    """Every baseline asked for but eager, set up from the registry and checked against eager's outputs;
+    one that fails is recorded in the cell, and the cell goes on without it."""
+    prepared = {}
+    for name in (b for b in cfg.baselines if b != "eager"):
+        try:
+            if name == "untuned":
+                log(f"{tag} building the untuned baseline (no tuning database)")
+            prepared[name] = bl.BASELINES[name](request)
+            base_par = Parity.from_json(compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1,
+                                                request.case.output_names))
+            cell.baselines[name] = Baseline("ok" if base_par.ok else "mismatch", setup_s=round(prepared[name].setup_s, 3),
+                                            parity=base_par, info=prepared[name].info)
+        except Exception as e:  # noqa: BLE001 - a failed baseline is recorded, the cell goes on
+            prepared.pop(name, None)
+            cell.baselines[name] = Baseline("failed", error=short_error(e))
+            log(f"{tag} baseline {name} failed: {cell.baselines[name].error}")
+    return prepared
 
 
 def time_backends(plan, timers: dict, tag: str, remote: bool = False) -> tuple[dict[str, Latency], dict]:

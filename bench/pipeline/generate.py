@@ -103,25 +103,10 @@ def build_generator(loaded, frontend: str, tinfo, batch: int, prompt_len: int, n
 
 def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: Cell, log) -> None:
     """The `generate` scenario for one cell (fills `cell` in place)."""
-    import numpy as np
-
     tag = f"[{loaded.spec.name} × {frontend} generate]"
-    cell.stage = "import"
-    try:
-        gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log,
-                                    dlight=cfg.dlight, fast_math=cfg.fast_math)
-    except FrontendError as e:
-        cell.set(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
-        log(f"{tag} import failed: {e}")
+    gen = _build_cell_generator(cfg, loaded, frontend, tinfo, cell, tag, log)
+    if gen is None:
         return
-    except Exception as e:  # noqa: BLE001 - a build failure is a result
-        cell.set(status="build_failed", stage="build", error=short_error(e))
-        log(f"{tag} build failed: {cell.error}")
-        return
-    cell.timings.update(info["timings"])
-    cell.timings["build_s"] = round(info["timings"]["prompt_build_s"] + info["timings"]["decode_build_s"], 3)
-    cell.patches = info["patches"]
-    cell.notes["relax_op_calls"] = info["relax_ops"]
     if not tinfo.device_available:
         cell.set(status="no_device", stage="run", error=f"built for {tinfo.spec}; not run: {tinfo.device_reason}")
         return
@@ -135,12 +120,10 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: Ce
         ids_dev = ids
     eager_ids = eager_generate(prompt_mod, decode_mod, ids_dev, cfg.new_tokens)
     tvm_ids = gen(ids, cfg.new_tokens)
-    same = eager_ids.shape == tvm_ids.shape and bool((eager_ids == tvm_ids).all())
-    first_diff = None if same else int(np.argmax((eager_ids != tvm_ids).any(axis=0)))
-    cell.parity = Parity(ok=same, tokens_identical=same, first_divergence=first_diff, tol=0,
-                         reason="" if same else f"generated ids differ from eager at new token {first_diff}")
+    cell.parity = _token_parity(eager_ids, tvm_ids)
     cell.notes["generated_ids"] = tvm_ids.tolist()
-    log(f"{tag} {cfg.new_tokens} tokens: {'identical to eager' if same else 'DIFFER from eager at token ' + str(first_diff)}")
+    log(f"{tag} {cfg.new_tokens} tokens: " + ("identical to eager" if cell.parity.ok else
+                                              f"DIFFER from eager at token {cell.parity.first_divergence}"))
     timers = {"tvm": wall_timer(gen, ids, cfg.new_tokens),
               "eager": wall_timer(eager_generate, prompt_mod, decode_mod, ids_dev, cfg.new_tokens)}
     stats, cell.timing = time_backends(cfg.plan(), timers, tag)
@@ -149,8 +132,39 @@ def generate_cell(cfg, loaded, frontend: str, tinfo, torch_device: str, cell: Ce
     cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={}, latency=stats["eager"])
     cell.speedup["eager"] = round(stats["eager"].median / stats["tvm"].median, 4)
     cell.metrics = dict(tvm_tokens_per_s=round(tokens / (stats["tvm"].median / 1e3), 2),
-                           eager_tokens_per_s=round(tokens / (stats["eager"].median / 1e3), 2))
-    cell.status = "ok" if same else "mismatch"
-    if not same:
+                        eager_tokens_per_s=round(tokens / (stats["eager"].median / 1e3), 2))
+    cell.status = "ok" if cell.parity.ok else "mismatch"
+    if not cell.parity.ok:
         cell.error = f"parity: {cell.parity.reason}"
     log(f"{tag} {cell.status}: TVM {cell.metrics['tvm_tokens_per_s']} tok/s, eager {cell.metrics['eager_tokens_per_s']} tok/s")
+
+
+def _build_cell_generator(cfg, loaded, frontend: str, tinfo, cell: Cell, tag: str, log):
+    """The cell's TVMGenerator, its import and build recorded in the cell; None when either failed."""
+    cell.stage = "import"
+    try:
+        gen, info = build_generator(loaded, frontend, tinfo, cfg.batch, cfg.seq_len, cfg.new_tokens, cfg.seed, cfg.db, log,
+                                    dlight=cfg.dlight, fast_math=cfg.fast_math)
+    except FrontendError as e:
+        cell.set(status="import_failed", stage=e.stage, error=str(e), unsupported_ops=e.unsupported)
+        log(f"{tag} import failed: {e}")
+        return None
+    except Exception as e:  # noqa: BLE001 - a build failure is a result
+        cell.set(status="build_failed", stage="build", error=short_error(e))
+        log(f"{tag} build failed: {cell.error}")
+        return None
+    cell.timings.update(info["timings"])
+    cell.timings["build_s"] = round(info["timings"]["prompt_build_s"] + info["timings"]["decode_build_s"], 3)
+    cell.patches = info["patches"]
+    cell.notes["relax_op_calls"] = info["relax_ops"]
+    return gen
+
+
+def _token_parity(eager_ids, tvm_ids) -> Parity:
+    """Generated ids against eager's: identical, or the first new token that differs."""
+    import numpy as np
+
+    same = eager_ids.shape == tvm_ids.shape and bool((eager_ids == tvm_ids).all())
+    first_diff = None if same else int(np.argmax((eager_ids != tvm_ids).any(axis=0)))
+    return Parity(ok=same, tokens_identical=same, first_divergence=first_diff, tol=0,
+                  reason="" if same else f"generated ids differ from eager at new token {first_diff}")

@@ -17,8 +17,11 @@ changed TVM and fail on a regression of build time or latency.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
 
 from bench.baselines import prepare_eager
 from bench.build.relax import PIPELINE_NAME as PIPELINE_PASS
@@ -29,7 +32,7 @@ from bench.measure.parity import compare
 from bench.models import load_model
 from bench.pipeline.cell import time_backends
 from bench.pipeline.config import new_cell
-from bench.record import Baseline, Parity
+from bench.record import Baseline, Cell, Parity
 from bench.scenarios import make_case
 from bench.targets import make_target
 from bench.tuning.database import prepacked
@@ -111,12 +114,8 @@ def pipeline_order(records: list[dict]) -> list[dict]:
                  prim_funcs=r.get("prim_funcs")) for r in records if r["depth"] == 2 and "relax_bindings" in r]
 
 
-def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> list[dict]:
+def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> list[Cell]:
     """The cells of a passes report: "default" (with pass timing) and one per disabled pass."""
-    import tempfile
-    from dataclasses import asdict
-    from pathlib import Path
-
     configure_threads(cfg.threads)
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     names = {p.info.name for p in pipeline_passes(tinfo.target)}
@@ -132,62 +131,77 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
     eager = prepare_eager(case, torch_device)
     ref = eager.run()
-
     recorder = make_recorder()
     log(f"{tag} timing every pass of one default build")
     _, instrumented_s = build(imported.mod, tinfo.target, cfg.db, instruments=[recorder], fast_math=cfg.fast_math,
-                                prepack=prepacked(cfg.db))
-    records = recorder.records
-
+                              prepack=prepacked(cfg.db))
     variants = ["default", *[f"-{a}" for a in ablations]] + (["+dlight"] if cfg.target == "llvm" else [])
     cells, compiled = {}, {}
     for variant in variants:
-        cell = new_cell(cfg, model, frontend)
-        cell.set(variant=variant, weights=asdict(loaded.weights), n_params=loaded.n_params, target_spec=tinfo.spec,
-                 timings={k: round(v, 3) for k, v in imported.timings.items()}, rss_scope="whole passes run",
-                 source_ops=imported.source_ops, relax_ops=imported.relax_ops)
-        cell.id = cell.make_id()
-        cells[variant] = cell
-        disabled = [variant[1:]] if variant.startswith("-") else []
-        log(f"{tag} {variant}: building")
-        try:
-            ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight",
-                                fast_math=cfg.fast_math, prepack=prepacked(cfg.db))
-        except Exception as e:  # noqa: BLE001 - a pass the build cannot do without is a finding
-            cell.set(status="build_failed", stage="build", error=short_error(e))
-            log(f"{tag} {variant}: build failed: {cell.error}")
-            continue
-        cell.timings["build_s"] = round(build_s, 3)
-        if not tinfo.device_available:
-            cell.set(status="no_device", stage="run", error=tinfo.device_reason)
-            continue
-        try:
-            compiled[variant] = Compiled(ex, tinfo.device(), imported.params)
-            cell.parity = Parity.from_json(compare(ref, compiled[variant](*case.inputs), cfg.tol, case.output_names))
-        except Exception as e:  # noqa: BLE001
-            compiled.pop(variant, None)
-            cell.set(status="run_failed", stage="run", error=short_error(e))
-    default = cells["default"]
-    default.pass_times = summarize(records)
-    default.pipeline = pipeline_order(records)
-    default.timings["instrumented_build_s"] = round(instrumented_s, 3)
-    default.timings["relax_pipeline_s"] = round(sum(r["seconds"] for r in records if r["name"] == PIPELINE_PASS), 3)
+        cells[variant] = _variant_cell(cfg, model, frontend, variant, loaded, tinfo, imported)
+        built = _build_variant(cfg, cells[variant], variant, imported, tinfo, case, ref, tag, log)
+        if built is not None:
+            compiled[variant] = built
+    _pass_times(cells["default"], recorder.records, instrumented_s)
     if compiled:
-        # every variant and eager in the same alternating rounds, so the deltas compare like with like
-        timers = {v: c.timer(case.inputs) for v, c in compiled.items()}
-        timers["eager"] = eager.timer
-        stats, timing = time_backends(cfg.plan(), timers, tag)
-        for variant in compiled:
-            cell = cells[variant]
-            cell.timing = timing
-            cell.tvm = stats[variant]
-            cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={}, latency=stats["eager"])
-            cell.speedup["eager"] = round(stats["eager"].median / stats[variant].median, 4)
-            cell.status = "ok" if cell.parity.ok else "mismatch"
-            cell.stage = "run"
-            log(f"{tag} {variant}: build {cell.timings['build_s']:.2f} s, TVM median {stats[variant].median:.3f} ms, "
-                f"rel L2 {cell.parity.rel_l2:.1e}")
+        _time_variants(cfg, cells, compiled, eager, case, tag, log)
     for cell in cells.values():
         cell.peak_rss_mb = peak_rss_mb()
     return list(cells.values())
 
+
+def _variant_cell(cfg, model: str, frontend: str, variant: str, loaded, tinfo, imported) -> Cell:
+    cell = new_cell(cfg, model, frontend)
+    cell.set(variant=variant, weights=asdict(loaded.weights), n_params=loaded.n_params, target_spec=tinfo.spec,
+             timings={k: round(v, 3) for k, v in imported.timings.items()}, rss_scope="whole passes run",
+             source_ops=imported.source_ops, relax_ops=imported.relax_ops)
+    cell.id = cell.make_id()
+    return cell
+
+
+def _build_variant(cfg, cell: Cell, variant: str, imported, tinfo, case, ref, tag: str, log):
+    """The variant's build, loaded and checked against eager; None when it failed (the cell says why)."""
+    disabled = [variant[1:]] if variant.startswith("-") else []
+    log(f"{tag} {variant}: building")
+    try:
+        ex, build_s = build(imported.mod, tinfo.target, cfg.db, disabled_passes=disabled, dlight=variant == "+dlight",
+                            fast_math=cfg.fast_math, prepack=prepacked(cfg.db))
+    except Exception as e:  # noqa: BLE001 - a pass the build cannot do without is a finding
+        cell.set(status="build_failed", stage="build", error=short_error(e))
+        log(f"{tag} {variant}: build failed: {cell.error}")
+        return None
+    cell.timings["build_s"] = round(build_s, 3)
+    if not tinfo.device_available:
+        cell.set(status="no_device", stage="run", error=tinfo.device_reason)
+        return None
+    try:
+        compiled = Compiled(ex, tinfo.device(), imported.params)
+        cell.parity = Parity.from_json(compare(ref, compiled(*case.inputs), cfg.tol, case.output_names))
+    except Exception as e:  # noqa: BLE001
+        cell.set(status="run_failed", stage="run", error=short_error(e))
+        return None
+    return compiled
+
+
+def _pass_times(default: Cell, records: list[dict], instrumented_s: float) -> None:
+    default.pass_times = summarize(records)
+    default.pipeline = pipeline_order(records)
+    default.timings["instrumented_build_s"] = round(instrumented_s, 3)
+    default.timings["relax_pipeline_s"] = round(sum(r["seconds"] for r in records if r["name"] == PIPELINE_PASS), 3)
+
+
+def _time_variants(cfg, cells: dict[str, Cell], compiled: dict, eager, case, tag: str, log) -> None:
+    """Every variant and eager in the same alternating rounds, so the deltas compare like with like."""
+    timers = {v: c.timer(case.inputs) for v, c in compiled.items()}
+    timers["eager"] = eager.timer
+    stats, timing = time_backends(cfg.plan(), timers, tag)
+    for variant in compiled:
+        cell = cells[variant]
+        cell.timing = timing
+        cell.tvm = stats[variant]
+        cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={}, latency=stats["eager"])
+        cell.speedup["eager"] = round(stats["eager"].median / stats[variant].median, 4)
+        cell.status = "ok" if cell.parity.ok else "mismatch"
+        cell.stage = "run"
+        log(f"{tag} {variant}: build {cell.timings['build_s']:.2f} s, TVM median {stats[variant].median:.3f} ms, "
+            f"rel L2 {cell.parity.rel_l2:.1e}")

@@ -258,14 +258,6 @@ def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
 def to_markdown(report: dict) -> str:
     cells: list[Cell] = report["cells"]
     cfg = report.get("config") or {}
-
-    base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
-    has_variant = any(c.variant for c in cells)
-    headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
-    for b in base_names:
-        headers.append(f"{b} ms")
-    headers += ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
-    rows = [_cell_row(c, has_variant, base_names) for c in cells]
     shape = (f"past {cfg.get('past_len')} + 1 token" if cfg.get("scenario") == "decode" else f"seq {cfg.get('seq_len')}")
     out = [
         f"# gptbench {report.get('kind', 'run')}: {report['name']}",
@@ -281,7 +273,7 @@ def to_markdown(report: dict) -> str:
         *(_device_lines(cfg) if cfg.get("rpc") else []),
         latency_method(cfg, cells),
         "",
-        md_table(headers, rows),
+        cells_table(cells),
     ]
     out += timing_check_markdown(cells)
     extra = [c for c in cells if c.metrics]
@@ -290,6 +282,21 @@ def to_markdown(report: dict) -> str:
         out += ["## Metrics", "", md_table(["model", "frontend", *keys], [[c.model, c.frontend, *[c.metrics.get(k) for k in keys]] for c in extra])]
     if report.get("kind") == "passes":
         out += passes_markdown(cells)
+    return "\n".join(out + _not_ok_lines(cells))
+
+
+def cells_table(cells: list[Cell]) -> str:
+    """The report's main table: one row per cell, a latency and a speedup column per baseline present."""
+    base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
+    has_variant = any(c.variant for c in cells)
+    headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
+    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
+    return md_table(headers, [_cell_row(c, has_variant, base_names) for c in cells])
+
+
+def _not_ok_lines(cells: list[Cell]) -> list[str]:
+    """The sections after the tables: cells not ok and why, frontend workarounds, tuning databases."""
+    out = []
     failed = [c for c in cells if c.status != "ok"]
     if failed:
         out += ["## Not ok", ""]
@@ -306,7 +313,7 @@ def to_markdown(report: dict) -> str:
     tuned = [c for c in cells if c.tuning]
     if tuned:
         out += ["## Tuning databases", "", *[_tuning_line(c) for c in tuned], ""]
-    return "\n".join(out)
+    return out
 
 
 def _tuning_line(c: Cell) -> str:

@@ -101,7 +101,7 @@ def config_from_args(args):
 
     opt = vars(args).get
     try:
-        return RunConfig(
+        cfg = RunConfig(
             models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=opt("scenario", "prefill"),
             batch=opt("batch", 1), seq_len=opt("seq_len", 128), past_len=opt("past_len", 128), new_tokens=opt("new_tokens", 32),
             warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
@@ -115,6 +115,24 @@ def config_from_args(args):
         )
     except ValueError as e:
         raise UserError(str(e)) from None
+    cfg.threads_given = bool(args.threads)
+    return cfg
+
+
+def _default_threads(cfg) -> None:
+    """--threads not given: every usable core, less those other processes are busy on now. A tuning
+    database is made for a core count (its target key says so), so with --db or --tune-budget the count
+    stays and the note only warns."""
+    from bench.measure.timing import default_threads
+
+    threads, note = default_threads(cfg.threads)
+    if note is None:
+        return
+    if threads != cfg.threads and (cfg.db or cfg.tune_budget):
+        note = note.split(": timing with")[0] + f": keeping {cfg.threads} threads, the tuning database's core count"
+        threads = cfg.threads
+    cfg.threads, cfg.threads_note = threads, note
+    _err(f"note: {note}")
 
 
 def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: str, threads: int, **extra) -> dict:
@@ -164,8 +182,9 @@ def cmd_run(args) -> int:
 
 
 def _before_run(cfg, out: str) -> None:
-    """Everything a run writes checked before any work (report, tuning cache, bundle directory); the
-    threads configured; a bundle started; a CUDA run without a GPU told it will only compile."""
+    """Everything a run writes checked before any work (report, tuning cache, bundle directory; a CUDA
+    arch); --threads' default lowered on a busy machine; the threads configured; a bundle started; a
+    CUDA run without a GPU told it will only compile."""
     from bench.core.threads import configure_threads
     from bench.reports.report import check_out_dir
 
@@ -176,18 +195,21 @@ def _before_run(cfg, out: str) -> None:
         from bench.pipeline.bundle import check_bundle_dir
 
         check_bundle_dir(cfg.bundle)
+    cuda = None
+    if cfg.target == "cuda" and not cfg.bundle:
+        from bench.targets import make_target
+
+        cuda = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
+    if not cfg.threads_given and not cfg.rpc:
+        _default_threads(cfg)
     configure_threads(cfg.threads)
     if cfg.bundle:
         from bench.core.env import collect
         from bench.pipeline.bundle import start_bundle
 
         start_bundle(cfg, collect(cfg.threads), sys.argv)
-    elif cfg.target == "cuda":
-        from bench.targets import make_target
-
-        info = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
-        if not info.device_available:
-            _err(f"note: CUDA modules will be compiled but not run: {info.device_reason}")
+    elif cuda is not None and not cuda.device_available:
+        _err(f"note: CUDA modules will be compiled but not run: {cuda.device_reason}")
 
 
 def cmd_measure(args) -> int:

@@ -84,13 +84,14 @@ def _wait_for(proc, text: str, timeout: float = 300.0) -> list[str]:
 import pytest  # noqa: E402
 
 
-@pytest.mark.parametrize("sig, code, name", [("SIGINT", 130, "SIGINT"), ("SIGTERM", 143, "SIGTERM")])
-def test_an_interrupted_run_keeps_its_finished_cells_in_a_partial_report(tmp_path, sig, code, name):
+@pytest.mark.parametrize("sig, code, name, stage", [("SIGINT", 130, "SIGINT", "importing"), ("SIGTERM", 143, "SIGTERM", "importing"),
+                                                    ("SIGINT", 130, "SIGINT", "timing tvm")])
+def test_an_interrupted_run_keeps_its_finished_cells_in_a_partial_report(tmp_path, sig, code, name, stage):
     import signal
 
     proc = _start_run(tmp_path)
     _wait_for(proc, "== cell 2/2")
-    _wait_for(proc, "importing")  # the second cell's worker is busy
+    _wait_for(proc, stage)  # the second cell's worker is importing, or timing
     proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
@@ -145,3 +146,30 @@ def test_an_interrupted_tune_keeps_its_records_and_a_valid_description(tmp_path,
     assert meta["last_session"]["stopped_by"] == "interrupt"
     assert meta["records"] == meta["trials"] >= 0
     assert "saved" in err
+
+
+def test_a_busy_machine_lowers_the_default_threads_and_the_report_says_so(gptbench, tmp_path):
+    """A process spinning on a core while `run` starts (no --threads): the run takes fewer threads (at
+    least 1), says why on stderr and in the report, and the cell timed beside the spinner is unstable."""
+    import os
+    import subprocess
+    import time
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8", "--repeat", "3",
+                                  "--warmup", "0", "--solo", "0", "--no-isolate", "--out", tmp_path)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert code == 0, err
+    assert "note: other processes use" in err and "Traceback" not in err
+    report = load_report(next(tmp_path.glob("*.json")))
+    usable = len(os.sched_getaffinity(0))
+    assert 1 <= report["config"]["threads"] <= max(1, usable - 1)
+    assert "other processes use" in report["config"]["threads_note"]
+    (cell,) = report["cells"]
+    assert cell.threads == report["config"]["threads"] and cell.unstable
+    assert any("the machine was busy while timing" in f for f in cell.timing["flags"])
+    assert "Threads: other processes use" in out and "| unstable |" in out

@@ -43,6 +43,8 @@ class RunConfig:
     warmup: int = 5
     repeat: int = 30
     threads: int = 0  # 0: every usable core
+    threads_given: bool = True  # False: --threads was not given, so `run` may lower it on a busy machine
+    threads_note: str | None = None  # why --threads' default was lowered (bench.measure.timing.default_threads)
     shapes: str = "static"
     weights: str = "auto"
     baselines: list[str] = field(default_factory=lambda: ["eager"])

@@ -236,6 +236,11 @@ class Cell:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def unstable(self) -> bool:
+        """Its timing was flagged: a busy machine, or a backend whose solo check moved beyond tolerance."""
+        return bool(self.timing and self.timing.get("flags"))
+
     def latencies(self):
         """(backend, Latency) for TVM and every baseline that was timed."""
         if self.tvm is not None:

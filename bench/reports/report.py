@@ -186,6 +186,7 @@ def flat_row(cell: Cell) -> dict:
     row["tuning_db"] = (cell.tuning or {}).get("hash")
     row["n_relax_ops"] = sum(cell.relax_ops.values()) or None
     row["peak_rss_mb"] = cell.peak_rss_mb
+    row["unstable"] = cell.unstable if cell.timing else None
     return row
 
 
@@ -252,7 +253,7 @@ def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
         _fmt(par and par.rel_l2, ".1e"), _fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
     row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
     row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in ("eager", *base_names)]
-    return row + [c.peak_rss_mb]
+    return row + [c.peak_rss_mb, "unstable" if c.unstable else "ok" if c.timing else None]
 
 
 def to_markdown(report: dict) -> str:
@@ -269,6 +270,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"Environment: {environment_line(report.get('environment') or {})}",
         "",
+        *([f"Threads: {cfg['threads_note']}.", ""] if cfg.get("threads_note") else []),
         *(_bundle_lines(report["bundle"]) if report.get("bundle") else []),
         *(_device_lines(cfg) if cfg.get("rpc") else []),
         latency_method(cfg, cells),
@@ -290,7 +292,7 @@ def cells_table(cells: list[Cell]) -> str:
     base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
     has_variant = any(c.variant for c in cells)
     headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
-    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB"]
+    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB", "timing"]
     return md_table(headers, [_cell_row(c, has_variant, base_names) for c in cells])
 
 
@@ -334,7 +336,9 @@ def latency_method(cfg: dict, cells: list[Cell]) -> str:
     how = plan or f"{cfg.get('warmup')} warmup calls, then {cfg.get('repeat')} interleaved rounds of one call per backend"
     return (f"Latency: median ± std of {cfg.get('repeat')} samples per backend; {how} "
             "(TVM: VM time_evaluator, one call per sample; PyTorch: perf_counter / CUDA events under inference_mode; "
-            "ONNX Runtime: perf_counter around session.run). Speedup = baseline median / TVM median.")
+            "ONNX Runtime: perf_counter around session.run). Speedup = baseline median / TVM median. The *timing* column "
+            "reads `unstable` for a cell whose timing was flagged (a busy machine, or a solo check beyond tolerance: see "
+            "below); `compare` notes such cells too.")
 
 
 def timing_check_markdown(cells: list[Cell]) -> list[str]:

@@ -55,6 +55,8 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
     p.add_argument("--db", default=None, help="MetaSchedule tuning database directory to apply at build (see `gptbench tune`)")
+    p.add_argument("--foreign-db", action="store_true", help="apply --db although it was tuned for another CPU or core count "
+                   "(same TVM, same kind of target); every cell says where it was tuned")
     p.add_argument("--dlight", action="store_true", help="llvm: add dlight's CPU default schedules (GEMV, Reduction) after FuseTIR")
     p.add_argument("--fast-math", action="store_true", help="approximate erf/tanh/exp/softmax by TVM's vectorisable fast_* "
                    "functions (FastMathTransform); the cell's variant says +fastmath, parity is checked as always")
@@ -106,7 +108,7 @@ def config_from_args(args):
             batch=opt("batch", 1), seq_len=opt("seq_len", 128), past_len=opt("past_len", 128), new_tokens=opt("new_tokens", 32),
             warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
             weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
-            tol=opt("tol", 0.0), db=args.db, cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
+            tol=opt("tol", 0.0), db=args.db, foreign_db=bool(opt("foreign_db", False)), cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
@@ -416,8 +418,13 @@ def cmd_tune(args) -> int:
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
     budget_s = _duration("--budget", args.budget) or None
-    if not args.trials and not budget_s:
-        raise UserError("say how long to tune: --trials N, --budget DURATION (e.g. 5m), or both")
+    if not args.trials and not budget_s and not args.warm_start:
+        raise UserError("say how long to tune: --trials N, --budget DURATION (e.g. 5m), or both (or --warm-start DIR alone: "
+                        "replay and measure another CPU's schedules, no search)")
+    if args.warm_start and not Path(args.warm_start).is_dir():
+        raise UserError(f"--warm-start {args.warm_start}: no such tuning database directory")
+    if args.foreign_db:
+        raise UserError("--foreign-db is for `run --db`; to start tuning from another CPU's database use --warm-start DIR")
     db = args.db
     args.db = None  # RunConfig would validate it as an existing database; tune may create it
     cfg = config_from_args(args)
@@ -431,7 +438,8 @@ def cmd_tune(args) -> int:
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
                                                 cfg.fast_math)
     meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
-                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s)
+                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s,
+                warm_from=args.warm_start)
     _out(summary_markdown(meta))
     _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
     if meta["last_session"]["stopped_by"] == "interrupt":
@@ -649,6 +657,9 @@ def _add_tune(sub) -> None:
                    "(e.g. matmul); the summary still lists every task")
     p.add_argument("--prepack", action="store_true", help="let tuned kernels choose the weights' layout (CPU; weights are "
                    "transformed once at load by main_transform_params)")
+    p.add_argument("--warm-start", default=None, metavar="DIR", help="first replay the best schedules of a database tuned on "
+                   "another CPU (same TVM, model, shapes, --prepack, --fast-math), each built and measured here; the search "
+                   "then starts from those records")
     add_rpc_args(p, "measure the candidates on every server of the key (MetaSchedule's RPCRunner); the database is "
                     "keyed by the device's CPU")
     p.set_defaults(func=cmd_tune, no_isolate=True)

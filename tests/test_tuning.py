@@ -149,3 +149,53 @@ def test_tune_refuses_a_database_made_for_another_workload(tuned_db, gptbench):
     code, _, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "32", "--trials", "8", "--db", tuned_db)
     assert code == 2 and "tuned for another workload" in err and "seq_len" in err
     assert (tuned_db / META_FILE).read_text() == before  # nothing relabelled
+
+
+# ------------------------------------------------------------------- a database from another CPU
+def _as_if_from(db, tmp_path, mcpu: str = "some-other-cpu"):
+    """A copy of the database whose description says another CPU tuned it (as on another machine)."""
+    import shutil
+
+    other = tmp_path / "other-cpu"
+    shutil.copytree(db, other)
+    meta = read_meta(other)
+    meta["target"]["mcpu"] = mcpu
+    (other / META_FILE).write_text(json.dumps(meta))
+    return other
+
+
+def test_a_database_from_another_cpu_is_refused_unless_asked_and_then_labelled(tuned_db, gptbench, tmp_path):
+    other = _as_if_from(tuned_db, tmp_path)
+    run = ("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--repeat", "3", "--warmup", "1",
+           "--no-isolate", "--db", other, "--out", tmp_path / "out")
+    code, _, err = gptbench(*run)
+    assert code == 2 and "is for another target: mcpu 'some-other-cpu' (database)" in err and "--foreign-db" in err
+    code, out, err = gptbench(*run, "--foreign-db")
+    assert code == 0, err
+    cell = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["cells"][0]
+    here = f"llvm-{read_meta(tuned_db)['target']['mcpu']}-{usable_cores()}c"
+    assert cell["status"] == "ok" and cell["tuning"]["applied_across"] == f"tuned on llvm-some-other-cpu-{usable_cores()}c, applied to {here}"
+    assert cell["tuning"]["matched"] > 0  # its kernels are found: the workloads do not depend on the mcpu
+    assert f"**tuned on llvm-some-other-cpu-{usable_cores()}c, applied to {here}** (--foreign-db)" in out
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--foreign-db", "--out", tmp_path / "out")
+    assert code == 2 and "give the --db" in err
+
+
+def test_warm_start_measures_the_other_cpus_schedules_here_and_records_them(tuned_db, gptbench, tmp_path):
+    other = _as_if_from(tuned_db, tmp_path)
+    new = tmp_path / "warm"
+    code, out, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--warm-start", other,
+                              "--db", new)
+    assert code == 0, err
+    meta = read_meta(new)
+    warm = meta["warm_start"]
+    assert warm["source_target"] == f"llvm-some-other-cpu-{usable_cores()}c" and warm["replayed"] > 0
+    assert warm["measured"] + warm["failed"] == warm["replayed"] and warm["measured"] == meta["records"] > 0
+    assert meta["trials"] == 0  # no search ran: only the replayed schedules, measured here
+    assert meta["target"] == read_meta(tuned_db)["target"]  # the new database is this machine's
+    assert "warm start:" in err and any(r["best_ms"] for r in meta["task_summary"])
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--repeat", "3",
+                            "--warmup", "1", "--no-isolate", "--db", new, "--out", tmp_path / "out")
+    assert code == 0, err  # no --foreign-db needed: the records were measured here
+    code, _, err = gptbench("tune", "--model", "gpt2-tiny", "--seq-len", "16", "--warm-start", other, "--db", tmp_path / "x")
+    assert code == 2 and "tuned for another workload: model 'nanogpt-tiny' (database) vs 'gpt2-tiny' (here)" in err

@@ -51,6 +51,7 @@ class RunConfig:
     dtype: str = "float32"
     tol: float = 0.0  # 0: the dtype's default (1e-5 for float32)
     db: str | None = None
+    foreign_db: bool = False  # apply --db although it was tuned for another CPU of the same kind (bench.tuning.transfer)
     cuda_arch: str | None = None
     isolate: bool = True
     seed: int = 0
@@ -86,6 +87,8 @@ class RunConfig:
             self._check_rpc(relay)
         if self.db is not None:
             self._check_database()
+        elif self.foreign_db:
+            raise ValueError("--foreign-db applies a --db tuned on another CPU: give the --db")
         self._check_models()
 
     def _check_names(self) -> None:
@@ -196,7 +199,7 @@ class RunConfig:
         if not Path(self.db).is_dir():
             raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
         try:
-            meta = validate_database(self.db, self.target_info())
+            meta = validate_database(self.db, self.target_info(), foreign=self.foreign_db)
         except UserError as e:
             raise ValueError(str(e)) from None
         if bool(meta.get("fast_math")) != self.fast_math:

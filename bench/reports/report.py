@@ -323,6 +323,11 @@ def _tuning_line(c: Cell) -> str:
     line = (f"- {c.model} × {c.frontend}: `{t.get('path')}` (hash {t.get('hash')}, {t.get('records')} records from "
             f"{t.get('trials', '?')} trials and {t.get('tuning_wall_s', '?')} s of tuning, {t.get('matched', '?')} of "
             f"{t.get('tasks', '?')} kernels tuned)")
+    if t.get("applied_across"):
+        line += f"; **{t['applied_across']}** (--foreign-db)"
+    if t.get("warm_start"):
+        w = t["warm_start"]
+        line += f"; warm-started from {w.get('source_target')} ({w.get('measured')} of its schedules measured here)"
     if t.get("tuned_in_this_run"):
         return line + f"; tuned in this run: {t['tuned_in_this_run']['trials']} trials, {t['tuned_in_this_run']['wall_s']} s"
     return line + ("; found in the cache" if t.get("from_cache") else "")

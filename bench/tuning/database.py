@@ -37,9 +37,18 @@ def target_fingerprint(tinfo) -> dict:
 
 
 
+def key_of(fp: dict) -> str:
+    """'llvm-znver5-2c', 'cuda-sm_90': a target fingerprint as the database directories name it."""
+    return f"cuda-{fp.get('arch')}" if fp.get("kind") == "cuda" else f"llvm-{fp.get('mcpu')}-{fp.get('num_cores')}c"
+
+
 def target_key(tinfo) -> str:
-    fp = target_fingerprint(tinfo)
-    return f"cuda-{fp['arch']}" if fp["kind"] == "cuda" else f"llvm-{fp['mcpu']}-{fp['num_cores']}c"
+    return key_of(target_fingerprint(tinfo))
+
+
+def target_key_of(meta: dict | None) -> str:
+    """The target key of the CPU or GPU a database was tuned for."""
+    return key_of((meta or {}).get("target") or {})
 
 
 
@@ -133,8 +142,10 @@ def count_records(db_dir) -> int:
 
 
 
-def validate_database(db_dir, tinfo) -> dict:
-    """The database's description, if it was tuned for this TVM and target; else UserError."""
+def validate_database(db_dir, tinfo, foreign: bool = False) -> dict:
+    """The database's description, if it was tuned for this TVM and target; else UserError. With
+    `foreign` (run --foreign-db), a database tuned for another CPU or core count of the same kind of
+    target is accepted too (the cells say where it was tuned)."""
     import tvm
 
     db = Path(db_dir)
@@ -147,11 +158,14 @@ def validate_database(db_dir, tinfo) -> dict:
                         "schedules do not carry across versions; re-tune with `gptbench tune`")
     check_records(db)
     want, got = meta.get("target"), target_fingerprint(tinfo)
+    if want != got and foreign and want.get("kind") == got.get("kind"):
+        return meta
     if want != got:
         diff = ", ".join(f"{k} {want.get(k)!r} (database) vs {got.get(k)!r} (here)" for k in sorted(set(want) | set(got))
                          if want.get(k) != got.get(k))
         hint = " (or run with --threads {})".format(want.get("num_cores")) if want.get("num_cores") != got.get("num_cores") else ""
-        raise UserError(f"tuning database {db} is for another target: {diff}; re-tune here with `gptbench tune`{hint}")
+        raise UserError(f"tuning database {db} is for another target: {diff}; re-tune here with `gptbench tune`{hint}, "
+                        "warm-start a tuning from it (`gptbench tune --warm-start`), or apply it as it is with --foreign-db")
     return meta
 
 

@@ -45,8 +45,11 @@ from bench.tuning.database import (
     read_meta,
     summary_markdown,
     target_fingerprint,
+    target_key,
+    target_key_of,
     validate_database,
 )
+from bench.tuning.transfer import check_foreign, warm_start
 from frontends import get_frontend
 from frontends.base import ImportRequest
 
@@ -76,10 +79,16 @@ def check_database(db_dir, tinfo, mod) -> dict:
     db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
     # has_workload is not enough: tune_tasks registers every task's workload before tuning it
     matched = sum(1 for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is not None)
-    return dict(path=str(db_dir), hash=db_hash(db_dir), records=count_records(db_dir), tasks=len(tasks), matched=matched,
+    info = dict(path=str(db_dir), hash=db_hash(db_dir), records=count_records(db_dir), tasks=len(tasks), matched=matched,
                 prepack=bool(meta.get("prepack")), tuned_for=dict(model=meta.get("model"), scenario=meta.get("scenario"),
                                                                    shapes=meta.get("shapes")), trials=meta.get("trials"),
                 tuning_wall_s=meta.get("wall_s"))
+    there, here = target_key_of(meta), target_key(tinfo)
+    if there != here:  # run --foreign-db: said in every cell that used it
+        info["applied_across"] = f"tuned on {there}, applied to {here}"
+    if meta.get("warm_start"):
+        info["warm_start"] = meta["warm_start"]
+    return info
 
 
 def task_summary(tasks, db_dir) -> list[dict]:
@@ -242,12 +251,14 @@ def _progress_callback(total: int, best: dict | None = None, history: dict | Non
 
 
 def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
-         only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None) -> dict:
+         only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None,
+         warm_from: str | None = None) -> dict:
     """Tune the kernels of cfg.models[0] for cfg's shapes into db_dir (all of them, or those whose
     task name contains one of `only`, less those containing one of `skip`); returns the summary.
     Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
     the call (checked between measurement batches), or at Ctrl-C (the summary then says
-    `interrupted`); in every case the records so far and a valid description are kept."""
+    `interrupted`); in every case the records so far and a valid description are kept. With
+    `warm_from`, a database tuned on another CPU seeds this one first (bench.tuning.transfer)."""
     budget = Budget(budget_s)
     configure_threads(cfg.threads)
     tinfo = cfg.target_info()
@@ -255,14 +266,28 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     previous = read_meta(db_dir)
     if previous is not None:
         _check_continues(previous, db_dir, tinfo, cfg, prepack)
+    if warm_from:
+        check_foreign(warm_from, target_key(tinfo), dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg),
+                                                         prepack=prepack, fast_math=cfg.fast_math))
     tasks = _extract_tasks(cfg, frontend, tinfo, prepack)
     log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
         f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
         + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
     selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
     db_dir.mkdir(parents=True, exist_ok=True)
+    warm = None
+    if warm_from:
+        from tvm.s_tir import meta_schedule as ms
+
+        warm = warm_start(selected, warm_from, db_dir, tinfo.target, _builder(ms, cfg), _runner(ms, cfg), log)
     wall = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log)
     meta = _session_meta(cfg, frontend, tinfo, prepack, tasks, db_dir, previous or {}, trials, budget_s, budget, wall)
+    if warm:  # its records are measurements here, not trials of a search: counted apart
+        meta["trials"] = max(0, meta["trials"] - warm["measured"])
+        meta["last_session"]["trials"] = max(0, meta["last_session"]["trials"] - warm["measured"])
+        meta["warm_start"] = warm
+    elif previous and previous.get("warm_start"):
+        meta["warm_start"] = previous["warm_start"]
     atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
     return meta
@@ -389,11 +414,15 @@ def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selec
         max_trials_per_task=max_trials_per_task,
         task_scheduler=scheduler,
         num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
-        builder=ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None),
+        builder=_builder(ms, cfg),
         runner=_runner(ms, cfg),
         database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
     )
+
+
+def _builder(ms, cfg):
+    return ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None)
 
 
 def _runner(ms, cfg):

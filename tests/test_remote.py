@@ -121,6 +121,7 @@ def test_a_server_that_dies_mid_tuning_costs_only_its_trials(tmp_path):
     and ends normally, its database valid."""
     address, procs = start_farm(2, "die-test", 21190 + os.getpid() % 400, lambda msg: None)
     db = tmp_path / "db"
+    tune = None
     try:
         tune = subprocess.Popen([sys.executable, "-m", "bench.cli", "tune", "--model", "nanogpt-tiny", "--frontend", "export",
                                  "--seq-len", "8", "--trials", "48", "--only", "matmul", "--rpc", address, "--rpc-key", "die-test",
@@ -137,6 +138,9 @@ def test_a_server_that_dies_mid_tuning_costs_only_its_trials(tmp_path):
         os.killpg(procs[1].pid, signal.SIGKILL)  # the first server, and whatever it was measuring
         out, _ = tune.communicate(timeout=600)
     finally:
+        if tune is not None and tune.poll() is None:  # a failed wait above: the tuning must not outlive the test
+            tune.kill()
+            tune.wait()
         stop_farm(procs)
     assert tune.returncode == 0, out[-3000:]
     after = records.read_text().count("\n")

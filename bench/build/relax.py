@@ -134,6 +134,9 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
         stack.enter_context(
             tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
         )
+        # The target's scope around the whole compile: where TVM's CUDA runtime loads (a host with
+        # libcuda), it compiles the kernels here, and takes the arch from this scope (else from the GPU).
+        stack.enter_context(target)
         t0 = time.perf_counter()
         ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math))
         return ex, time.perf_counter() - t0

@@ -1,30 +1,40 @@
-"""Which CUDA architecture does the image's TVM compile a GPT's kernels for? Run inside the
+"""Which CUDA architecture does the image's harness compile a GPT's kernels for? Run inside the
 `cuda-check` image (docker/Dockerfile), no GPU needed:
 
     python /opt/gptbench/check_cuda_arch.py sm_86 [sm_90 ...] [--out DIR]
 
-For each arch it runs the harness as a user would on a build host,
+For each arch, the two halves of the harness's build-here, measure-there path (bench/bundle.py):
 
-    gptbench run --model nanogpt-tiny --weights random --frontend export --target cuda \\
-        --cuda-arch ARCH --bundle DIR/ARCH/bundle --no-isolate --out DIR/ARCH/results
+1. build, as a user would on a host without a GPU:
 
-then takes the bundle's exported library (lib.so) apart: TVM built with USE_CUDA=ON compiles the
-kernels when it builds the module (its `tvm_callback_cuda_compile` hook, nvcc here:
-TVM_CUDA_COMPILE_MODE=nvcc), and export_library embeds the result, an NVIDIA fatbin, in lib.so.
-Each fatbin found is written out and listed with `cuobjdump --list-elf` / `--list-ptx` (and the
-`.target` line of any PTX). The check passes when there is at least one fatbin, every cubin in it
-is for exactly ARCH and every PTX (if any) is for ARCH's virtual arch; it fails, one line on stderr,
-on anything else: another arch, CUDA C source left uncompiled (TVM's CUDA runtime did not load at
-build time), or an arch this nvcc does not know (refused before the harness runs).
+       gptbench run --model nanogpt-tiny --weights random --frontend export --target cuda \\
+           --cuda-arch ARCH --bundle DIR/ARCH/bundle --no-isolate --out DIR/ARCH/results
 
-Prints one JSON object (per arch: what cuobjdump listed, the harness's wall time); exit 0 when every
-arch passed, 1 when one did not, 2 on bad usage.
+   with TVM_COMPILE_FORCE_FALLBACK=1, so that the exported library (lib.so) keeps the kernels as
+   CUDA C, as a bundle is meant to and as PyPI's TVM does where no libcuda.so.1 is installed. (This
+   image has one, Debian's, for TVM's CUDA runtime; with it TVM compiles the kernels while it
+   builds, through its nvcc hook, outside any target scope: with no GPU to ask, that fails with
+   "No CUDA architecture was specified or GPU detected", see docker/README.md.)
+2. compile, as `gptbench measure` does on the GPU host: TVM's CUDA runtime is loaded
+   (bench.bundle.load_cuda_runtime), the harness's compile hook is registered for ARCH
+   (bench.bundle.cuda_jit, nvcc here: TVM_CUDA_COMPILE_MODE=nvcc; the GPU it would check is stood in
+   for by one of ARCH's compute capability), and lib.so is loaded: TVM compiles the kernels then.
+   What the hook returns, an NVIDIA fatbin, is kept.
+
+Each fatbin is listed with `cuobjdump --list-elf` / `--list-ptx` (and the `.target` line of any PTX).
+The check passes when every cubin is for exactly ARCH and every PTX (if any) is for ARCH's virtual
+arch; it fails, one line on stderr, on anything else, and refuses before building an arch this
+nvcc does not know.
+
+Prints one JSON object (per arch: the commands, what cuobjdump listed, wall times); exit 0 when
+every arch passed, 1 when one did not, 2 on bad usage or an arch this nvcc does not know.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import struct
 import subprocess
@@ -32,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 FATBIN_MAGIC = 0xBA55ED50  # struct fatBinaryHeader { u32 magic; u16 version; u16 headerSize; u64 fatSize; }
 HEADER = struct.Struct("<IHHQ")
@@ -76,13 +87,14 @@ def cuobjdump(args: list[str], path: Path) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
-def check_arch(arch: str, out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+def build_bundle(arch: str, out: Path) -> tuple[list[Path], dict]:
+    """Step 1: the harness builds nanogpt-tiny for ARCH into a bundle; the kernels stay CUDA C."""
     cmd = ["gptbench", "run", "--model", "nanogpt-tiny", "--weights", "random", "--frontend", "export",
            "--target", "cuda", "--cuda-arch", arch, "--bundle", str(out / "bundle"), "--no-isolate",
            "--out", str(out / "results")]
+    env = dict(os.environ, TVM_COMPILE_FORCE_FALLBACK="1")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = round(time.perf_counter() - t0, 1)
     (out / "gptbench.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -91,23 +103,61 @@ def check_arch(arch: str, out: Path) -> dict:
     libs = sorted((out / "bundle").glob("*/lib.so"))
     if not libs:
         fail(f"{arch}: the bundle has no lib.so ({out / 'bundle'})")
-    result = dict(arch=arch, command=" ".join(cmd), harness_wall_s=wall, libraries=[])
-    want_elf, want_ptx = arch, "compute_" + arch.removeprefix("sm_")
     for lib in libs:
         blob = lib.read_bytes()
-        found = fatbins(blob)
-        entry = dict(library=str(lib), bytes=len(blob), fatbins=[])
+        if b"__global__" not in blob or fatbins(blob):
+            fail(f"{arch}: {lib} should hold the kernels as CUDA C (TVM_COMPILE_FORCE_FALLBACK=1), and does not")
+    return libs, dict(command="TVM_COMPILE_FORCE_FALLBACK=1 " + " ".join(cmd), wall_s=wall)
+
+
+def compile_like_measure(arch: str, lib: Path) -> tuple[list[bytes], dict]:
+    """Step 2: load lib.so with the harness's compile hook for ARCH, as `gptbench measure` does."""
+    import tvm
+    import tvm_ffi
+
+    from bench.bundle import cuda_jit, load_cuda_runtime
+
+    problem = load_cuda_runtime()
+    if problem:
+        fail(f"{arch}: {problem}")
+    digits = arch.removeprefix("sm_").rstrip("af")
+    stand_in = SimpleNamespace(compute_version=f"{digits[:-1]}.{digits[-1]}")  # the GPU cuda_jit checks against
+    info = cuda_jit(arch, stand_in)
+    hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+    outputs: list[bytes] = []
+
+    @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
+    def _keep(code):
+        compiled = hook(code)
+        outputs.append(bytes(compiled))
+        return compiled
+
+    t0 = time.perf_counter()
+    tvm.runtime.load_module(str(lib))
+    info["load_wall_s"] = round(time.perf_counter() - t0, 1)
+    if not outputs:
+        fail(f"{arch}: loading {lib} compiled nothing (no CUDA module in it?)")
+    return outputs, info
+
+
+def check_arch(arch: str, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    libs, build = build_bundle(arch, out)
+    result = dict(arch=arch, build=build, libraries=[])
+    want_elf, want_ptx = arch, "compute_" + arch.removeprefix("sm_")
+    for lib in libs:
+        compiled, info = compile_like_measure(arch, lib)
+        entry = dict(library=str(lib), bytes=lib.stat().st_size, compile=info, fatbins=[])
         result["libraries"].append(entry)
-        if not found:
-            why = "CUDA C source left for the runtime to compile" if b"__global__" in blob else "no CUDA code"
-            fail(f"{arch}: {lib} holds no compiled kernels ({why}): TVM's CUDA runtime did not load at "
-                 "build time (libcuda.so.1 missing?), so TVM did not call nvcc")
+        found = [fb for blob in compiled for fb in fatbins(blob)]
+        if len(found) != len(compiled):
+            fail(f"{arch}: the compile hook returned {len(compiled)} blob(s), {len(found)} of them fatbins")
         for n, fb in enumerate(found):
             path = out / f"{lib.parent.name}.{n}.fatbin"
             path.write_bytes(fb)
             elf = cuobjdump(["--list-elf"], path)
             ptx = cuobjdump(["--list-ptx"], path)
-            targets = sorted({m for m in re.findall(r"^\s*\.target\s+(\S+)", "\n".join(cuobjdump(["--dump-ptx"], path)), re.M)}) if ptx else []
+            targets = sorted(set(re.findall(r"^\s*\.target\s+(\S+)", "\n".join(cuobjdump(["--dump-ptx"], path)), re.M))) if ptx else []
             elf_archs = sorted({m for line in elf for m in re.findall(r"\b(sm_\d+[af]?)\b", line)})
             ptx_archs = sorted({m for line in ptx for m in re.findall(r"\b(sm_\d+[af]?|compute_\d+[af]?)\b", line)})
             entry["fatbins"].append(dict(file=str(path), bytes=len(fb), elf=elf, ptx=ptx, elf_archs=elf_archs,
@@ -115,7 +165,7 @@ def check_arch(arch: str, out: Path) -> dict:
             if not elf:
                 fail(f"{arch}: {path} holds no cubin (cuobjdump --list-elf listed nothing)")
             if elf_archs != [want_elf]:
-                fail(f"{arch}: the embedded cubins are for {', '.join(elf_archs) or '?'}, not exactly {want_elf}")
+                fail(f"{arch}: the compiled kernels are for {', '.join(elf_archs) or '?'}, not exactly {want_elf}")
             if ptx and not set(ptx_archs) <= {want_elf, want_ptx}:
                 fail(f"{arch}: the embedded PTX is for {', '.join(ptx_archs)}, not {want_ptx}")
             if targets and targets != [want_elf]:
@@ -146,7 +196,7 @@ def main(argv=None) -> int:
         r = report["archs"][a]
         fb = [f for lib in r["libraries"] for f in lib["fatbins"]]
         print(f"check_cuda_arch: {a}: {len(fb)} fatbin(s); cubins {', '.join(sorted({x for f in fb for x in f['elf_archs']}))}; "
-              f"PTX {', '.join(sorted({x for f in fb for x in f['ptx_archs']})) or 'none'}; harness {r['harness_wall_s']} s",
+              f"PTX {', '.join(sorted({x for f in fb for x in f['ptx_archs']})) or 'none'}; build {r['build']['wall_s']} s",
               file=sys.stderr)
     print(json.dumps(report, indent=1))
     return 0

@@ -18,8 +18,10 @@ For each arch, the two halves of the harness's build-here, measure-there path (b
 2. compile, as `gptbench measure` does on the GPU host: TVM's CUDA runtime is loaded
    (bench.bundle.load_cuda_runtime), the harness's compile hook is registered for ARCH
    (bench.bundle.cuda_jit, nvcc here: TVM_CUDA_COMPILE_MODE=nvcc; the GPU it would check is stood in
-   for by one of ARCH's compute capability), and lib.so is loaded: TVM compiles the kernels then.
-   What the hook returns, an NVIDIA fatbin, is kept.
+   for by one of ARCH's compute capability, and, for TVM's nvcc wrapper, which asks the current
+   target or the GPU for the arch's major version even when given the arch, by ARCH's target
+   scope), and lib.so is loaded: TVM compiles the kernels then. What the hook returns, an NVIDIA
+   fatbin, is kept.
 
 Each fatbin is listed with `cuobjdump --list-elf` / `--list-ptx` (and the `.target` line of any PTX).
 The check passes when every cubin is for exactly ARCH and every PTX (if any) is for ARCH's virtual
@@ -80,6 +82,23 @@ def fatbins(blob: bytes) -> list[bytes]:
     return found
 
 
+ENTRY = struct.Struct("<HHIQ")  # each entry: u16 kind (1 PTX, 2 ELF), u16, u32 headerSize, u64 payloadSize, ...
+ENTRY_ARCH_AT = 28  # u32: the arch number (86 for sm_86 / compute_86)
+
+
+def fatbin_entries(fb: bytes) -> list[str]:
+    """What the fatbin's own entry headers say, independently of cuobjdump: "sm_86" for a cubin,
+    "compute_86" for PTX."""
+    _, _, header_size, fat_size = HEADER.unpack_from(fb, 0)
+    out, off = [], header_size
+    while off + ENTRY.size <= header_size + fat_size:
+        kind, _, entry_size, payload = ENTRY.unpack_from(fb, off)
+        (arch,) = struct.unpack_from("<I", fb, off + ENTRY_ARCH_AT)
+        out.append({1: f"compute_{arch}", 2: f"sm_{arch}"}.get(kind, f"kind{kind}_{arch}"))
+        off += entry_size + payload
+    return out
+
+
 def cuobjdump(args: list[str], path: Path) -> list[str]:
     proc = subprocess.run(["cuobjdump", *args, str(path)], capture_output=True, text=True)
     if proc.returncode != 0 and "does not contain" not in proc.stderr:
@@ -133,7 +152,11 @@ def compile_like_measure(arch: str, lib: Path) -> tuple[list[bytes], dict]:
         return compiled
 
     t0 = time.perf_counter()
-    tvm.runtime.load_module(str(lib))
+    # TVM's nvcc path reads the arch's major version from the current target, else from the GPU,
+    # even when it is given the arch (tvm/support/nvcc.py, _compile_cuda_nvcc): with no GPU here,
+    # ARCH's target stands in for it, as the compute capability above stands in for the device.
+    with tvm.target.Target({"kind": "cuda", "arch": arch}):
+        tvm.runtime.load_module(str(lib))
     info["load_wall_s"] = round(time.perf_counter() - t0, 1)
     if not outputs:
         fail(f"{arch}: loading {lib} compiled nothing (no CUDA module in it?)")
@@ -160,8 +183,14 @@ def check_arch(arch: str, out: Path) -> dict:
             targets = sorted(set(re.findall(r"^\s*\.target\s+(\S+)", "\n".join(cuobjdump(["--dump-ptx"], path)), re.M))) if ptx else []
             elf_archs = sorted({m for line in elf for m in re.findall(r"\b(sm_\d+[af]?)\b", line)})
             ptx_archs = sorted({m for line in ptx for m in re.findall(r"\b(sm_\d+[af]?|compute_\d+[af]?)\b", line)})
+            headers = fatbin_entries(fb)
             entry["fatbins"].append(dict(file=str(path), bytes=len(fb), elf=elf, ptx=ptx, elf_archs=elf_archs,
-                                         ptx_archs=ptx_archs, ptx_targets=targets))
+                                         ptx_archs=ptx_archs, ptx_targets=targets, entry_headers=headers))
+            per_cubin = sorted(m for line in elf for m in re.findall(r"\b(sm_\d+[af]?)\b", line)[:1])
+            if sorted(h for h in headers if h.startswith("sm_")) != per_cubin:
+                fail(f"{arch}: the fatbin's entry headers say {headers}, cuobjdump lists {elf + ptx}")
+            if set(headers) - {want_elf, want_ptx}:
+                fail(f"{arch}: the fatbin's entry headers say {', '.join(headers)}, not only {want_elf}/{want_ptx}")
             if not elf:
                 fail(f"{arch}: {path} holds no cubin (cuobjdump --list-elf listed nothing)")
             if elf_archs != [want_elf]:

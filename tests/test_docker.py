@@ -429,7 +429,7 @@ def test_check_cuda_arch_finds_the_fatbins_in_a_library():
     assert mod.fatbins(b"no kernels here, __global__ void f() {}") == []
 
     def entry(kind, arch, payload):  # the entry header as nvcc 11.8 and 13.0 write it: arch at byte 28
-        head = struct.pack("<HHIQ", kind, 0x0101, 64, len(payload)) + bytes(16) + struct.pack("<I", arch)
+        head = struct.pack("<HHIQ", kind, 0x0101, 64, len(payload)) + bytes(12) + struct.pack("<I", arch)
         return head + bytes(64 - len(head)) + payload
 
     assert mod.fatbin_entries(fat(entry(2, 86, b"\x7fELF" * 4) + entry(1, 86, b".target sm_86"))) == ["sm_86", "compute_86"]

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench lint test test-slow test-docker docker docker-build clean tvm-relay
+.PHONY: setup bench lint test test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,19 @@ docker: docker-build
 	$(if $(VAL_TEXT),ENGINE_RUN_FLAGS="-v $(abspath $(VAL_TEXT)):/data/val-text.txt:ro") docker/engine.sh run \
 		run $(BENCH_RUN) $(if $(VAL_TEXT),--val-text /data/val-text.txt) --name docker --out results/
 	docker/engine.sh run plot results/*-docker.json --out results/
+
+# TVM from source with CUDA for one arch (docker/Dockerfile's tvm-build stage), then the cuda-check
+# image: the harness on that TVM with a CPU torch. Where the CUDA image's registry is out of reach it
+# builds on the Debian base with Debian's CUDA 11.8 toolkit; TVM_SRC=DIR builds a local TVM checkout
+# instead of cloning the pinned tag (docker/README.md, "The CUDA source build here"). About an hour
+# on 2 cores: run it under `nice` on a shared machine.
+#   make docker-build-cuda CUDA_ARCH=86 [TVM_SRC=/path/to/tvm] [BUILD_JOBS=2]
+#   make docker-check-cuda CUDA_ARCH=86 CHECK_ARCHS="sm_86 sm_90"
+docker-build-cuda:
+	docker/engine.sh build-cuda
+
+docker-check-cuda:
+	docker/engine.sh check-cuda $(CHECK_ARCHS)
 
 clean:
 	rm -rf $(VENV) $(RELAY_VENV) .pytest_cache build *.egg-info

@@ -5,6 +5,11 @@
 #
 #   docker/engine.sh build          build $IMAGE from docker/Dockerfile --target cpu
 #   docker/engine.sh run ARGS...    gptbench ARGS... in $IMAGE, with $RESULTS mounted at /app/results
+#   docker/engine.sh build-cuda     TVM from source for $CUDA_ARCH (stage tvm-build), then $CUDA_TARGET
+#                                   (default cuda-check: the harness, that TVM and a CPU torch; or cuda)
+#   docker/engine.sh check-cuda [sm_XX...]  docker/check_cuda_arch.py in the cuda-check image: which arch
+#                                   the harness compiles a GPT's CUDA kernels for (default sm_$CUDA_ARCH);
+#                                   no GPU needed
 #   docker/engine.sh engine         print the engine that would be used
 #
 # Environment (all optional):
@@ -22,6 +27,20 @@
 #                    gave docker/wheels/ a CPU torch of the pinned version)
 #   PIP_INDEX_URL    passed as the build arg (default the Dockerfile's, https://pypi.org/simple)
 #   ENGINE_RUN_FLAGS extra flags for `docker run` / `podman run` (e.g. --gpus all, --cpus 2)
+# build-cuda and check-cuda only:
+#   CUDA_ARCH        the arch TVM is built for, without sm_ (default 86)
+#   CUDA_IMAGE       the tvm-build base (default: the Dockerfile's pinned CUDA image where the engine has
+#                    it or can pull it; else the Debian base above, with CUDA_TOOLKIT=debian)
+#   CUDA_TOOLKIT     image or debian (default: image with the CUDA image, debian on the Debian base:
+#                    Debian's nvidia-cuda-toolkit 11.8 from non-free)
+#   TVM_SRC          a local TVM checkout (a git work tree, submodules checked out) to build instead of
+#                    cloning the pinned tag: hard-linked into docker/tvm-src/tvm/ for the build, removed
+#                    after. TVM_COMMIT (default: its HEAD) and TVM_REF (default: its exact tag, else
+#                    empty: then the wheel's version is git describe's) are passed along.
+#   LLVM_VERSION     default: the Dockerfile's (17, Ubuntu 24.04's) with the CUDA image, 16 on Debian
+#   BUILD_JOBS       parallel compile jobs (default: all cores)
+#   CUDA_TARGET      the stage to build after tvm-build (default cuda-check)
+#   CUDA_CHECK_IMAGE the cuda-check image's tag (default localhost/gptbench:cuda-check-sm$CUDA_ARCH)
 #
 # Bad usage or a missing engine: one line on stderr, exit 2.
 set -euo pipefail
@@ -152,6 +171,91 @@ cmd_build() {
     say "built $IMAGE in $((SECONDS - start)) s ($(image_mb "$IMAGE") MB)"
 }
 
+pinned_cuda_image() { sed -n 's/^ARG CUDA_IMAGE=//p' "$DOCKERFILE"; }
+
+# The CUDA base and toolkit: CUDA_IMAGE/CUDA_TOOLKIT if given; the pinned CUDA image where the engine
+# has it or can pull it; else the Debian base of the cpu image with Debian's CUDA toolkit.
+cuda_base() {
+    local pinned
+    pinned=$(pinned_cuda_image)
+    if [ -n "${CUDA_IMAGE:-}" ]; then
+        echo "$CUDA_IMAGE ${CUDA_TOOLKIT:-image}"
+    elif image_exists "$pinned" || timeout 300 "$engine" pull "$pinned" > /dev/null 2>&1; then
+        echo "$pinned ${CUDA_TOOLKIT:-image}"
+    else
+        local base
+        base=$(base_image)
+        say "cuda: cannot pull $pinned (no route to its registry); building on $base with" \
+            "Debian's nvidia-cuda-toolkit (CUDA 11.8, non-free)"
+        echo "$base ${CUDA_TOOLKIT:-debian}"
+    fi
+}
+
+cuda_arch() {
+    local arch=${CUDA_ARCH:-86}
+    echo "${arch#sm_}"
+}
+
+cmd_build_cuda() {
+    local arch base toolkit target tag llvm args=() start=$SECONDS
+    arch=$(cuda_arch)
+    read -r base toolkit <<< "$(cuda_base)"
+    target=${CUDA_TARGET:-cuda-check}
+    tag=${CUDA_CHECK_IMAGE:-localhost/gptbench:cuda-check-sm$arch}
+    [ "$target" = cuda ] && tag=${IMAGE_CUDA:-localhost/gptbench:cuda-sm$arch}
+    llvm=${LLVM_VERSION:-}
+    [ -z "$llvm" ] && [ "$toolkit" = debian ] && llvm=16  # bookworm: llvm-15-dev lists a libPolly.a that no package ships
+    args=(--build-arg "CUDA_IMAGE=$base" --build-arg "CUDA_TOOLKIT=$toolkit" --build-arg "CUDA_ARCH=$arch")
+    [ -n "$llvm" ] && args+=(--build-arg "LLVM_VERSION=$llvm")
+    [ -n "${BUILD_JOBS:-}" ] && args+=(--build-arg "BUILD_JOBS=$BUILD_JOBS")
+    rm -rf docker/tvm-src/tvm
+    if [ -n "${TVM_SRC:-}" ]; then
+        [ -e "$TVM_SRC/.git" ] || die "TVM_SRC=$TVM_SRC is not a git checkout of TVM"
+        [ -f "$TVM_SRC/3rdparty/tvm-ffi/CMakeLists.txt" ] ||
+            die "TVM_SRC=$TVM_SRC has no 3rdparty/tvm-ffi: check out its submodules (git submodule update --init --recursive)"
+        local commit ref
+        commit=${TVM_COMMIT-$(git -C "$TVM_SRC" rev-parse HEAD)}
+        ref=${TVM_REF-$(git -C "$TVM_SRC" describe --tags --exact-match 2> /dev/null || true)}
+        cp -al "$TVM_SRC/." docker/tvm-src/tvm/ 2> /dev/null || { rm -rf docker/tvm-src/tvm; cp -a "$TVM_SRC/." docker/tvm-src/tvm/; }
+        trap 'rm -rf docker/tvm-src/tvm' EXIT
+        say "TVM source: $TVM_SRC at $commit ($(git -C "$TVM_SRC" describe --tags))${ref:+, tag $ref}"
+        args+=(--build-arg TVM_SOURCE=local --build-arg "TVM_COMMIT=$commit" --build-arg "TVM_REF=$ref")
+    else
+        [ -n "${TVM_REF+set}" ] && args+=(--build-arg "TVM_REF=$TVM_REF")
+        [ -n "${TVM_COMMIT+set}" ] && args+=(--build-arg "TVM_COMMIT=$TVM_COMMIT")
+    fi
+    if [ "$target" = cuda-check ]; then
+        stage_wheels
+        local torch_version
+        torch_version=$(sed -n 's/^ARG TORCH_VERSION=//p' "$DOCKERFILE")
+        if [ -n "${TORCH_INDEX_URL+set}" ]; then
+            args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
+        elif compgen -G "$WHEELS/torch-${torch_version}+cpu-*.whl" > /dev/null; then
+            args+=(--build-arg "TORCH_INDEX_URL=")
+        fi
+        [ -n "${PIP_INDEX_URL:-}" ] && args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+    fi
+    [ "$engine" = podman ] && args+=(--format docker --isolation chroot --pull=never)
+    say "building $tag (--target $target, TVM for sm_$arch, CUDA toolkit: $toolkit) with $engine on $base"
+    "$engine" build -f "$DOCKERFILE" --target "$target" "${args[@]}" -t "$tag" .
+    say "built $tag in $((SECONDS - start)) s ($(image_mb "$tag") MB)"
+}
+
+cmd_check_cuda() {
+    local arch tag archs=("$@")
+    arch=$(cuda_arch)
+    tag=${CUDA_CHECK_IMAGE:-localhost/gptbench:cuda-check-sm$arch}
+    image_exists "$tag" || die "no image $tag: build it first (make docker-build-cuda CUDA_ARCH=$arch)"
+    [ ${#archs[@]} -gt 0 ] || archs=("sm_$arch")
+    local flags=(--rm --network none --entrypoint python)
+    if [ "$engine" = podman ]; then
+        IMAGE=$tag podman_sandbox_flags
+        flags+=("${sandbox[@]}")
+    fi
+    # shellcheck disable=SC2086  # ENGINE_RUN_FLAGS is a list of flags
+    "$engine" run "${flags[@]}" ${ENGINE_RUN_FLAGS:-} "$tag" /opt/gptbench/check_cuda_arch.py "${archs[@]}"
+}
+
 cmd_run() {
     [ $# -gt 0 ] || die "run: give gptbench arguments, e.g. docker/engine.sh run models"
     image_exists "$IMAGE" || die "no image $IMAGE: build it first (make docker-build)"
@@ -175,16 +279,18 @@ cmd_run() {
     "$engine" run "${flags[@]}" ${ENGINE_RUN_FLAGS:-} "$IMAGE" "$@"
 }
 
-[ $# -gt 0 ] || die "usage: docker/engine.sh build | run GPTBENCH-ARGS... | engine"
+[ $# -gt 0 ] || die "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | engine"
 command=$1
 shift
 case "$command" in
-    build | run | engine) ;;
-    *) die "unknown command '$command': choose build, run or engine" ;;
+    build | run | build-cuda | check-cuda | engine) ;;
+    *) die "unknown command '$command': choose build, run, build-cuda, check-cuda or engine" ;;
 esac
 engine=$(pick_engine)
 case "$command" in
     build) cmd_build "$@" ;;
     run) cmd_run "$@" ;;
+    build-cuda) cmd_build_cuda "$@" ;;
+    check-cuda) cmd_check_cuda "$@" ;;
     engine) echo "$engine" ;;
 esac

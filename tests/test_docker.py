@@ -329,6 +329,113 @@ def test_tvm_commit_is_the_one_pypi_built(df, pins):
     assert commit and (match[1].startswith(commit) or commit.startswith(match[1])), (commit, match[1])
 
 
+# ---------------------------------------------------------------- where tvm-build takes CUDA and TVM from
+
+
+def test_the_pinned_default_path_is_the_cuda_image_and_the_git_tag(df):
+    """CUDA_TOOLKIT=debian and TVM_SOURCE=local are for hosts without a registry or GitHub; the
+    defaults stay the pinned CUDA image and the pinned tag cloned from TVM_REPO."""
+    assert df.arg_default("CUDA_TOOLKIT") == "image"
+    assert df.arg_default("TVM_SOURCE") == "git"
+    declared = {_split_arg(v)[0] for v in df.stage("tvm-build").values("ARG")}
+    assert {"CUDA_TOOLKIT", "TVM_SOURCE", "TVM_COMMIT", "TVM_REF"} <= declared
+    runs = "\n".join(df.stage("tvm-build").runs())
+    assert "nvidia-cuda-toolkit nvidia-cuda-toolkit-gcc" in runs  # CUDA 11.8 needs g++-11 as nvcc's host compiler
+    assert "--mount=type=bind,source=docker/tvm-src,target=/tvm-local" in runs
+
+
+def test_the_toolkit_layer_comes_before_cuda_arch(df):
+    """Another CUDA_ARCH must reuse the (5 GB) toolkit layer: ARG CUDA_ARCH comes after it."""
+    ins = df.stage("tvm-build").instructions
+    toolkit = next(i for i, x in enumerate(ins) if x["instruction"] == "RUN" and "nvidia-cuda-toolkit" in x["value"])
+    arch = next(i for i, x in enumerate(ins) if x["instruction"] == "ARG" and _split_arg(x["value"])[0] == "CUDA_ARCH")
+    assert toolkit < arch
+
+
+FAKE_NVCC_118 = """#!/bin/sh
+case "$1" in
+  --version) printf 'nvcc: NVIDIA (R) Cuda compiler driver\\nCuda compilation tools, release 11.8, V11.8.89\\n' ;;
+  --list-gpu-arch) printf 'compute_%s\\n' 35 37 50 52 53 60 61 62 70 72 75 80 86 87 89 90 ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def _arch_check(df, tmp_path, arch: str, toolkit: str = "debian", torch_cuda: str = "cu130") -> subprocess.CompletedProcess:
+    """The tvm-build stage's arch check, run by bash as in the image, against nvcc 11.8's answers."""
+    run = next(r for r in df.stage("tvm-build").runs() if "--list-gpu-arch" in r)
+    (tmp_path / "nvcc").write_text(FAKE_NVCC_118)
+    (tmp_path / "nvcc").chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", CUDA_ARCH=arch, CUDA_TOOLKIT=toolkit,
+               TORCH_CUDA=torch_cuda)
+    return subprocess.run(["bash", "-o", "pipefail", "-c", run.replace("\\\n", " ")], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("arch", ["86", "90", "90a", "80"])
+def test_arch_check_accepts_what_nvcc_knows(df, tmp_path, arch):
+    proc = _arch_check(df, tmp_path, arch)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("arch,message", [
+    ("100", "CUDA_ARCH=100: nvcc of CUDA 11.8 has no compute_100; it has: compute_35 compute_37 "),
+    ("120", "CUDA_ARCH=120: nvcc of CUDA 11.8 has no compute_120; it has: "),
+    ("90z", "CUDA_ARCH='90z': want an explicit number such as 90 or 90a (no GPU to detect at build time)"),
+    ("sm_86", "CUDA_ARCH='sm_86': want an explicit number"),
+    ("", "CUDA_ARCH='': want an explicit number"),
+])
+def test_arch_check_refuses_in_one_line(df, tmp_path, arch, message):
+    proc = _arch_check(df, tmp_path, arch)
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+
+
+def test_arch_check_matches_torch_cuda_to_the_cuda_image_only(df, tmp_path):
+    """With the CUDA image, TORCH_CUDA must be its CUDA; Debian's 11.8 toolkit builds no torch."""
+    proc = _arch_check(df, tmp_path, "86", toolkit="image")
+    assert proc.returncode == 1 and proc.stderr.strip() == "TORCH_CUDA=cu130 does not match the image's CUDA 11.8"
+    assert _arch_check(df, tmp_path, "86", toolkit="image", torch_cuda="cu118").returncode == 0
+
+
+def test_cuda_check_stage_builds_on_tvm_build(df):
+    """cuda-check: the harness on tvm-build's wheel with a CPU torch, checked like the cpu stage's,
+    compiling kernels with nvcc for the arch TVM was built for. Not the default target."""
+    names = [s.name for s in df.stages]
+    assert names.index("tvm-build") < names.index("cuda-check") < names.index("cuda") == len(names) - 1
+    st = df.stage("cuda-check")
+    assert st.base == df.stage("tvm-build").base
+    assert any("--from=tvm-build /wheels" in v for v in st.values("COPY"))
+    runs = "\n".join(st.runs())
+    assert "python /opt/gptbench/cpu_only.py /tmp/torch-plan.json" in runs
+    assert "tvm.runtime.enabled('cuda')" in runs
+    env = df.stage_env("cuda-check", {"CUDA_ARCH": "86"})
+    assert env["GPTBENCH_CUDA_ARCH"] == "sm_86" and env["TVM_CUDA_COMPILE_MODE"] == "nvcc"
+    assert any("docker/check_cuda_arch.py" in v for v in st.values("COPY"))
+
+
+def test_check_cuda_arch_finds_the_fatbins_in_a_library():
+    """docker/check_cuda_arch.py cuts NVIDIA fatbins out of an exported library by their header."""
+    import importlib.util
+    import struct
+
+    spec = importlib.util.spec_from_file_location("check_cuda_arch", ROOT / "docker" / "check_cuda_arch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fat = lambda payload: struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(payload)) + payload  # noqa: E731
+    one, two = fat(b"A" * 40), fat(b"B" * 8)
+    blob = b"\x7fELF junk" + one + b"\x50\xed\x55\xba bogus header" + two + b"tail"
+    assert mod.fatbins(blob) == [one, two]
+    assert mod.fatbins(b"no kernels here, __global__ void f() {}") == []
+
+    def entry(kind, arch, payload):  # the entry header as nvcc 11.8 and 13.0 write it: arch at byte 28
+        head = struct.pack("<HHIQ", kind, 0x0101, 64, len(payload)) + bytes(12) + struct.pack("<I", arch)
+        return head + bytes(64 - len(head)) + payload
+
+    assert mod.fatbin_entries(fat(entry(2, 86, b"\x7fELF" * 4) + entry(1, 86, b".target sm_86"))) == ["sm_86", "compute_86"]
+    assert mod.fatbin_entries(fat(entry(2, 90, b"x"))) == ["sm_90"]
+
+
 # ---------------------------------------------------------------- runtime image
 
 
@@ -595,8 +702,8 @@ def _engine_sh(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args,env,message", [
-    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | engine"),
-    (("push",), {}, "unknown command 'push': choose build, run or engine"),
+    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | engine"),
+    (("push",), {}, "unknown command 'push': choose build, run, build-cuda, check-cuda or engine"),
     (("engine",), {"ENGINE": "lxc"}, "ENGINE=lxc: choose docker or podman"),
 ])
 def test_engine_sh_usage_errors_are_one_line_and_exit_2(args, env, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -87,3 +88,47 @@ def test_a_usage_error_in_the_container_is_one_line_and_exit_2(image, tmp_path):
     assert run.returncode == 2, run.stderr
     lines = [ln for ln in run.stderr.splitlines() if ln.strip() and not ln.startswith("docker/engine.sh:")]
     assert lines == [lines[0]] and "unknown model 'gpt3'" in lines[0], run.stderr
+
+
+# ---------------------------------------------------------------- the cuda-check image (TVM from source)
+CUDA_CHECK_ARCH = os.environ.get("GPTBENCH_TEST_CUDA_ARCH", "86")
+CUDA_CHECK_IMAGE = f"localhost/gptbench:cuda-check-sm{CUDA_CHECK_ARCH}"
+
+
+@pytest.fixture(scope="module")
+def cuda_check_image() -> str:
+    """The cuda-check image, never built here: TVM from source takes about an hour (`make
+    docker-build-cuda CUDA_ARCH=86`, docker/README.md). Skipped, saying so, where it is absent."""
+    which = engine_sh("engine", timeout=60)
+    if which.returncode != 0:
+        pytest.skip(which.stderr.strip())
+    engine = which.stdout.strip()
+    probe = subprocess.run([engine, "image", "inspect", CUDA_CHECK_IMAGE], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"no {CUDA_CHECK_IMAGE} image (TVM from source, about an hour): "
+                    f"make docker-build-cuda CUDA_ARCH={CUDA_CHECK_ARCH}")
+    return CUDA_CHECK_IMAGE
+
+
+def test_the_source_built_tvm_compiles_a_gpts_kernels_for_exactly_the_asked_arch(cuda_check_image):
+    """No GPU: the harness builds nanogpt-tiny for --target cuda, TVM compiles the kernels with nvcc,
+    and the fatbin in the exported library holds cubins for that arch and nothing else, for the
+    arch TVM was built for and for another one nvcc knows (TVM's codegen takes the target's arch)."""
+    env = dict(os.environ, CUDA_ARCH=CUDA_CHECK_ARCH)
+    archs = [f"sm_{CUDA_CHECK_ARCH}", "sm_90" if CUDA_CHECK_ARCH != "90" else "sm_86"]
+    proc = subprocess.run([str(ENGINE_SH), "check-cuda", *archs], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    for arch in archs:
+        fatbins = [f for lib in report["archs"][arch]["libraries"] for f in lib["fatbins"]]
+        assert fatbins and all(f["elf_archs"] == [arch] for f in fatbins), fatbins
+
+
+def test_an_arch_the_images_nvcc_does_not_know_is_refused_in_one_line(cuda_check_image):
+    env = dict(os.environ, CUDA_ARCH=CUDA_CHECK_ARCH)
+    proc = subprocess.run([str(ENGINE_SH), "check-cuda", "sm_99"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # no CUDA release has an sm_99 (11.8 also refuses sm_100)
+    assert proc.returncode == 2
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("check_cuda_arch:")]
+    assert re.match(r"check_cuda_arch: sm_99: nvcc of CUDA [\d.]+ cannot build for it; it knows sm_\d+", line), line

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
-from bench.core.markdown import md_table
+from bench.core.markdown import fmt, md_table
 from bench.record import Cell, Latency, RecordError
 from bench.reports.report import read_report, shapes_text
 
@@ -634,9 +634,6 @@ def _speedup_ci(s: SpeedupComparison) -> str:
     return f"×{s.change:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
 
 
-def _fmt(v: float | None, spec: str) -> str | None:
-    return None if v is None else format(v, spec)
-
 
 def _markdown(r: CompareResult) -> str:
     level = f"{(1 - r.alpha) * 100:g}%"
@@ -657,7 +654,7 @@ def _markdown(r: CompareResult) -> str:
     rows = []
     for c in r.cells:
         t = c.tvm
-        numbers = [f"{t.base_median:.3f}", f"{t.new_median:.3f}", _ratio_ci(t), _fmt(t.p_value, ".2g")] if t else [None] * 4
+        numbers = [f"{t.base_median:.3f}", f"{t.new_median:.3f}", _ratio_ci(t), fmt(t.p_value, ".2g")] if t else [None] * 4
         rows.append([c.model, c.frontend, c.target, c.scenario, c.shapes, *([c.variant] if with_variant else []), *numbers,
                      c.verdict, f"{c.eager.ratio:.3f}" if c.eager else None, c.note])
     out += ["## TVM latency", "", md_table(headers, rows) if rows else "No cell in common.\n"]
@@ -668,7 +665,7 @@ def _markdown(r: CompareResult) -> str:
     section("Status changes", ["cell", "base", "new", "kind", "error"],
             [[s.cell, s.base, s.new, s.kind, s.error] for s in r.status_changes])
     section("Parity changes", ["cell", "base rel L2", "new rel L2", "tolerance", "change"],
-            [[p.cell, _fmt(p.base_rel_l2, ".2e"), _fmt(p.new_rel_l2, ".2e"), p.tol, p.reason] for p in r.parity_changes])
+            [[p.cell, fmt(p.base_rel_l2, ".2e"), fmt(p.new_rel_l2, ".2e"), p.tol, p.reason] for p in r.parity_changes])
     section("Only in one report", ["cell", "only in"],
             [[c, f"BASE ({r.base['name']})"] for c in r.only_base] + [[c, f"NEW ({r.new['name']})"] for c in r.only_new])
     section("Compile timings (single samples: ratio only, no test)", ["cell", "timing", "base s", "new s", "ratio"],

@@ -58,7 +58,7 @@ def setup_cell(cfg: RunConfig, model: str, cell: Cell):
     loaded = load_cell_model(cfg, model, cell)
     tinfo = cfg.target_info()
     cell.target_spec = tinfo.spec
-    torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
+    torch_device = tinfo.torch_device
     return loaded, tinfo, torch_device
 
 

@@ -128,7 +128,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         log(f"{tag} importing")
         imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, case.dynamic, Path(tmp)))
-    torch_device = "cuda" if (cfg.target == "cuda" and tinfo.device_available) else "cpu"
+    torch_device = tinfo.torch_device
     eager = prepare_eager(case, torch_device)
     ref = eager.run()
     recorder = make_recorder()

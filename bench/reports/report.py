@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.baselines import BASELINES
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
-from bench.core.markdown import md_table
+from bench.core.markdown import fmt, md_table
 from bench.record import Cell, Latency, RecordError
 
 SCHEMA = "gptbench.report"
@@ -239,9 +239,6 @@ def _bundle_lines(bundle: dict) -> list[str]:
             "is measured only when the model's weights and inputs, rebuilt here, match the bundle's sha256.", ""]
 
 
-def _fmt(value, spec: str) -> str | None:
-    return None if value is None else format(value, spec)
-
 
 def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
     t = c.timings
@@ -249,8 +246,8 @@ def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
     par, b, sp = c.parity, c.baselines, c.speedup
     eager = b.get("eager")
     row = [c.model, c.frontend] + ([c.variant] if has_variant else []) + [
-        c.status, (c.weights or {}).get("kind"), _fmt(imp, ".1f"), _fmt(t.get("build_s"), ".1f"),
-        _fmt(par and par.rel_l2, ".1e"), _fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
+        c.status, (c.weights or {}).get("kind"), fmt(imp, ".1f"), fmt(t.get("build_s"), ".1f"),
+        fmt(par and par.rel_l2, ".1e"), fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
     row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
     row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in ("eager", *base_names)]
     return row + [c.peak_rss_mb, "unstable" if c.unstable else "ok" if c.timing else None]
@@ -391,8 +388,8 @@ def passes_markdown(cells: list[Cell]) -> list[str]:
     for c in cells:
         build_s = c.timings.get("build_s")
         lat = c.tvm.median if c.tvm else None
-        rows.append([c.variant, c.status, _fmt(build_s, ".2f"), _delta(build_s, base_build), _ms(c.tvm), _delta(lat, base_lat),
-                     _fmt(c.parity and c.parity.rel_l2, ".1e"), c.error if c.status != "ok" else None])
+        rows.append([c.variant, c.status, fmt(build_s, ".2f"), _delta(build_s, base_build), _ms(c.tvm), _delta(lat, base_lat),
+                     fmt(c.parity and c.parity.rel_l2, ".1e"), c.error if c.status != "ok" else None])
     out = ["## Pass ablation", "",
            "Each row rebuilds with one pass disabled (`PassContext(disabled_pass=[...])`); Δ is against the default pipeline.", "",
            md_table(["variant", "status", "build s", "Δ build", "TVM ms", "Δ latency", "rel L2", "note"], rows)]

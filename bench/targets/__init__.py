@@ -37,6 +37,11 @@ class TargetInfo:
 
         return tvm.cuda(0) if self.kind == "cuda" else tvm.cpu(0)
 
+    @property
+    def torch_device(self) -> str:
+        """Where eager PyTorch runs beside this target: the GPU when TVM can run there, else the CPU."""
+        return "cuda" if self.kind == "cuda" and self.device_available else "cpu"
+
 
 def normalize_arch(arch: str) -> str:
     """'90', 'sm90', 'sm_90', '9.0', 'sm_90a' -> 'sm_90[a]'; UserError for anything that is not a

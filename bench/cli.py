@@ -127,12 +127,10 @@ def _default_threads(cfg) -> None:
     stays and the note only warns."""
     from bench.measure.timing import default_threads
 
-    threads, note = default_threads(cfg.threads)
+    keep = "the tuning database's core count" if cfg.db or cfg.tune_budget else None
+    threads, note = default_threads(cfg.threads, keep)
     if note is None:
         return
-    if threads != cfg.threads and (cfg.db or cfg.tune_budget):
-        note = note.split(": timing with")[0] + f": keeping {cfg.threads} threads, the tuning database's core count"
-        threads = cfg.threads
     cfg.threads, cfg.threads_note = threads, note
     _err(f"note: {note}")
 

@@ -421,7 +421,7 @@ def check_report(report: dict, name: str) -> None:
 def _typed(report: dict, name: str) -> list[Cell]:
     """The checked cells of a report as records (check_report has named any bad value already)."""
     try:
-        return [c if isinstance(c, Cell) else Cell.from_json(c, f"cell {i}") for i, c in enumerate(report["cells"])]
+        return [Cell.from_json(c, f"cell {i}") for i, c in enumerate(report["cells"])]
     except RecordError as e:
         raise UserError(f"{name}: {e}") from None
 

@@ -149,10 +149,11 @@ class MachineProbe:
                                     loadavg_before=self._load0, loadavg_after=_loadavg(), seconds=round(wall, 2)))
 
 
-def default_threads(usable: int, sample_s: float = 0.5) -> tuple[int, str | None]:
+def default_threads(usable: int, keep: str | None = None, sample_s: float = 0.5) -> tuple[int, str | None]:
     """The thread count a run takes when --threads is not given: every usable core, less the cores other
     processes are busy on right now (sampled for `sample_s`), at least 1; and a note saying why, when
-    the machine is not quiet (None when it is)."""
+    the machine is not quiet (None when it is). `keep`: why the count must stay `usable` (then the note
+    only warns)."""
     probe = MachineProbe()
     time.sleep(sample_s)
     m = probe.result()
@@ -162,6 +163,8 @@ def default_threads(usable: int, sample_s: float = 0.5) -> tuple[int, str | None
     threads = max(1, usable - round(busy))
     what = (f"other processes use {busy:.2f} of the {usable} usable cores right now (sampled over {m['seconds']} s, "
             f"load average {m['loadavg_after']})")
+    if threads < usable and keep:
+        return usable, f"{what}: keeping {usable} threads, {keep}"
     if threads < usable:
         return threads, f"{what}: timing with {threads} thread(s) instead of {usable}; --threads N overrides"
     return threads, f"{what}: no core is free, latencies will be unreliable; measure on a quiet machine"

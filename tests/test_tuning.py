@@ -181,6 +181,22 @@ def test_a_database_from_another_cpu_is_refused_unless_asked_and_then_labelled(t
     assert code == 2 and "give the --db" in err
 
 
+def test_warm_start_replays_prepacked_gemms_too(gptbench, tmp_path):
+    """With --prepack a GEMM's schedule rewrites its weight's layout: measured with the unscheduled
+    function's argument shapes, every such schedule was refused by the runner and dropped (GPT-2's
+    four big matmul tasks got no record). Every schedule of this database must replay, build and run."""
+    db = tmp_path / "prepacked"
+    code, _, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--trials", "16",
+                            "--prepack", "--db", db)
+    assert code == 0, err
+    assert any("matmul" in r["task"] and r["trials"] for r in read_meta(db)["task_summary"])
+    code, _, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--prepack",
+                            "--warm-start", _as_if_from(db, tmp_path), "--db", tmp_path / "warm")
+    assert code == 0, err
+    warm = read_meta(tmp_path / "warm")["warm_start"]
+    assert warm["replayed"] > 0 and warm["failed"] == 0 and warm["measured"] == warm["replayed"], warm
+
+
 def test_warm_start_measures_the_other_cpus_schedules_here_and_records_them(tuned_db, gptbench, tmp_path):
     other = _as_if_from(tuned_db, tmp_path)
     new = tmp_path / "warm"

@@ -76,8 +76,7 @@ def warm_start(tasks: list, foreign_dir, db_dir, target, builder, runner, log, t
         if run_secs is None:
             failed += 1
             continue
-        db.commit_tuning_record(ms.database.TuningRecord(trace, db.commit_workload(mod), run_secs, target,
-                                                         ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])))
+        db.commit_tuning_record(ms.database.TuningRecord(trace, db.commit_workload(mod), run_secs, target, _args(sch, ms)))
         committed += 1
     info = dict(source=str(foreign_dir), source_target=target_key_of(read_meta(foreign_dir)), replayed=len(candidates),
                 measured=committed, failed=failed, seconds=round(time.perf_counter() - t0, 1), top_k=top_k)
@@ -96,10 +95,18 @@ def _measure(candidates: list, target, builder, runner, ms) -> list:
     for i, ((_t, _m, sch, _tr), b) in enumerate(zip(candidates, built, strict=True)):
         if b.error_msg is None:
             device = "cuda" if target.kind.name == "cuda" else "cpu"
-            inputs.append(ms.runner.RunnerInput(b.artifact_path, device, ms.arg_info.ArgInfo.from_prim_func(sch.mod["main"])))
+            inputs.append(ms.runner.RunnerInput(b.artifact_path, device, _args(sch, ms)))
             where.append(i)
     for i, future in zip(where, runner.run(inputs), strict=True):
         r = future.result()
         if r.error_msg is None and r.run_secs:
             results[i] = [float(x) for x in r.run_secs]
     return results
+
+
+def _args(sch, ms) -> list:
+    """The arguments of a scheduled kernel as it is built and run: with --prepack, a weight's layout
+    rewrite (the preprocessing block) is taken out and the kernel takes the packed weight, as in
+    MetaSchedule's own measurements (remove_preproc). The unscheduled function's arguments have the
+    weight's original shape, and the runner refused every prepacked GEMM with them."""
+    return ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)

@@ -98,6 +98,13 @@ def _duration(flag: str, text) -> float:
         raise UserError(f"{flag} {e}") from None
 
 
+def _cuts(text) -> list[float]:
+    """--tuned-after's durations in seconds; `all` is the whole database (inf)."""
+    if not text:
+        return []
+    return [float("inf") if t == "all" else _duration("--tuned-after", t) for t in _csv(text)]
+
+
 def config_from_args(args):
     from bench.pipeline.config import RunConfig
 
@@ -113,7 +120,7 @@ def config_from_args(args):
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
             bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, blas=bool(opt("blas", False)),
-            rpc=opt("rpc"), rpc_key=opt("rpc_key"),
+            rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -578,6 +585,9 @@ def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
+    p.add_argument("--tuned-after", default=None, metavar="CUTS", help="build and measure the tuning database as it was after "
+                   "each of these durations of tuning (e.g. 0,1m,2m,5m,all), one cell each, from its progress log: speedup "
+                   "vs tuning minutes, measured (with --db or --tune-budget)")
 
 
 def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from bench.core.env import usable_cores
-from bench.tuning.database import META_FILE, read_meta
+from bench.tuning.database import META_FILE, count_records, db_hash, read_meta
+from bench.tuning.progress import PROGRESS_FILE, read_progress
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,67 @@ def test_run_with_the_database_applies_it_and_keeps_parity(tuned_db, gptbench, t
     tuned = sum(1 for r in read_meta(tuned_db)["task_summary"] if r["best_ms"] is not None)
     assert cell["tuning"]["matched"] == tuned > 0  # same model and shapes: every tuned kernel is found
     assert "Tuning databases" in out
+
+
+def test_tune_logs_its_progress_and_where_its_time_went(tuned_db):
+    meta = read_meta(tuned_db)
+    rows = read_progress(tuned_db)
+    assert rows and [r["records"] for r in rows] == sorted(r["records"] for r in rows)
+    assert rows[-1]["records"] == meta["records"] == count_records(tuned_db)  # the log accounts for every record, in order
+    assert rows[-1]["trials"] == meta["trials"] and all(r["session"] == 1 for r in rows)
+    times = [r["tuning_s"] for r in rows]
+    assert times == sorted(times) and 0 < times[-1] <= meta["wall_s"] + 1
+    assert any(r["estimate_ms"] for r in rows)
+    profile = meta["last_session"]["profile_s"]  # MetaSchedule's profiler: building and running are a trial's parts
+    assert profile["Total"] > 0 and profile["SendToBuilder"] > 0 and profile["SendToRunner"] > 0
+    assert "trials a minute" in (tuned_db / "SUMMARY.md").read_text()
+
+
+def test_database_at_is_the_database_as_it_was_after_n_seconds(tuned_db, tmp_path):
+    from bench.tuning.progress import database_at
+
+    rows = read_progress(tuned_db)
+    mid = rows[len(rows) // 2]
+    cut_dir, cut = database_at(tuned_db, mid["tuning_s"], tmp_path / "cut")
+    assert cut["records"] == count_records(cut_dir) == max(r["records"] for r in rows if r["tuning_s"] <= mid["tuning_s"])
+    assert cut["of_records"] == count_records(tuned_db) and cut["of_hash"] == read_meta(tuned_db)["hash"]
+    full = (tuned_db / "database_tuning_record.json").read_text().splitlines()
+    assert (cut_dir / "database_tuning_record.json").read_text().splitlines() == full[:cut["records"]]
+    assert read_meta(cut_dir)["hash"] == db_hash(cut_dir) != read_meta(tuned_db)["hash"]
+    _, zero = database_at(tuned_db, 0, tmp_path / "zero")
+    assert zero["records"] == 0 and zero["tuning_s"] == 0
+
+
+def test_run_tuned_after_measures_each_cut_and_plots_speedup_against_minutes(tuned_db, gptbench, tmp_path):
+    from bench.reports.plot import make_figure
+    from bench.reports.report import load_report
+
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--repeat", "3",
+                              "--warmup", "1", "--solo", "0", "--no-isolate", "--db", tuned_db, "--tuned-after", "0,all",
+                              "--out", tmp_path)
+    assert code == 0, err
+    report = load_report(next(tmp_path.glob("*.json")))
+    zero, whole = report["cells"]
+    assert zero.status == whole.status == "ok" and zero.parity.rel_l2 < 1e-5
+    assert zero.variant == "+tuned@0s" and whole.variant is None  # distinct cells; `all` is the database as without the flag
+    assert zero.tuning["cut"]["records"] == 0 and zero.tuning["matched"] == 0 and zero.tuning["path"] == str(tuned_db)
+    assert whole.tuning["matched"] > 0 and "cut" not in whole.tuning
+    assert "as it was after 0.0 s of its" in out
+    titles = [ax.get_title() for ax in make_figure(report).axes]
+    assert any("vs tuning time" in t for t in titles)
+
+
+def test_tuned_after_usage_errors(tuned_db, gptbench, tmp_path):
+    base = ("run", "--model", "nanogpt-tiny", "--out", tmp_path)
+    code, _, err = gptbench(*base, "--tuned-after", "1m")
+    assert code == 2 and "--tuned-after cuts a tuning database: give --db or --tune-budget" in err
+    code, _, err = gptbench(*base, "--db", tuned_db, "--tuned-after", "1m,soon")
+    assert code == 2 and "'soon' is not a duration" in err
+    old = tmp_path / "old"
+    shutil.copytree(tuned_db, old)
+    (old / PROGRESS_FILE).unlink()
+    code, _, err = gptbench(*base, "--seq-len", "16", "--db", old, "--tuned-after", "1m")
+    assert code == 2 and f"has no {PROGRESS_FILE}" in err and len(err.strip().splitlines()) == 1
 
 
 def test_tuning_again_continues_the_same_database(tuned_db, gptbench):

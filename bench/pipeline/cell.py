@@ -11,6 +11,7 @@ from pathlib import Path
 from bench import baselines as bl
 from bench.build.relax import Compiled, build, remote_compiled
 from bench.build.rewrites import rewrite_counts
+from bench.core.errors import UserError
 from bench.core.log import log, round_progress
 from bench.core.threads import configure_threads
 from bench.measure.parity import compare
@@ -22,6 +23,7 @@ from bench.pipeline.config import RunConfig
 from bench.record import Baseline, Cell, Latency, Parity
 from bench.scenarios import make_case
 from bench.tuning.database import prepacked
+from bench.tuning.progress import cut_label, database_at
 from bench.tuning.search import check_database
 from frontends import get_frontend
 from frontends.base import FrontendError, ImportRequest, short_error
@@ -91,9 +93,19 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
     db = cfg.db_for(cell.model)
+    cut = None
+    if db and cfg.tuning_cut is not None:
+        try:
+            db, cut = database_at(db, cfg.tuning_cut, workdir / "tuning-cut")
+        except UserError as e:
+            cell.set(status="build_failed", error=f"--tuned-after {cut_label(cfg.tuning_cut)}: {e}")
+            log(f"{tag} {cell.error}")
+            return None
     if db:
         cell.tuning = check_database(db, tinfo, imported.mod)
         cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
+        if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
+            cell.tuning.update(path=cfg.db_for(cell.model), cut=cut)
     elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
         cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
     try:

@@ -4,7 +4,8 @@ bad value is a ValueError naming the flag, which the CLI prints as one line with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.baselines import BASELINES
@@ -20,6 +21,7 @@ from bench.scenarios import SCENARIOS, SHAPES, check_fits
 from bench.targets import TARGETS, make_target
 from bench.targets.remote import check_key, device_info, parse_address
 from bench.tuning.database import validate_database
+from bench.tuning.progress import cut_label, read_progress
 from frontends import FRONTENDS, choices, unknown_frontend
 
 DTYPES = ("float32", "float16")
@@ -73,6 +75,8 @@ class RunConfig:
     rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
     tvm: list[str] | None = None  # TVM environments (bench.core.tvm_envs); None: each frontend's own
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
+    tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
+    tuning_cut: float | None = None  # this cell's cut: the database as it was after this many seconds of tuning
 
     def __post_init__(self) -> None:
         """Each step checks its flags in turn (the first bad value is the error) and fills the defaults."""
@@ -85,6 +89,7 @@ class RunConfig:
         self._check_bundle(relay)
         if self.rpc is not None:
             self._check_rpc(relay)
+        self._check_tuning_cuts()
         if self.db is not None:
             self._check_database()
         elif self.foreign_db:
@@ -194,6 +199,28 @@ class RunConfig:
             if any(f != "export" for f in self.frontends):
                 raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
 
+    def _check_tuning_cuts(self) -> None:
+        """--tuned-after: cuts of a database that has a progress log (--db's is read now; --tune-budget's
+        is made by this run, or found in its cache and read by each cell)."""
+        if not self.tuned_after:
+            return
+        if not (self.db or self.tune_budget):
+            raise ValueError("--tuned-after cuts a tuning database: give --db or --tune-budget")
+        if any(t < 0 for t in self.tuned_after) or len(set(self.tuned_after)) != len(self.tuned_after):
+            raise ValueError("--tuned-after takes distinct durations (e.g. 1m,2m,5m,all)")
+        if self.db and Path(self.db).is_dir():
+            try:
+                read_progress(self.db)
+            except UserError as e:
+                raise ValueError(f"--tuned-after: {e}") from None
+
+    def tuning_points(self) -> list[RunConfig]:
+        """One configuration per --tuned-after cut (the run itself when there is none); `all` is the
+        whole database, as without the flag."""
+        if not self.tuned_after:
+            return [self]
+        return [replace(self, tuned_after=[], tuning_cut=None if math.isinf(t) else t) for t in self.tuned_after]
+
     def _check_database(self) -> None:
         """--db: a tuning database for this target, tuned with this run's --fast-math setting."""
         if not Path(self.db).is_dir():
@@ -258,7 +285,8 @@ def variant_name(cfg: RunConfig, env: str = "0.27") -> str | None:
     variants), and the TVM environment when it is not the default one."""
     relax = env == "0.27"
     parts = ([] if relax else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and relax else []) + \
-        (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else [])
+        (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else []) + \
+        ([f"+tuned@{cut_label(cfg.tuning_cut)}"] if cfg.tuning_cut is not None and relax else [])
     return "".join(parts) or None
 
 

@@ -28,6 +28,7 @@ from bench.pipeline.autotune import ensure_tuned
 from bench.pipeline.config import RunConfig, new_cell
 from bench.pipeline.execute import execute_cell
 from bench.record import Cell
+from bench.tuning.progress import cut_label
 from frontends import FRONTENDS
 
 
@@ -136,7 +137,6 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
 
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     cells = []
-    todo = cfg.cells()
     configure_threads(cfg.threads)
     import signal
 
@@ -148,11 +148,13 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     try:
         if cfg.tune_budget:
             ensure_tuned(cfg)
-        for i, (model, frontend, env) in enumerate(todo, 1):
+        todo = [(point, *cell) for point in cfg.tuning_points() for cell in point.cells()]  # after tuning: dbs filled
+        for i, (point, model, frontend, env) in enumerate(todo, 1):
+            cut = "" if point.tuning_cut is None else f"; the database after {cut_label(point.tuning_cut)} of tuning"
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
-                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env})")
-            current = (i, model, frontend, env)
-            cell = run_cell(cfg, model, frontend, env)
+                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env}{cut})")
+            current = (i, point, model, frontend, env)
+            cell = run_cell(point, model, frontend, env)
             current = None
             cells.append(cell)
             if on_cell:
@@ -160,8 +162,8 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     except KeyboardInterrupt as e:  # during a cell, or during tuning before any
         signame = "SIGTERM" if str(e) == "SIGTERM" else "SIGINT"
         if current is not None:
-            i, model, frontend, env = current
-            cell = new_cell(cfg, model, frontend, env)
+            i, point, model, frontend, env = current
+            cell = new_cell(point, model, frontend, env)
             cell.set(status="interrupted", error=f"{'SIGTERM' if signame == 'SIGTERM' else 'Ctrl-C (SIGINT)'} during this cell; "
                                                     f"{len(todo) - i} cell(s) after it not run")
             cells.append(cell)

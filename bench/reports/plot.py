@@ -99,15 +99,20 @@ def _plain(value: float, _pos=None) -> str:
 
 def _axes(ax: Axes, n_positions: int, log: bool) -> None:
     """Room for every position (a gap at the edge included) and plain numbers on a log axis."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
-
     ax.set_xlim(-0.5, n_positions - 0.5)
     if log:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10))
-        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
-        ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
+        _log_y(ax)
+
+
+def _log_y(ax: Axes) -> None:
+    """A log y axis labelled with plain numbers (0.5, 2, 10), not 5e-01."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
 
 
 def _title(report: dict) -> str:
@@ -199,6 +204,59 @@ def _run_speedup(ax: Axes, cells: list[Cell]) -> None:
     ax.legend(fontsize=8)
 
 
+def tuning_minutes(cell: Cell) -> float | None:
+    """Minutes of tuning behind a cell's build: its --tuned-after cut, else its whole database's."""
+    t = cell.tuning or {}
+    seconds = (t.get("cut") or {}).get("tuning_s", t.get("tuning_wall_s"))
+    return None if seconds is None else float(seconds) / 60
+
+
+def _curve(cells: list[Cell], group: tuple, value) -> tuple[list, list]:
+    """(minutes, value) points of a model × frontend's cells, sorted, and (minutes, status) of those without one."""
+    points, gaps = [], []
+    for cell in cells:
+        minutes = tuning_minutes(cell)
+        if (cell.model, cell.frontend) != group or minutes is None:
+            continue
+        eager = cell.baselines["eager"].latency if "eager" in cell.baselines else None
+        if cell.tvm is None or eager is None:
+            gaps.append((minutes, cell.status if cell.status not in ("ok", "mismatch") else "no eager"))
+        else:
+            points.append((minutes, value(cell.tvm, eager)))
+    return sorted(points), gaps
+
+
+def _tuning_curves(latency_ax: Axes, speedup_ax: Axes, cells: list[Cell]) -> None:
+    """A run with --tuned-after: TVM's and eager's latency (left) and TVM's speedup over eager in the
+    same cell's rounds (right) against the minutes of tuning behind each cell's build, one line per
+    model × frontend; a cell without a number is marked with its status."""
+    import numpy as np
+
+    groups = _in_order((c.model, c.frontend) for c in cells if c.tuning)
+    for k, group in enumerate(groups):
+        color = COLORS[k % len(COLORS)] if len(groups) > 1 else backend_color(group[1], k)
+        tvm, gaps = _curve(cells, group, lambda t, _e: float(np.median(t.samples)))
+        eager, _ = _curve(cells, group, lambda _t, e: float(np.median(e.samples)))
+        speedup, _ = _curve(cells, group, lambda t, e: float(np.median(e.samples) / np.median(t.samples)))
+        latency_ax.plot(*zip(*tvm, strict=True), marker="o", color=color, label=f"{group[0]} × TVM {group[1]}")
+        latency_ax.plot(*zip(*eager, strict=True), marker="s", linestyle=":", color=color, alpha=0.6, label=f"{group[0]} × eager (same cells)")
+        speedup_ax.plot(*zip(*speedup, strict=True), marker="o", color=color, label=f"{group[0]} × TVM {group[1]}")
+        for x, y in speedup:
+            speedup_ax.annotate(f"{y:.2f}x", (x, y), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+        for x, status in gaps:
+            speedup_ax.axvline(x, color="red", linestyle=":", linewidth=1)
+            speedup_ax.annotate(status, (x, 1.0), fontsize=7, rotation=90, color="red")
+    speedup_ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    for ax, ylabel, title in ((latency_ax, "latency, ms (median)", "Latency vs tuning time"),
+                              (speedup_ax, "speedup vs eager (eager median / TVM median)",
+                               "TVM speedup over eager PyTorch vs tuning time (> 1: TVM faster)")):
+        _log_y(ax)
+        ax.set_xlabel("minutes of tuning behind the build (--tuned-after cuts of one database)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+
+
 def _passes_panel(ax: Axes, cells: list[Cell], value_of, ylabel: str, title: str, log: bool) -> None:
     """One bar per variant for each model × frontend group; value_of(cell, x) -> Bar."""
     groups = _in_order((c.model, c.frontend) for c in cells)
@@ -240,8 +298,11 @@ def make_figure(report: dict) -> Figure:
         _passes_panel(left, cells, _tvm_bar, "TVM latency, ms (median, p10–p90)", "TVM latency per pass variant", log=True)
         _passes_panel(right, cells, _passes_build, "build time, s", "Build time per pass variant", log=False)
     else:
-        _run_latency(left, cells)
-        _run_speedup(right, cells)
+        if any((c.tuning or {}).get("cut") for c in cells):
+            _tuning_curves(left, right, cells)
+        else:
+            _run_latency(left, cells)
+            _run_speedup(right, cells)
     fig.suptitle(_title(report), fontsize=10)
     return fig
 

@@ -317,9 +317,13 @@ def _not_ok_lines(cells: list[Cell]) -> list[str]:
 
 def _tuning_line(c: Cell) -> str:
     t = c.tuning
-    line = (f"- {c.model} × {c.frontend}: `{t.get('path')}` (hash {t.get('hash')}, {t.get('records')} records from "
-            f"{t.get('trials', '?')} trials and {t.get('tuning_wall_s', '?')} s of tuning, {t.get('matched', '?')} of "
-            f"{t.get('tasks', '?')} kernels tuned)")
+    line = (f"- {c.model} × {c.frontend}{' ' + c.variant if c.variant else ''}: `{t.get('path')}` (hash {t.get('hash')}, "
+            f"{t.get('records')} records from {t.get('trials', '?')} trials and {t.get('tuning_wall_s', '?')} s of tuning, "
+            f"{t.get('matched', '?')} of {t.get('tasks', '?')} kernels tuned)")
+    if t.get("cut"):
+        cut = t["cut"]
+        line += (f"; **as it was after {cut['tuning_s']} s of its {cut['of_tuning_s']} s of tuning**: the first {cut['records']} "
+                 f"of its {cut['of_records']} records (whole database: hash {cut['of_hash']})")
     if t.get("applied_across"):
         line += f"; **{t['applied_across']}** (--foreign-db)"
     if t.get("warm_start"):

@@ -187,7 +187,31 @@ def summary_markdown(meta: dict) -> str:
         f"no VM overhead){'; ' + str(untuned) + ' task(s) without a valid record' if untuned else ''}.",
         "",
         md_table(["task", "weight", "trials", "best ms", "weight × best ms"], rows),
+        *_profile_markdown(meta.get("last_session") or {}),
     ])
+
+
+# MetaSchedule's profiler scopes, as a trial's parts (the others are summed as "other")
+PROFILE_PARTS = (("SendToBuilder", "building candidates (lowering, LLVM codegen, in builder processes)"),
+                 ("SendToRunner", "running candidates (sending and timing them)"),
+                 ("JoinRunnerFutures", "waiting for runs to finish"),
+                 ("EvoSearch", "evolutionary search (sampling, mutation, cost-model predictions)"),
+                 ("MeasureCallback/UpdateCostModel", "training the cost model"),
+                 ("MeasureCallback/AddToDatabase", "recording"))
+
+
+def _profile_markdown(session: dict) -> list[str]:
+    """Where the last session's time went, from MetaSchedule's profiler, and its trials per minute."""
+    prof, trials, wall = session.get("profile_s") or {}, session.get("trials") or 0, session.get("wall_s") or 0
+    if not prof or not wall:
+        return []
+    total = float(prof.get("Total", wall))
+    parts = [(label, sum(v for k, v in prof.items() if k == scope or k.startswith(scope + "/"))) for scope, label in PROFILE_PARTS]
+    parts.append(("other (task scheduling, Python, start-up)", max(0.0, total - sum(v for _l, v in parts))))
+    rows = [[label, f"{v:.1f}", f"{100 * v / total:.0f}%", f"{1000 * v / trials:.0f}" if trials else ""] for label, v in parts]
+    return ["", f"Last session: {trials} trials in {wall} s, {60 * trials / wall:.1f} trials a minute. Where its time went "
+            "(MetaSchedule's profiler; builds run in parallel worker processes, so a part is wall time of the tuning loop):", "",
+            md_table(["part", "s", "share", "ms a trial"], rows)]
 
 
 def prepacked(db_dir) -> bool:

@@ -49,6 +49,7 @@ from bench.tuning.database import (
     target_key_of,
     validate_database,
 )
+from bench.tuning.progress import PROGRESS_FILE, Progress, read_progress
 from bench.tuning.transfer import check_foreign, warm_start
 from frontends import get_frontend
 from frontends.base import ImportRequest
@@ -182,11 +183,11 @@ def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int =
             n = len(tasks)
             if budget.over():
                 return -1
+            for i in range(n):
+                ts.touch_task(i)  # joins every batch that has finished (its records reach the database, its times `best`)
             if self.first_round < n:
                 self.first_round += 1
                 return self.first_round - 1
-            for i in range(n):
-                ts.touch_task(i)  # joins every batch that has finished (its results reach `best`)
             alive = _live_tasks(ts, tasks, history, mode)
             if not alive:
                 return -1
@@ -228,7 +229,7 @@ def _pick_task(alive: list[int], tasks, best: dict, history: dict, mode: str, rn
     return rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
 
 
-def _progress_callback(total: int, best: dict | None = None, history: dict | None = None):
+def _progress_callback(total: int, best: dict | None = None, history: dict | None = None, progress: Progress | None = None):
     from tqdm import tqdm
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
@@ -246,8 +247,17 @@ def _progress_callback(total: int, best: dict | None = None, history: dict | Non
                 if secs:
                     best[task_id] = min(best.get(task_id, float("inf")), min(secs))
                 history.setdefault(task_id, []).append(best.get(task_id, float("inf")))
+                if progress is not None:
+                    _log_batch(progress, task_scheduler.tasks_, task_id, len(measure_candidates), len(secs), best)
 
     return Progress()
+
+
+def _log_batch(progress: Progress, tasks, task_id: int, batch: int, valid: int, best: dict) -> None:
+    """A progress row: the batch, and the tuner's estimate of the model's kernel time after it."""
+    timed = {i: s for i, s in best.items() if s < 1e9}
+    estimate = sum(float(tasks[i].task_weight) * s for i, s in timed.items()) * 1e3 if timed else None
+    progress.add(str(tasks[task_id].ctx.task_name), batch, valid, estimate, len(timed))
 
 
 def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
@@ -275,13 +285,17 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
         + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
     selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
     db_dir.mkdir(parents=True, exist_ok=True)
+    progress = _new_progress(db_dir, previous or {})
     warm = None
     if warm_from:
         from tvm.s_tir import meta_schedule as ms
 
         warm = warm_start(selected, warm_from, db_dir, tinfo.target, _builder(ms, cfg), _runner(ms, cfg), log)
-    wall = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log)
+        progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
+    wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
+    progress.save()
     meta = _session_meta(cfg, frontend, tinfo, prepack, tasks, db_dir, previous or {}, trials, budget_s, budget, wall)
+    meta["last_session"]["profile_s"] = profile
     if warm:  # its records are measurements here, not trials of a search: counted apart
         meta["trials"] = max(0, meta["trials"] - warm["measured"])
         meta["last_session"]["trials"] = max(0, meta["last_session"]["trials"] - warm["measured"])
@@ -291,6 +305,16 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
     return meta
+
+
+def _new_progress(db_dir: Path, previous: dict) -> Progress:
+    """This session's progress log, continuing the database's: its tuning seconds so far (the log's
+    last row, else the description's wall time), trials and records."""
+    before = float(previous.get("wall_s", 0.0))
+    if (db_dir / PROGRESS_FILE).is_file():
+        rows = read_progress(db_dir)
+        before = rows[-1]["tuning_s"] if rows else before
+    return Progress(db_dir, int(previous.get("sessions", 0)) + 1, before, int(previous.get("trials", 0)), count_records(db_dir))
 
 
 def _shapes(cfg) -> dict:
@@ -347,9 +371,12 @@ def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: l
 
 
 def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float | None, max_trials_per_task: int | None,
-                 budget: Budget, log) -> float:
+                 budget: Budget, log, progress: Progress | None = None) -> tuple[float, dict]:
     """MetaSchedule on the selected tasks until the trials, the budget or Ctrl-C (the first one sets
-    budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its seconds."""
+    budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its
+    seconds and where they went (MetaSchedule's profiler: seconds per scope, e.g. SendToBuilder is
+    building the candidates, SendToRunner + JoinRunnerFutures running them, UpdateCostModel training
+    the cost model, GenerateMeasureCandidates the evolutionary search)."""
     import signal
 
     from tvm.s_tir import meta_schedule as ms
@@ -364,6 +391,8 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
+    if progress is not None:
+        progress.restart()  # the log counts tuning time as the description does: from here
     limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
     best: dict = {}
     history: dict = {}
@@ -376,14 +405,17 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     log("tuning; Ctrl-C stops it and keeps what was measured")
+    profile: dict = {}
     try:
         if limit > 0:
             scheduler = _scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
-            _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
-                        _progress_callback(trials or None, best, history))
+            with ms.Profiler() as prof:
+                _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
+                            _progress_callback(trials or None, best, history, progress))
+            profile = {str(k): round(float(v), 2) for k, v in prof.get().items()}
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, profile
 
 
 def _session_meta(cfg, frontend: str, tinfo, prepack: bool, tasks: list, db_dir: Path, previous: dict, trials: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -258,6 +259,22 @@ def test_warm_start_replays_prepacked_gemms_too(gptbench, tmp_path):
     assert code == 0, err
     warm = read_meta(tmp_path / "warm")["warm_start"]
     assert warm["replayed"] > 0 and warm["failed"] == 0 and warm["measured"] == warm["replayed"], warm
+    assert _workers_left() == []  # the builder's pool, kept between batches, is stopped with the session
+
+
+def _workers_left() -> list[str]:
+    """Command lines of this process's children that are TVM popen workers."""
+    import os
+
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                left += [cmd] if "popen" in cmd else []
+        except (OSError, IndexError, ValueError):
+            continue
+    return left
 
 
 def test_warm_start_measures_the_other_cpus_schedules_here_and_records_them(tuned_db, gptbench, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from bench.core.threads import configure_threads
 from bench.models import load_model
 from bench.scenarios import make_case
 from bench.targets.remote import parse_address
+from bench.tuning.builder import close_builder, export_shared, pooled_builder
 from bench.tuning.database import (
     META_FILE,
     META_FORMAT,
@@ -290,7 +292,11 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     if warm_from:
         from tvm.s_tir import meta_schedule as ms
 
-        warm = warm_start(selected, warm_from, db_dir, tinfo.target, _builder(ms, cfg), _runner(ms, cfg), log)
+        builder = _builder(ms, cfg)
+        try:
+            warm = warm_start(selected, warm_from, db_dir, tinfo.target, builder, _runner(ms, cfg), log)
+        finally:
+            close_builder(builder)
         progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
     wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
     progress.save()
@@ -438,6 +444,14 @@ def _session_meta(cfg, frontend: str, tinfo, prepack: bool, tasks: list, db_dir:
 
 
 def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
+    builder = _builder(ms, cfg)
+    try:
+        _tune_with(ms, builder, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress)
+    finally:
+        close_builder(builder)
+
+
+def _tune_with(ms, builder, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
     ms.tune.tune_tasks(
         tasks=contexts,
         task_weights=weights,
@@ -446,7 +460,7 @@ def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selec
         max_trials_per_task=max_trials_per_task,
         task_scheduler=scheduler,
         num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
-        builder=_builder(ms, cfg),
+        builder=builder,
         runner=_runner(ms, cfg),
         database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
@@ -454,7 +468,12 @@ def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selec
 
 
 def _builder(ms, cfg):
-    return ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=cpu_build if cfg.target == "llvm" else None)
+    """Candidates are built in cfg.threads worker processes, kept between batches (bench.tuning.builder);
+    GPTBENCH_BUILDER=local: MetaSchedule's LocalBuilder, a fresh pool every batch (to compare)."""
+    f_build = cpu_build if cfg.target == "llvm" else None
+    if os.environ.get("GPTBENCH_BUILDER") == "local":
+        return ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=f_build)
+    return pooled_builder(cfg.threads, 180, f_build, f_export=None if cfg.rpc or os.environ.get("GPTBENCH_EXPORT") == "tar" else export_shared)
 
 
 def _runner(ms, cfg):

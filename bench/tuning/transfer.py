@@ -15,6 +15,8 @@ structural keys must be the same for a record to mean anything.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -101,6 +103,9 @@ def _measure(candidates: list, target, builder, runner, ms) -> list:
         r = future.result()
         if r.error_msg is None and r.run_secs:
             results[i] = [float(x) for x in r.run_secs]
+    for b in built:  # as MetaSchedule's RemoveBuildArtifact does after a batch
+        if b.artifact_path:
+            shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
     return results
 
 

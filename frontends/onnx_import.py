@@ -3,7 +3,9 @@
 The module is exported with `torch.onnx.export(dynamo=True)` (the TorchScript exporter,
 `dynamo=False`, fails on HF GPT-2's `aten::diff`), written to the work directory (ONNX Runtime
 reads the same file), checked against the importer's converter table (every unsupported op listed
-at once) and imported with the weights kept as function inputs.
+at once) and imported with the weights kept as function inputs. Where onnxscript, which the dynamo
+exporter needs, is missing (the TVM 0.19 environment), the TorchScript exporter at opset 17 writes
+the file instead, for static shapes, and the cell's notes say so (`onnx_exporter`).
 """
 
 from __future__ import annotations

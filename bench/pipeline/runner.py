@@ -93,8 +93,8 @@ def env_reason(cfg: RunConfig, frontend: str, env: str) -> str | None:
     if env not in fe.tvm_envs:
         return f"{frontend} runs in TVM {fe.tvm_env} only in this harness (Relay is gone from TVM 0.20 on)"
     if env == "0.19" and fe.tvm_env != "0.19" and (cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static"
-                                                   or cfg.scenario == "generate"):
-        return "a Relax cell in TVM 0.19 takes --target llvm, float32, --shapes static, prefill or decode (as the Relay cells)"
+                                                   or cfg.scenario == "generate" or cfg.rpc or cfg.bundle):
+        return "a Relax cell in TVM 0.19 takes --target llvm, float32, --shapes static, prefill or decode, no --rpc or --bundle (as the Relay cells)"
     return None if env == current() else missing_reason(env)
 
 

@@ -9,6 +9,10 @@ database tuned with prepacked weights (`gptbench tune --prepack`) also lifts the
 rewrites into `main_transform_params`, which `Compiled` runs once when it loads the module.
 The pipeline's LegalizeOps keeps topi.take's "Fast mode segfaults" warning off the console (see
 bench.core.quiet); builds and tuning runs get the same kernels as with TVM's own.
+
+Under TVM 0.19's API (bench.core.tvm_compat; the Relax cells of that environment) `build` is
+`build_legacy`: the same rewrites and legalize-and-fuse passes (0.27's CPU pipeline up to FuseTIR is
+0.19's zero pipeline), then 0.19's relax.build for the lowering; untuned, always.
 """
 
 from __future__ import annotations

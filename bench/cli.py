@@ -591,9 +591,9 @@ def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay; `make tvm-relay`). "
-                   "Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the others in 0.27); named, every "
-                   "frontend in each, a pair that cannot run recorded as such")
+    p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay, and the Relax "
+                   "frontends untuned; `make tvm-relay`). Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the "
+                   "others in 0.27); named, every frontend in each, a pair that cannot run recorded as such")
     p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
 
 

@@ -3,7 +3,9 @@
 The module is exported with `torch.onnx.export(dynamo=True)` (the TorchScript exporter,
 `dynamo=False`, fails on HF GPT-2's `aten::diff`), written to the work directory (ONNX Runtime
 reads the same file), checked against the importer's converter table (every unsupported op listed
-at once) and imported with the weights kept as function inputs.
+at once) and imported with the weights kept as function inputs. Where onnxscript, which the dynamo
+exporter needs, is missing (the TVM 0.19 environment), the TorchScript exporter at opset 17 writes
+the file instead, for static shapes, and the cell's notes say so (`onnx_exporter`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,32 @@ from frontends.base import (
 )
 
 ONNX_FILE = "model.onnx"
+TORCHSCRIPT_OPSET = 17  # the TorchScript exporter's newest well-tested opset (as relay-onnx)
+
+
+def torchscript_fallback() -> str | None:
+    """Why this environment exports ONNX with the TorchScript exporter instead of the dynamo one, or None.
+    The dynamo exporter needs onnxscript, which the TVM 0.19 environment (`make tvm-relay`) does not have."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxscript") is None:
+        return f"TorchScript (dynamo=False), opset {TORCHSCRIPT_OPSET}: onnxscript, which the dynamo exporter needs, is not installed here"
+    return None
+
+
+def export_onnx_torchscript(req: ImportRequest, path: Path):
+    """torch.onnx.export(dynamo=False) of the request to `path` (static shapes); returns the ModelProto."""
+    import onnx
+    import torch
+
+    if req.dynamic:
+        raise ValueError("the TorchScript ONNX exporter is used here for static shapes only (--shapes static)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter), torch.no_grad():
+        torch.onnx.export(req.module, tuple(req.inputs), str(path), input_names=list(req.input_names), output_names=req.output_names,
+                          opset_version=TORCHSCRIPT_OPSET, dynamo=False)
+    return onnx.load(str(path))
 
 
 def export_onnx(req: ImportRequest, path: Path):
@@ -102,7 +130,8 @@ class OnnxFrontend(Frontend):
         path = Path(req.workdir or ".") / ONNX_FILE
         try:
             with timed(timings, "export_s"):
-                model = export_onnx(req, path)
+                fallback = torchscript_fallback()
+                model = export_onnx_torchscript(req, path) if fallback else export_onnx(req, path)
         except Exception as e:  # noqa: BLE001 - every export failure is a recorded result
             raise FrontendError(self.name, "export", short_error(e)) from e
         if model.functions:
@@ -128,4 +157,6 @@ class OnnxFrontend(Frontend):
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "import", short_error(e)) from e
         notes = dict(onnx_file=str(path), opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None))
+        if fallback:
+            notes["onnx_exporter"] = fallback
         return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches=patches, notes=notes)

@@ -47,6 +47,7 @@ def relay_op_counts(mod) -> dict[str, int]:
 
 class _Relay(Frontend):
     tvm_env = "0.19"
+    tvm_envs = ("0.19",)
     supports_symbolic = False
 
     def unavailable_reason(self) -> str | None:

@@ -14,7 +14,9 @@ accepts the 1-D empty tensor beside 4-D ones, Relax's concat does not), and a fl
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
+from bench.core import tvm_compat
 from frontends.base import (
     Frontend,
     FrontendError,
@@ -92,8 +94,39 @@ def _matmul_in_input_dtype(node, importer):
     return importer.block_builder.emit(relax.op.astype(res, dtype))
 
 
+def _stack_as_concat(node, importer):
+    """aten.stack for TVM 0.19's importer, which has no converter for it (nor Relax 0.19 a stack op):
+    every input gets an axis at `dim`, then they are concatenated along it (exact)."""
+    from tvm import relax
+
+    args = importer.retrieve_args(node)
+    dim = args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    tensors = list(args[0])
+    axis = dim if dim >= 0 else dim + tensor_type(tensors[0]).ndim + 1
+    bb = importer.block_builder
+    return bb.emit(relax.op.concat([bb.emit(relax.op.expand_dims(t, axis)) for t in tensors], axis=axis))
+
+
+LEGACY_CONVERTERS = {"stack.default": _stack_as_concat}  # TVM 0.19 only, beside CUSTOM_CONVERTERS
 CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty, "addmm.default": _addmm_in_input_dtype, "mm.default": _matmul_in_input_dtype,
                      "matmul.default": _matmul_in_input_dtype}
+
+
+def import_program(ep):
+    """`from_exported_program` of a decomposed program, weights kept as inputs, with CUSTOM_CONVERTERS.
+    TVM 0.19's takes no `custom_convert_map` (nor `run_ep_decomposition`): there the converters are set
+    on its importer, which calls them with the node alone. Its converter table is for the program as
+    exported (`softmax.int`, `layer_norm`, ...: its own from_exported_program calls run_decompositions
+    and drops the result), so in 0.19 the program is imported undecomposed."""
+    from tvm.relax.frontend.torch import exported_program_translator as ept
+
+    if tvm_compat.legacy():
+        importer = ept.ExportedProgramImporter()
+        converters = {**CUSTOM_CONVERTERS, **LEGACY_CONVERTERS}
+        importer.convert_map.update({op: partial(fn, importer=importer) for op, fn in converters.items()})
+        return importer.from_exported_program(ep, keep_params_as_input=True, unwrap_unit_return_tuple=True, no_bind_return_tuple=False)
+    return ept.from_exported_program(ep, keep_params_as_input=True, unwrap_unit_return_tuple=True, custom_convert_map=CUSTOM_CONVERTERS,
+                                     run_ep_decomposition=False)
 
 
 def export_program(req: ImportRequest):
@@ -127,7 +160,6 @@ class TorchExportFrontend(Frontend):
     title = "torch.export → relax.frontend.torch.from_exported_program"
 
     def import_model(self, req: ImportRequest) -> Imported:
-        from tvm.relax.frontend.torch import from_exported_program
         from tvm.relax.frontend.torch.exported_program_translator import (
             ExportedProgramImporter,
         )
@@ -136,39 +168,42 @@ class TorchExportFrontend(Frontend):
         try:
             with timed(timings, "export_s"):
                 ep = export_program(req)
-                ep = ep.run_decompositions()  # core ATen, as from_exported_program would
+                if not tvm_compat.legacy():  # TVM 0.19's importer converts the program as exported (see import_program)
+                    ep = ep.run_decompositions()  # core ATen, as from_exported_program would
         except Exception as e:  # noqa: BLE001 - every export failure is a recorded result
             raise FrontendError(self.name, "export", short_error(e)) from e
         ops = aten_op_counts(ep)
-        supported = set(ExportedProgramImporter().convert_map) | set(CUSTOM_CONVERTERS)
+        supported = set(ExportedProgramImporter().convert_map) | set(CUSTOM_CONVERTERS) | set(LEGACY_CONVERTERS if tvm_compat.legacy() else ())
         missing = [op for op in ops if op not in supported]
         if missing:
             raise FrontendError(self.name, "import", "", unsupported=missing)
         try:
             with timed(timings, "import_s"):
-                mod = from_exported_program(
-                    ep,
-                    keep_params_as_input=True,
-                    unwrap_unit_return_tuple=True,
-                    custom_convert_map=CUSTOM_CONVERTERS,
-                    run_ep_decomposition=False,
-                )
-                mod, params = detach(mod)
+                mod, params = detach(import_program(ep))
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "import", short_error(e)) from e
-        patches = []
-        if ops.get("cat.default") and _had_empty_cat(ep):
-            patches.append("aten.cat: dropped empty 1-D inputs (HF DynamicCache's initial empty tensor)")
-        low = _low_precision_products(ep)
-        if low:
-            patches.append(f"{', '.join('aten.' + op for op in low)}: accumulated in float32 and cast back to the inputs' dtype "
-                           "(TVM's converters give float32)")
         # from_exported_program keeps the parameters (not buffers or constants, which it binds) as inputs,
         # in the order of ep.named_parameters(): their names let another process rebuild `params` from the module.
         names = [name for name, _ in ep.named_parameters()]
         if len(names) != len(params):
             names = None
-        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, patches, param_names=names)
+        notes = {"aten_graph": "as exported, not decomposed to core ATen (TVM 0.19's importer converts that form)"} if tvm_compat.legacy() else {}
+        return Imported(mod, params, dict(sorted(ops.items())), relax_op_counts(mod), timings, _patches(ep, ops), notes, names)
+
+
+def _patches(ep, ops: Counter) -> list[str]:
+    """The workarounds this import applied, for the report."""
+    patches = []
+    if ops.get("cat.default") and _had_empty_cat(ep):
+        patches.append("aten.cat: dropped empty 1-D inputs (HF DynamicCache's initial empty tensor)")
+    low = _low_precision_products(ep)
+    if low:
+        patches.append(f"{', '.join('aten.' + op for op in low)}: accumulated in float32 and cast back to the inputs' dtype "
+                       "(TVM's converters give float32)")
+    if tvm_compat.legacy():
+        patches += [f"aten.{op.removesuffix('.default')}: the harness's converter (TVM 0.19's importer has none; expand_dims + concat)"
+                    for op in LEGACY_CONVERTERS if ops.get(op)]
+    return patches
 
 
 def _low_precision_products(ep) -> list[str]:

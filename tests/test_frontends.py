@@ -27,6 +27,8 @@ def test_each_frontend_names_a_known_tvm_environment():
     assert {f.name: f.tvm_env for f in REGISTRY} == {"export": "0.27", "onnx": "0.27", "fx": "0.27", "relay-onnx": "0.19",
                                                     "relay-torch": "0.19"}
     assert all(f.tvm_env in ENVS for f in REGISTRY)
+    assert {f.name: f.tvm_envs for f in REGISTRY} == {"export": ("0.27", "0.19"), "onnx": ("0.27", "0.19"), "fx": ("0.27", "0.19"),
+                                                      "relay-onnx": ("0.19",), "relay-torch": ("0.19",)}
 
 
 class TwoUnsupported(torch.nn.Module):

@@ -1,5 +1,6 @@
 """Relay through TVM 0.19 (`make tvm-relay`): cells in that environment's interpreter, beside Relax
-cells in this one, in one report. Skipped, with the reason, where the 0.19 environment is missing."""
+cells in this one, in one report; the Relax frontends there too, untuned. Skipped, with the reason,
+where the 0.19 environment is missing."""
 
 from __future__ import annotations
 
@@ -54,10 +55,49 @@ def test_tvm_axis_records_pairs_that_cannot_run_and_blas_is_a_variant(gptbench, 
     assert relay["status"] == "ok", relay["error"]
     assert relay["variant"] == "tvm-0.19+cblas" and "-libs=cblas" in relay["target_spec"]
     assert len(relay["parity"]["outputs"]) == 2  # logits and the present KV cache
-    for pair in (("relay-onnx", "0.27"), ("export", "0.19")):
-        assert by[pair]["status"] == "import_failed" and by[pair]["stage"] == "env"
-        assert "runs in TVM" in by[pair]["error"]
+    relax = by["export", "0.19"]  # Relax in 0.19: --blas is relay.build's, not applied and said so
+    assert relax["status"] == "ok", relax["error"]
+    assert relax["variant"] == "tvm-0.19" and "-libs=cblas" not in relax["target_spec"] and "not applied" in relax["notes"]["blas"]
+    assert len(relax["parity"]["outputs"]) == 2
+    cannot = by["relay-onnx", "0.27"]
+    assert cannot["status"] == "import_failed" and cannot["stage"] == "env" and "runs in TVM 0.19 only" in cannot["error"]
     assert len({c["id"] for c in by.values()}) == 4  # compare can tell every cell apart
+
+
+@needs_relay
+def test_relax_frontends_in_tvm_019_beside_relay_and_relax_027(gptbench, tmp_path):
+    """Issue 13: one report separates the frontend's effect (Relay vs Relax, in 0.19) from the version's (Relax 0.19 vs 0.27)."""
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export,onnx,fx,relay-onnx", "--tvm", "0.27,0.19", "--seq-len", "16",
+                            *FAST, "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    by = {(c["frontend"], c["tvm_env"]): c for c in cells_of(tmp_path)}
+    assert len(by) == 8 and len({c["id"] for c in by.values()}) == 8
+    for frontend in ("export", "onnx", "relay-onnx"):
+        c = by[frontend, "0.19"]
+        assert c["status"] == "ok" and c["parity"]["rel_l2"] < 1e-5, (frontend, c["error"])
+        assert c["variant"] == "tvm-0.19" and c["notes"]["tvm_version"] == "0.19.0" and c["tvm"]["n"] == 3
+    for frontend in ("export", "onnx"):
+        relax = by[frontend, "0.19"]
+        assert "zero pipeline" in relax["notes"]["pipeline"] and "untuned" in relax["notes"]["tuning"]
+        assert relax["target_spec"] == by["relay-onnx", "0.19"]["target_spec"]  # the same target as Relay's
+        assert relax["relax_ops"].get("relax.matmul") and relax["rewrites"] == {"PowToMul": 0}
+        assert by[frontend, "0.27"]["status"] == "ok"
+    assert "TorchScript" in by["onnx", "0.19"]["notes"]["onnx_exporter"]  # no onnxscript in the 0.19 environment
+    assert any("aten.stack" in p for p in by["export", "0.19"]["patches"])
+    fx = by["fx", "0.19"]  # runs there, and fails as in 0.27 (nanoGPT reads idx.device): a recorded failure with its reason
+    assert fx["status"] == "import_failed" and fx["stage"] == "import" and "device" in fx["error"]
+    assert by["relay-onnx", "0.27"]["stage"] == "env"
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "| export | tvm-0.19 | ok" in md and "| onnx | tvm-0.19 | ok" in md
+
+
+def test_relax_in_tvm_019_is_recorded_not_run_outside_its_limits():
+    from bench.pipeline.config import RunConfig
+    from bench.pipeline.runner import env_reason
+
+    cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export"], scenario="generate", seq_len=16, new_tokens=4, tvm=["0.19"])
+    assert "llvm, float32, --shapes static, prefill or decode" in env_reason(cfg, "export", "0.19")
+    assert "runs in TVM 0.19 only" in env_reason(cfg, "relay-torch", "0.27")
 
 
 def test_a_missing_environment_is_a_recorded_cell_with_the_command_that_installs_it(gptbench, tmp_path, monkeypatch):

@@ -9,6 +9,10 @@ database tuned with prepacked weights (`gptbench tune --prepack`) also lifts the
 rewrites into `main_transform_params`, which `Compiled` runs once when it loads the module.
 The pipeline's LegalizeOps keeps topi.take's "Fast mode segfaults" warning off the console (see
 bench.core.quiet); builds and tuning runs get the same kernels as with TVM's own.
+
+Under TVM 0.19's API (bench.core.tvm_compat; the Relax cells of that environment) `build` is
+`build_legacy`: the same rewrites and legalize-and-fuse passes (0.27's CPU pipeline up to FuseTIR is
+0.19's zero pipeline), then 0.19's relax.build for the lowering; untuned, always.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.build.rewrites import rewrite_passes
-from bench.core import quiet
+from bench.core import quiet, tvm_compat
 from bench.targets.remote import session
 
 if TYPE_CHECKING:
@@ -83,8 +87,7 @@ def cpu_dlight_pass():
     """dlight's CPU default schedules (GEMV, Reduction): an opt-in extra for llvm targets (the CUDA
     default pipeline already applies dlight's GPU rules). Functions already scheduled, e.g. by a
     tuning database, are left alone."""
-    from tvm.s_tir import dlight as dl
-
+    dl = tvm_compat.dlight()
     return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())
 
 
@@ -123,13 +126,16 @@ def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: 
 def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False,
           fast_math: bool = False, prepack: bool = False):
     """(executable, seconds): tvm.compile through the harness's rewrites and the default pipeline (plus a
-    tuning database, plus dlight's CPU rules)."""
+    tuning database, plus dlight's CPU rules). Under TVM 0.19's API: `build_legacy`, untuned."""
     import tvm
 
+    if tvm_compat.legacy():
+        if db_dir is not None or dlight or prepack:
+            raise ValueError("TVM 0.19 builds Relax untuned with its zero pipeline: tuning databases, --prepack and --dlight are TVM 0.27's")
+        return build_legacy(mod, target, disabled_passes, instruments, fast_math)
     with ExitStack() as stack:
         if db_dir is not None:
-            from tvm.s_tir import meta_schedule as ms
-
+            ms = tvm_compat.meta_schedule()
             stack.enter_context(ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"))
         stack.enter_context(
             tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments))
@@ -142,10 +148,35 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
         return ex, time.perf_counter() - t0
 
 
-def _flatten(out) -> list:
-    import tvm
+LEGACY_PIPELINE = ("TVM 0.19 (untuned): the harness's rewrites, then Relax's zero pipeline (LegalizeOps, AnnotateTIROpPattern, "
+                   "FoldConstant, FuseOps, FuseTIR) and relax.build's default_build lowering")
 
-    if isinstance(out, tvm.runtime.Tensor):
+
+def legacy_passes(fast_math: bool = False) -> list:
+    """TVM 0.19's Relax pipeline before lowering. 0.19 has no per-target default pipeline (no
+    tvm.relax.backend.cpu_generic) and its relax.build only lowers, so: the harness's rewrites, then the
+    passes of 0.19's zero pipeline (`relax.get_pipeline("zero")`, less its tuning-database step), the same
+    legalize-and-fuse passes as 0.27's CPU pipeline up to FuseTIR."""
+    from tvm import relax
+
+    t = relax.transform
+    return rewrite_passes(fast_math) + [legalize_ops(), t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR()]
+
+
+def build_legacy(mod, target, disabled_passes=(), instruments=(), fast_math: bool = False):
+    """(executable, seconds) under TVM 0.19's API: `legacy_passes`, then relax.build (default_build: lowering only)."""
+    import tvm
+    from tvm import relax
+
+    with tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments)), target:
+        t0 = time.perf_counter()
+        mod = tvm.transform.Sequential(legacy_passes(fast_math))(mod)
+        ex = relax.build(mod, target=target)
+        return ex, time.perf_counter() - t0
+
+
+def _flatten(out) -> list:
+    if isinstance(out, tvm_compat.tensor_class()):
         return [out]
     items = []
     for o in out:
@@ -160,28 +191,24 @@ class Compiled:
 
     def __init__(self, ex, device, params, func: str = "main"):
         import tvm
-        from tvm.runtime.vm import (
-            VirtualMachine,  # the runtime's VM: a module loaded by a runtime-only TVM works too
-        )
 
         self.device = device
         self.func = func
         self.ex = ex
         self.raw_params = list(params)  # as imported, before any layout transform
-        self.vm = VirtualMachine(ex, device)
-        if device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
+        self.vm = tvm_compat.virtual_machine()(ex, device)  # the runtime's VM: a module loaded by a runtime-only TVM works too
+        if tvm_compat.device_kind(device) == tvm_compat.device_kind(tvm.cpu()):
             self.params = list(params)
         else:
-            self.params = [tvm.runtime.tensor(p.numpy(), device) for p in params]
+            self.params = [tvm_compat.to_device(p.numpy(), device) for p in params]
         self.prepacked = self.vm.module.implements_function(f"{func}_transform_params")
         if self.prepacked:  # weights in the layout the tuned kernels chose, computed once at load
             self.params = list(self.vm[f"{func}_transform_params"](self.params))
 
     def _args(self, inputs) -> list:
         import numpy as np
-        import tvm
 
-        return [tvm.runtime.tensor(np.ascontiguousarray(_numpy(x)), self.device) for x in inputs] + self.params
+        return [tvm_compat.to_device(np.ascontiguousarray(_numpy(x)), self.device) for x in inputs] + self.params
 
     def __call__(self, *inputs) -> list[np.ndarray]:
         return [o.numpy() for o in _flatten(self.vm[self.func](*self._args(inputs)))]

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import math
 
-from frontends.base import relax_op_counts
+from bench.core import tvm_compat
+from frontends.base import relax_op_counts, tensor_type
 
 POW_EXPONENTS = (2.0, 3.0, 4.0)
 
 
 def _scalar_value(expr):
     """The Python float of a scalar relax constant, else None."""
-    import tvm
-
-    if isinstance(expr, tvm.ir.expr.Constant) and len(expr.value.shape) == 0:
-        return float(expr.value.numpy())
+    value = tvm_compat.constant_value(expr)
+    if value is not None and len(value.shape) == 0:
+        return float(value.numpy())
     return None
 
 
@@ -81,7 +81,7 @@ def _gelu_as_erf(call):
     from tvm import relax
 
     x = call.args[0]
-    dtype = x.ty.dtype
+    dtype = tensor_type(x).dtype
 
     def c(v):
         return relax.const(v, dtype)

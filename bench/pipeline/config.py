@@ -280,13 +280,15 @@ class RunConfig:
         return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]
 
 
-def variant_name(cfg: RunConfig, env: str = "0.27") -> str | None:
+def variant_name(cfg: RunConfig, env: str = "0.27", frontend: str | None = None) -> str | None:
     """The pipeline variant a cell was built with (part of its id: compare never matches two
-    variants), and the TVM environment when it is not the default one."""
-    relax = env == "0.27"
-    parts = ([] if relax else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and relax else []) + \
+    variants), and the TVM environment when it is not the default one. A Relax frontend in 0.19
+    keeps --fast-math (its rewrites run there), not --dlight (no CPU rules in 0.19) nor a tuning cut (0.27's only)."""
+    tuned = env == "0.27"
+    relax = tuned if frontend is None else FRONTENDS[frontend].tvm_env != "0.19"
+    parts = ([] if tuned else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and tuned else []) + \
         (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else []) + \
-        ([f"+tuned@{cut_label(cfg.tuning_cut)}"] if cfg.tuning_cut is not None and relax else [])
+        ([f"+tuned@{cut_label(cfg.tuning_cut)}"] if cfg.tuning_cut is not None and tuned else [])
     return "".join(parts) or None
 
 
@@ -297,5 +299,5 @@ def new_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) 
                 seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
                 past_len=cfg.past_len if cfg.scenario == "decode" else 0,
                 new_tokens=cfg.new_tokens if cfg.scenario == "generate" else 0,
-                shapes=cfg.shapes, dtype=cfg.dtype, threads=cfg.threads, variant=variant_name(cfg, env), tvm_env=env,
+                shapes=cfg.shapes, dtype=cfg.dtype, threads=cfg.threads, variant=variant_name(cfg, env, frontend), tvm_env=env,
                 rss_scope="cell process" if cfg.isolate else "whole run (cells share a process)")

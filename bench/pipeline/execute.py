@@ -1,4 +1,4 @@
-"""Running one cell in this process: the Relay cells in their TVM, generation, bundles, and the
+"""Running one cell in this process: the Relay cells and the Relax cells of TVM 0.19, generation, bundles, and the
 prefill/decode cell of `bench.pipeline.cell`'s steps. A failure of the model, frontend or TVM is the
 cell's status, never an exception.
 """
@@ -22,8 +22,10 @@ from bench.pipeline.cell import (
 )
 from bench.pipeline.config import RunConfig, new_cell
 from bench.pipeline.generate import generate_cell
+from bench.pipeline.legacy_cell import execute_relax_legacy
 from bench.pipeline.relay_cell import execute_relay
 from bench.record import Cell
+from frontends import FRONTENDS
 from frontends.base import short_error
 
 
@@ -32,8 +34,10 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = No
     cell = new_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
     try:
-        if cell.tvm_env == "0.19":
+        if FRONTENDS[frontend].tvm_env == "0.19":
             execute_relay(cfg, model, frontend, cell, log)
+        elif cell.tvm_env == "0.19":
+            execute_relax_legacy(cfg, model, frontend, cell, log)
         else:
             _execute(cfg, model, frontend, cell)
     except Exception as e:  # noqa: BLE001 - a failed cell is a result

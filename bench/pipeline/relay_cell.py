@@ -69,22 +69,32 @@ class RelayCompiled:
         return lambda: float(evaluator().results[0])
 
 
-def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
+def tvm019_setup(cfg, cell: Cell, blas: bool) -> tuple:
+    """What every cell in the TVM 0.19 environment (Relay, or Relax untuned) shares: the baselines that run
+    there (eager, compile), and the target string for this CPU with LLVM 14 (`blas`: -libs=cblas, which
+    only relay.build uses). Returns (cfg, target string)."""
     import tvm
-    from tvm import relay
 
-    tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
     others = [b for b in cfg.baselines if b not in ("eager", "compile")]
     if others:  # ONNX Runtime and untuned TVM 0.27 belong to the 0.27 cells of the same report
         cell.notes["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"
         cfg = replace(cfg, baselines=[b for b in cfg.baselines if b in ("eager", "compile")])
     os.environ.setdefault("TOPHUB_LOCATION", "NONE")  # else TVM retries a GitHub download of AutoTVM logs
-    loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
-    case = cell_case(cfg, loaded)
     mcpu, why = relay_mcpu()
-    spec = f"llvm -mcpu={mcpu} -num-cores={cfg.threads}" + (" -libs=cblas" if cfg.blas else "")
+    spec = f"llvm -mcpu={mcpu} -num-cores={cfg.threads}" + (" -libs=cblas" if blas else "")
     cell.target_spec = spec
     cell.notes.update(tvm_version=tvm.__version__, llvm=int(tvm.target.codegen.llvm_version_major()), mcpu_choice=why)
+    return cfg, spec
+
+
+def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
+    import tvm
+    from tvm import relay
+
+    tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
+    cfg, spec = tvm019_setup(cfg, cell, cfg.blas)
+    loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
+    case = cell_case(cfg, loaded)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")

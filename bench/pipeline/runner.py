@@ -87,16 +87,21 @@ def _lost_cell(cfg: RunConfig, model: str, frontend: str, env: str | None, elaps
     return cell
 
 
+def env_reason(cfg: RunConfig, frontend: str, env: str) -> str | None:
+    """Why `frontend`'s cell cannot run in TVM `env` in this run (it is recorded, not run), else None."""
+    fe = FRONTENDS[frontend]
+    if env not in fe.tvm_envs:
+        return f"{frontend} runs in TVM {fe.tvm_env} only in this harness (Relay is gone from TVM 0.20 on)"
+    if env == "0.19" and fe.tvm_env != "0.19" and (cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static"
+                                                   or cfg.scenario == "generate" or cfg.rpc or cfg.bundle):
+        return "a Relax cell in TVM 0.19 takes --target llvm, float32, --shapes static, prefill or decode, no --rpc or --bundle (as the Relay cells)"
+    return None if env == current() else missing_reason(env)
+
+
 def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
     """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
     environment; a pair that cannot run, or an environment not installed, is a recorded cell."""
-    home = FRONTENDS[frontend].tvm_env
-    reason = None
-    if env != home:
-        reason = (f"{frontend} runs in TVM {home} only in this harness (" +
-                  ("Relay is gone from TVM 0.20 on" if home == "0.19" else "its Relax path is written for TVM 0.27's API") + ")")
-    elif env != current():
-        reason = missing_reason(env)
+    reason = env_reason(cfg, frontend, env)
     if reason:  # recorded, not run
         cell = new_cell(cfg, model, frontend, env)
         cell.set(status="import_failed", stage="env", error=reason)
@@ -115,7 +120,7 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
-        # The tuning database and the tuning budget are the Relax cells' (this environment's)
+        # Tuning is TVM 0.27's only: a cell in another environment (Relay, or Relax in 0.19) builds untuned
         cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=0.0, dbs={}, tuned_now={}))))
         env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         t0 = time.perf_counter()

@@ -1,0 +1,83 @@
+"""The Relax API differences between the two TVM environments (bench.core.tvm_envs), in one place.
+
+The harness's Relax path is written for TVM 0.27; the same frontends and build also run, untuned, in
+TVM 0.19 (`make tvm-relay`), whose older API differs in these points only:
+
+| what                     | TVM 0.27                           | TVM 0.19                          |
+|--------------------------|------------------------------------|-----------------------------------|
+| compile a module         | `tvm.compile(relax_pipeline=...)`  | `relax.build` (lowering only)     |
+| a device tensor          | `tvm.runtime.Tensor`/`.tensor()`   | `tvm.nd.NDArray`/`tvm.nd.array()` |
+| the Relax VM             | `tvm.runtime.vm.VirtualMachine`    | `tvm.relax.VirtualMachine`        |
+| a device's kind          | `Device.dlpack_device_type()`      | `Device.device_type`              |
+| a Relax constant         | `tvm.ir.expr.Constant`, `.value`   | `tvm.relax.Constant`, `.data`     |
+| a var's tensor type      | `.ty`                              | `.struct_info`                    |
+| dlight, MetaSchedule     | `tvm.s_tir.dlight`, `.meta_schedule` | `tvm.dlight` (no CPU rules), `tvm.meta_schedule` |
+| torch.export importer    | `custom_convert_map=`              | converters set on the importer    |
+
+`legacy()` tells them apart by the API itself (TVM 0.19 has no `tvm.compile`), not by a version string.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+
+@cache
+def legacy() -> bool:
+    """True under TVM 0.19's API (no `tvm.compile`)."""
+    import tvm
+
+    return not hasattr(tvm, "compile")
+
+
+def tensor_class():
+    import tvm
+
+    return tvm.nd.NDArray if legacy() else tvm.runtime.Tensor
+
+
+def to_device(array, device):
+    """A numpy array as a TVM tensor on `device`."""
+    import tvm
+
+    return tvm.nd.array(array, device) if legacy() else tvm.runtime.tensor(array, device)
+
+
+def virtual_machine():
+    """The Relax VM class (0.19's `tvm.runtime.vm` is Relay's VM)."""
+    if legacy():
+        from tvm.relax import VirtualMachine
+    else:
+        from tvm.runtime.vm import VirtualMachine
+    return VirtualMachine
+
+
+def device_kind(device) -> int:
+    """The DLPack device type of a TVM device (1 is the CPU)."""
+    return int(device.device_type) if legacy() else int(device.dlpack_device_type())
+
+
+def constant_value(expr):
+    """The tensor of a Relax constant expression, else None (0.19's Constant calls it `data`)."""
+    import tvm
+
+    if legacy():
+        return expr.data if isinstance(expr, tvm.relax.Constant) else None
+    return expr.value if isinstance(expr, tvm.ir.expr.Constant) else None
+
+
+def dlight():
+    """The dlight module; TVM 0.19's has GPU rules only (no `dlight.cpu`)."""
+    if legacy():
+        import tvm.dlight as dl
+    else:
+        from tvm.s_tir import dlight as dl
+    return dl
+
+
+def meta_schedule():
+    if legacy():
+        import tvm.meta_schedule as ms
+    else:
+        from tvm.s_tir import meta_schedule as ms
+    return ms

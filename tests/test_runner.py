@@ -113,3 +113,12 @@ def test_baselines_none_times_tvm_alone(gptbench, tmp_path):
     assert cell.baselines == {} and cell.speedup == {} and cell.tvm.n == 3
     assert cell.timing["plan"]["method"] == "interleaved" and set(cell.timing["solo"]) == {"tvm"}
     assert "timed alone" in err
+
+
+def test_tuned_after_repeats_only_the_cells_a_database_applies_to():
+    from bench.pipeline.config import RunConfig
+    from bench.pipeline.runner import _todo
+
+    cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export", "relay-onnx"], tune_budget=60.0, tuned_after=[0.0, 60.0, float("inf")])
+    todo = [(point.tuning_cut, f, env) for point, _m, f, env in _todo(cfg)]
+    assert todo == [(0.0, "export", "0.27"), (0.0, "relay-onnx", "0.19"), (60.0, "export", "0.27"), (None, "export", "0.27")]

@@ -140,6 +140,15 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         return _lost_cell(cfg, model, frontend, env, time.perf_counter() - t0, code is None, code, f"the TVM {env} worker")
 
 
+def _todo(cfg: RunConfig) -> list[tuple]:
+    """(configuration, model, frontend, env) of every cell, after --tune-budget filled cfg.dbs. With
+    --tuned-after, each cut is a cell of its own where a database applies (a Relax cell in this TVM);
+    the others (Relay, TVM 0.19) run once, with the first cut's configuration, which they ignore."""
+    points = cfg.tuning_points()
+    return [(point, m, f, env) for k, point in enumerate(points) for m, f, env in point.cells()
+            if k == 0 or (env == "0.27" and FRONTENDS[f].tvm_env == "0.27")]
+
+
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     cells = []
     configure_threads(cfg.threads)
@@ -153,7 +162,7 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     try:
         if cfg.tune_budget:
             ensure_tuned(cfg)
-        todo = [(point, *cell) for point in cfg.tuning_points() for cell in point.cells()]  # after tuning: dbs filled
+        todo = _todo(cfg)
         for i, (point, model, frontend, env) in enumerate(todo, 1):
             cut = "" if point.tuning_cut is None else f"; the database after {cut_label(point.tuning_cut)} of tuning"
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "

@@ -298,8 +298,10 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
         finally:
             close_builder(builder)
         progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
-    wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
-    progress.save()
+    try:
+        wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
+    finally:  # the records so far are in the database whatever happened: the log must account for them
+        progress.save()
     meta = _session_meta(cfg, frontend, tinfo, prepack, tasks, db_dir, previous or {}, trials, budget_s, budget, wall)
     meta["last_session"]["profile_s"] = profile
     if warm:  # its records are measurements here, not trials of a search: counted apart

@@ -288,17 +288,8 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
     db_dir.mkdir(parents=True, exist_ok=True)
     progress = _new_progress(db_dir, previous or {})
-    warm = None
-    if warm_from:
-        from tvm.s_tir import meta_schedule as ms
-
-        builder = _builder(ms, cfg)
-        try:
-            warm = warm_start(selected, warm_from, db_dir, tinfo.target, builder, _runner(ms, cfg), log)
-        finally:
-            close_builder(builder)
-        progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
     try:
+        warm = _warm(cfg, selected, warm_from, db_dir, tinfo, progress, log) if warm_from else None
         wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
     finally:  # the records so far are in the database whatever happened: the log must account for them
         progress.save()
@@ -313,6 +304,19 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     atomic_write(db_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     atomic_write(db_dir / "SUMMARY.md", summary_markdown(meta) + "\n")
     return meta
+
+
+def _warm(cfg, selected: list, warm_from: str, db_dir: Path, tinfo, progress: Progress, log) -> dict:
+    """The warm start (bench.tuning.transfer), with the builder and runner of a session; logged as one row."""
+    from tvm.s_tir import meta_schedule as ms
+
+    builder = _builder(ms, cfg)
+    try:
+        warm = warm_start(selected, warm_from, db_dir, tinfo.target, builder, _runner(ms, cfg), log)
+    finally:
+        close_builder(builder)
+    progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
+    return warm
 
 
 def _new_progress(db_dir: Path, previous: dict) -> Progress:

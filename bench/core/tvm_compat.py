@@ -58,12 +58,15 @@ def device_kind(device) -> int:
 
 
 def constant_value(expr):
-    """The tensor of a Relax constant expression, else None (0.19's Constant calls it `data`)."""
+    """The tensor of a Relax constant expression, else None. TVM 0.27 has it as `tvm.ir.expr.Constant`
+    with `.value`; 0.19 and TVM's main branch after 0.27 (the CUDA image's source build) as
+    `tvm.relax.Constant` with `.data`: told apart by what the installed TVM has, not by version."""
     import tvm
 
-    if legacy():
-        return expr.data if isinstance(expr, tvm.relax.Constant) else None
-    return expr.value if isinstance(expr, tvm.ir.expr.Constant) else None
+    cls = getattr(tvm.ir.expr, "Constant", None) or getattr(tvm.relax, "Constant", None)
+    if cls is None or not isinstance(expr, cls):
+        return None
+    return expr.value if hasattr(expr, "value") else expr.data
 
 
 def dlight():

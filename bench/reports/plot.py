@@ -242,7 +242,7 @@ def _tuning_curves(latency_ax: Axes, speedup_ax: Axes, cells: list[Cell]) -> Non
         latency_ax.plot(*zip(*eager, strict=True), marker="s", linestyle=":", color=color, alpha=0.6, label=f"{group[0]} × eager (same cells)")
         speedup_ax.plot(*zip(*speedup, strict=True), marker="o", color=color, label=f"{group[0]} × TVM {group[1]}")
         for x, y in speedup:
-            speedup_ax.annotate(f"{y:.2f}x", (x, y), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+            speedup_ax.annotate(f"{y:.3g}x", (x, y), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
         for x, status in gaps:
             speedup_ax.axvline(x, color="red", linestyle=":", linewidth=1)
             speedup_ax.annotate(status, (x, 1.0), fontsize=7, rotation=90, color="red")

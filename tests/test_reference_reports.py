@@ -16,14 +16,21 @@ OTHER_SCHEMAS = {"gptbench.timers"}  # committed JSON that is no report (`gptben
 
 
 def _committed_json() -> list[Path]:
-    """The tracked JSON files under results/ (top level) and results/reference/ (any depth); without git
-    (e.g. in an image), every such file present."""
+    """The tracked JSON files under results/ (top level) and results/reference/ (any depth), less the
+    tuning databases committed beside the reports they back; without git (e.g. in an image), every
+    such file present."""
     try:
         out = subprocess.run(["git", "ls-files", "-z", "--", *(f":(glob){p}" for p in PATTERNS)], cwd=ROOT,
                              capture_output=True, text=True, check=True, timeout=60).stdout
-        return sorted(ROOT / p for p in out.split("\0") if p)
+        found = [ROOT / p for p in out.split("\0") if p]
     except (OSError, subprocess.SubprocessError):
-        return sorted({p for pattern in PATTERNS for p in ROOT.glob(pattern)})
+        found = [p for pattern in PATTERNS for p in ROOT.glob(pattern)]
+    return sorted({p for p in found if not (p.parent / "gptbench-db.json").is_file()})  # a tuning database committed beside its reports
+
+
+def test_tuning_databases_beside_reports_are_not_taken_for_reports():
+    db = ROOT / "results/reference/tuning-curves-20261126/databases/gpt2-prefill-scratch"
+    assert (db / "gptbench-db.json").is_file() and not any(p.parent == db for p in COMMITTED)
 
 
 def _schema(path: Path):

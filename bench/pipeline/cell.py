@@ -92,7 +92,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
 
     cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-    db = cfg.db_for(cell.model)
+    db = whole = cfg.db_for(cell.model)
     cut = None
     if db and cfg.tuning_cut is not None:
         try:
@@ -105,7 +105,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
         cell.tuning = check_database(db, tinfo, imported.mod)
         cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
         if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
-            cell.tuning.update(path=cfg.db_for(cell.model), cut=cut)
+            cell.tuning.update(path=whole, cut=cut)
     elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
         cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
     try:

@@ -211,8 +211,11 @@ def tuning_minutes(cell: Cell) -> float | None:
     return None if seconds is None else float(seconds) / 60
 
 
-def _curve(cells: list[Cell], group: tuple, value) -> tuple[list, list]:
-    """(minutes, value) points of a model × frontend's cells, sorted, and (minutes, status) of those without one."""
+def _curve(cells: list[Cell], group: tuple) -> tuple[list, list]:
+    """(minutes, TVM median ms, eager median ms) of a model × frontend's cells, sorted by minutes, and
+    (minutes, status) of those without both numbers."""
+    import numpy as np
+
     points, gaps = [], []
     for cell in cells:
         minutes = tuning_minutes(cell)
@@ -222,7 +225,7 @@ def _curve(cells: list[Cell], group: tuple, value) -> tuple[list, list]:
         if cell.tvm is None or eager is None:
             gaps.append((minutes, cell.status if cell.status not in ("ok", "mismatch") else "no eager"))
         else:
-            points.append((minutes, value(cell.tvm, eager)))
+            points.append((minutes, float(np.median(cell.tvm.samples)), float(np.median(eager.samples))))
     return sorted(points), gaps
 
 
@@ -230,14 +233,13 @@ def _tuning_curves(latency_ax: Axes, speedup_ax: Axes, cells: list[Cell]) -> Non
     """A run with --tuned-after: TVM's and eager's latency (left) and TVM's speedup over eager in the
     same cell's rounds (right) against the minutes of tuning behind each cell's build, one line per
     model × frontend; a cell without a number is marked with its status."""
-    import numpy as np
-
     groups = _in_order((c.model, c.frontend) for c in cells if c.tuning)
     for k, group in enumerate(groups):
         color = COLORS[k % len(COLORS)] if len(groups) > 1 else backend_color(group[1], k)
-        tvm, gaps = _curve(cells, group, lambda t, _e: float(np.median(t.samples)))
-        eager, _ = _curve(cells, group, lambda _t, e: float(np.median(e.samples)))
-        speedup, _ = _curve(cells, group, lambda t, e: float(np.median(e.samples) / np.median(t.samples)))
+        points, gaps = _curve(cells, group)
+        tvm = [(m, t) for m, t, _e in points]
+        eager = [(m, e) for m, _t, e in points]
+        speedup = [(m, e / t) for m, t, e in points]
         latency_ax.plot(*zip(*tvm, strict=True), marker="o", color=color, label=f"{group[0]} × TVM {group[1]}")
         latency_ax.plot(*zip(*eager, strict=True), marker="s", linestyle=":", color=color, alpha=0.6, label=f"{group[0]} × eager (same cells)")
         speedup_ax.plot(*zip(*speedup, strict=True), marker="o", color=color, label=f"{group[0]} × TVM {group[1]}")

@@ -231,28 +231,28 @@ def _pick_task(alive: list[int], tasks, best: dict, history: dict, mode: str, rn
     return rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
 
 
-def _progress_callback(total: int, best: dict | None = None, history: dict | None = None, progress: Progress | None = None):
+def _progress_callback(total: int, best: dict, history: dict, progress: Progress):
+    """The measure callback of a session: the progress bar; each task's best time (`best`) and its value
+    after each batch (`history`), for the task scheduler; a row of the database's progress log."""
     from tqdm import tqdm
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
     @derived_object
-    class Progress(ms.measure_callback.PyMeasureCallback):
+    class SessionProgress(ms.measure_callback.PyMeasureCallback):
         def __init__(self):
             self.bar = tqdm(total=total, desc="tune", unit="trial")
 
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
             self.bar.update(len(measure_candidates))
-            if best is not None:
-                secs = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in runner_results
-                        if r.error_msg is None and r.run_secs]
-                if secs:
-                    best[task_id] = min(best.get(task_id, float("inf")), min(secs))
-                history.setdefault(task_id, []).append(best.get(task_id, float("inf")))
-                if progress is not None:
-                    _log_batch(progress, task_scheduler.tasks_, task_id, len(measure_candidates), len(secs), best)
+            secs = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in runner_results
+                    if r.error_msg is None and r.run_secs]
+            if secs:
+                best[task_id] = min(best.get(task_id, float("inf")), min(secs))
+            history.setdefault(task_id, []).append(best.get(task_id, float("inf")))
+            _log_batch(progress, task_scheduler.tasks_, task_id, len(measure_candidates), len(secs), best)
 
-    return Progress()
+    return SessionProgress()
 
 
 def _log_batch(progress: Progress, tasks, task_id: int, batch: int, valid: int, best: dict) -> None:
@@ -383,7 +383,7 @@ def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: l
 
 
 def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float | None, max_trials_per_task: int | None,
-                 budget: Budget, log, progress: Progress | None = None) -> tuple[float, dict]:
+                 budget: Budget, log, progress: Progress) -> tuple[float, dict]:
     """MetaSchedule on the selected tasks until the trials, the budget or Ctrl-C (the first one sets
     budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its
     seconds and where they went (MetaSchedule's profiler: seconds per scope, e.g. SendToBuilder is
@@ -403,8 +403,7 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    if progress is not None:
-        progress.restart()  # the log counts tuning time as the description does: from here
+    progress.restart()  # the log counts tuning time as the description does: from here
     limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
     best: dict = {}
     history: dict = {}

@@ -111,3 +111,46 @@ def test_a_missing_environment_is_a_recorded_cell_with_the_command_that_installs
     (cell,) = cells_of(tmp_path)
     assert cell["status"] == "import_failed" and cell["stage"] == "env"
     assert "make tvm-relay" in cell["error"] and "no-such-python" in cell["error"]
+
+
+@needs_relay
+def test_relay_tuning_finds_or_makes_its_database_and_times_plain_relay_as_untuned(gptbench, tmp_path):
+    """--tune-budget with a Relay frontend: the cell tunes its own MetaSchedule database in TVM 0.19 (Relay
+    integration), builds with it, and times the plain relay.build as the untuned baseline; a second run
+    finds the database and tunes nothing."""
+    cache = tmp_path / "cache"
+    args = ["run", "--model", "nanogpt-tiny", "--frontend", "relay-onnx", "--seq-len", "16", "--tune-budget", "12",
+            "--tune-cache", cache, "--baselines", "eager,untuned", *FAST]
+    code, _, err = gptbench(*args, "--out", tmp_path / "first")
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path / "first")
+    assert cell["status"] == "ok" and cell["parity"]["ok"], cell.get("error")
+    t = cell["tuning"]
+    db = t["path"]
+    assert db.startswith(str(cache / "tvm-0.19.0")) and db.endswith("nanogpt-tiny-prefill-b1-t16-relay-onnx"), db
+    assert t["tuned_in_this_run"]["trials"] > 0 and t["records"] >= t["tuned_in_this_run"]["trials"]
+    assert 1 <= t["matched"] <= t["tasks"], t
+    assert cell["timings"]["tune_s"] > 0 and cell["timings"]["build_s"] > 0
+    untuned = cell["baselines"]["untuned"]
+    assert untuned["status"] == "ok" and "plain relay.build" in untuned["info"]["what"]
+    assert cell["speedup"]["untuned"] > 0
+
+    code, _, err = gptbench(*args, "--out", tmp_path / "second")
+    assert code == 0, err[-3000:]
+    (again,) = cells_of(tmp_path / "second")
+    assert again["tuning"]["from_cache"] is True and "tuned_in_this_run" not in again["tuning"]
+    assert (again["tuning"]["path"], again["tuning"]["records"], again["tuning"]["hash"]) == (db, t["records"], t["hash"])
+
+
+def test_budget_tuning_in_tvm_027_is_for_its_relax_cells_only():
+    """A run with Relay frontends alone tunes nothing in TVM 0.27 (each Relay cell tunes its own database)."""
+    from bench.pipeline.autotune import tuning_frontend
+    from bench.pipeline.config import RunConfig
+
+    def cfg(frontends, tvm=None):
+        return RunConfig(models=["nanogpt-tiny"], frontends=frontends, tune_budget=10.0, tvm=tvm)
+
+    assert tuning_frontend(cfg(["relay-onnx", "relay-torch"])) is None
+    assert tuning_frontend(cfg(["relay-onnx", "onnx", "export"])) == "export"
+    assert tuning_frontend(cfg(["relay-onnx", "onnx"])) == "onnx"
+    assert tuning_frontend(cfg(["export"], tvm=["0.19"])) is None

@@ -152,5 +152,7 @@ BASELINES: dict[str, Callable[[BaselineRequest], Prepared]] = {
     "eager": lambda r: prepare_eager(r.case, r.device),
     "compile": lambda r: prepare_compile(r.case, r.device),
     "ort": lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir),
-    "untuned": lambda r: prepare_untuned(r.compiled.imported, r.tinfo, r.case.inputs, r.dlight, r.fast_math),
+    # a Relay cell's build brings its own (the plain relay.build: bench.pipeline.relay_cell)
+    "untuned": lambda r: (r.compiled.untuned(r.case.inputs) if hasattr(r.compiled, "untuned")
+                          else prepare_untuned(r.compiled.imported, r.tinfo, r.case.inputs, r.dlight, r.fast_math)),
 }

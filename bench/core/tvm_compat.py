@@ -12,6 +12,7 @@ TVM 0.19 (`make tvm-relay`), whose older API differs in these points only:
 | a Relax constant         | `tvm.ir.expr.Constant`, `.value`   | `tvm.relax.Constant`, `.data`     |
 | a var's tensor type      | `.ty`                              | `.struct_info`                    |
 | dlight, MetaSchedule     | `tvm.s_tir.dlight`, `.meta_schedule` | `tvm.dlight` (no CPU rules), `tvm.meta_schedule` |
+| `derived_object`         | `tvm.ir.utils`                     | `tvm.meta_schedule.utils`         |
 | torch.export importer    | `custom_convert_map=`              | converters set on the importer    |
 
 `legacy()` tells them apart by the API itself (TVM 0.19 has no `tvm.compile`), not by a version string.
@@ -79,8 +80,18 @@ def dlight():
 
 
 def meta_schedule():
+    """The MetaSchedule package (0.19's also has `relay_integration`)."""
     if legacy():
         import tvm.meta_schedule as ms
     else:
         from tvm.s_tir import meta_schedule as ms
     return ms
+
+
+def derived_object():
+    """The decorator that makes a Python subclass of a MetaSchedule object (PyTaskScheduler, ...)."""
+    if legacy():
+        from tvm.meta_schedule.utils import derived_object as derived
+    else:
+        from tvm.ir.utils import derived_object as derived
+    return derived

@@ -9,13 +9,17 @@ from bench.pipeline.config import RunConfig
 from bench.targets import make_target
 from bench.tuning.database import default_db_dir, read_meta, validate_database
 from bench.tuning.search import tune
+from frontends import FRONTENDS
 from frontends.base import short_error
 
 
-def tuning_frontend(cfg: RunConfig) -> str:
+def tuning_frontend(cfg: RunConfig) -> str | None:
     """The frontend whose import a --tune-budget database is tuned on: export where asked (its kernels
-    are what the other frontends' builds match against as far as they can), else the first asked."""
-    return "export" if "export" in cfg.frontends else cfg.frontends[0]
+    are what the other frontends' builds match against as far as they can), else the first Relax
+    frontend with a cell in TVM 0.27; None when there is none (a Relay cell tunes its own database in
+    TVM 0.19: bench.tuning.relay_tune)."""
+    relax = [f for m, f, env in cfg.cells() if env == "0.27" and FRONTENDS[f].tvm_env == "0.27"]
+    return ("export" if "export" in relax else relax[0]) if relax else None
 
 
 
@@ -23,6 +27,9 @@ def ensure_tuned(cfg: RunConfig) -> None:
     """--tune-budget: for each model, use the cached database for (TVM version, target, model, scenario,
     shapes, fast-math) when there is one, else tune one for at most the budget and keep it. Fills
     cfg.dbs (model -> path) and cfg.tuned_now (model -> what this run's tuning did)."""
+    frontend = tuning_frontend(cfg)
+    if frontend is None:
+        return
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     for model in cfg.models:
         db = default_db_dir(model, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, True, cfg.fast_math, root=cfg.tune_cache)
@@ -33,7 +40,6 @@ def ensure_tuned(cfg: RunConfig) -> None:
             cfg.dbs[model] = str(db)
             cfg.tuned_now[model] = dict(from_cache=True)
             continue
-        frontend = tuning_frontend(cfg)
         log(f"[{model}] no tuning database at {db}: tuning through {frontend} for at most {cfg.tune_budget:g} s")
         one = replace(cfg, models=[model], frontends=[frontend], db=None, dbs={}, tuned_now={})
         try:

@@ -31,7 +31,7 @@ def execute_relax_legacy(cfg, model: str, frontend: str, cell: Cell, log) -> Non
     import tvm
 
     tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
-    cfg, spec = tvm019_setup(cfg, cell, blas=False)
+    cfg, spec, _ = tvm019_setup(cfg, cell, blas=False)
     cell.notes.update(pipeline=LEGACY_PIPELINE, tuning=UNTUNED)
     if cfg.dlight:
         cell.notes["dlight"] = "not applied: TVM 0.19's dlight has no CPU rules"

@@ -1,5 +1,9 @@
 """A Relay cell, in the TVM 0.19 environment: import (frontends.relay) → relay.build at opt_level 3
-for this CPU → graph executor → the same measurement as every cell (runner.measure_compiled)."""
+for this CPU → graph executor → the same measurement as every cell (runner.measure_compiled).
+
+With --tune-budget the cell finds or tunes its MetaSchedule database (bench.tuning.relay_tune) and
+builds through MetaSchedule's Relay integration; the `untuned` baseline is then the plain relay.build
+of the same import, timed in the same rounds."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from bench.pipeline.cell import (
     measure_compiled,
 )
 from bench.record import Cell
+from frontends.base import short_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,30 +74,56 @@ class RelayCompiled:
         return lambda: float(evaluator().results[0])
 
 
-def tvm019_setup(cfg, cell: Cell, blas: bool) -> tuple:
+def plain_build(mod, params, spec: str):
+    """relay.build at opt_level 3 with TVM's default (TOPI) schedules: (library, seconds)."""
+    import tvm
+    from tvm import relay
+
+    t0 = time.perf_counter()
+    with tvm.transform.PassContext(opt_level=3):
+        lib = relay.build(mod, target=tvm.target.Target(spec), params=params)
+    return lib, time.perf_counter() - t0
+
+
+def untuned_baseline(mod, params, spec: str, input_names: list[str]):
+    """The `untuned` baseline of a tuned Relay cell: the plain relay.build of the same import."""
+    from bench.baselines import Prepared
+
+    def prepare(inputs) -> Prepared:
+        lib, build_s = plain_build(mod, params, spec)
+        compiled = RelayCompiled(lib, input_names)
+        return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
+                        {"what": "same import, plain relay.build (TOPI default schedules), no tuning database",
+                         "build_s": round(build_s, 3)})
+
+    return prepare
+
+
+def tvm019_setup(cfg, cell: Cell, blas: bool, tuned: bool = False) -> tuple:
     """What every cell in the TVM 0.19 environment (Relay, or Relax untuned) shares: the baselines that run
-    there (eager, compile), and the target string for this CPU with LLVM 14 (`blas`: -libs=cblas, which
-    only relay.build uses). Returns (cfg, target string)."""
+    there (eager, compile; untuned in a tuned Relay cell), and the target string for this CPU with LLVM 14
+    (`blas`: -libs=cblas, which only relay.build uses). Returns (cfg, target string)."""
     import tvm
 
-    others = [b for b in cfg.baselines if b not in ("eager", "compile")]
+    here = ("eager", "compile", "untuned") if tuned else ("eager", "compile")
+    others = [b for b in cfg.baselines if b not in here]
     if others:  # ONNX Runtime and untuned TVM 0.27 belong to the 0.27 cells of the same report
         cell.notes["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"
-        cfg = replace(cfg, baselines=[b for b in cfg.baselines if b in ("eager", "compile")])
+        cfg = replace(cfg, baselines=[b for b in cfg.baselines if b in here])
     os.environ.setdefault("TOPHUB_LOCATION", "NONE")  # else TVM retries a GitHub download of AutoTVM logs
     mcpu, why = relay_mcpu()
     spec = f"llvm -mcpu={mcpu} -num-cores={cfg.threads}" + (" -libs=cblas" if blas else "")
     cell.target_spec = spec
     cell.notes.update(tvm_version=tvm.__version__, llvm=int(tvm.target.codegen.llvm_version_major()), mcpu_choice=why)
-    return cfg, spec
+    return cfg, spec, mcpu
 
 
 def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
     import tvm
-    from tvm import relay
 
     tag = f"[{model} × {frontend} · TVM {tvm.__version__}]"
-    cfg, spec = tvm019_setup(cfg, cell, cfg.blas)
+    tuned = cfg.tune_budget > 0
+    cfg, spec, mcpu = tvm019_setup(cfg, cell, cfg.blas, tuned)
     loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
     case = cell_case(cfg, loaded)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
@@ -102,11 +133,38 @@ def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
         if imported is None:
             return
         cell.stage = "build"
-        log(f"{tag} imported ({sum(imported.relax_ops.values())} Relay op calls); relay.build for {spec}")
-        t0 = time.perf_counter()
-        with tvm.transform.PassContext(opt_level=3):
-            lib = relay.build(imported.mod, target=tvm.target.Target(spec), params=imported.params)
-        cell.timings["build_s"] = round(time.perf_counter() - t0, 3)
+        log(f"{tag} imported ({sum(imported.relax_ops.values())} Relay op calls); "
+            f"{'MetaSchedule database, then compile_relay' if tuned else 'relay.build'} for {spec}")
+        try:
+            if tuned:
+                lib = _tuned_lib(cfg, model, frontend, imported, spec, mcpu, cell, tag, log)
+            else:
+                lib, build_s = plain_build(imported.mod, imported.params, spec)
+                cell.timings["build_s"] = round(build_s, 3)
+        except Exception as e:  # noqa: BLE001 - a failed build (or tuning) is a result
+            cell.set(status="build_failed", error=short_error(e))
+            log(f"{tag} build failed: {cell.error}")
+            return
         cell.stage = "run"
         compiled = RelayCompiled(lib, case.input_names)
+        if tuned:
+            compiled.untuned = untuned_baseline(imported.mod, imported.params, spec, case.input_names)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, None, "cpu", workdir)
+
+
+def _tuned_lib(cfg, model: str, frontend: str, imported, spec: str, mcpu: str, cell: Cell, tag: str, log):
+    """--tune-budget: the cell's database (found, or tuned now: its seconds go to timings.tune_s), then
+    compile_relay with it (timings.build_s)."""
+    import tvm
+
+    from bench.tuning.relay_tune import build_tuned, ensure_relay_db
+
+    target = tvm.target.Target(spec)
+    t0 = time.perf_counter()
+    db_dir, cell.tuning = ensure_relay_db(cfg, model, frontend, imported.mod, imported.params, target, mcpu, cfg.blas,
+                                          lambda m: log(f"{tag} {m}"))
+    cell.timings["tune_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    lib = build_tuned(db_dir, imported.mod, imported.params, target)
+    cell.timings["build_s"] = round(time.perf_counter() - t0, 3)
+    return lib

@@ -120,11 +120,20 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
-        # Tuning is TVM 0.27's only: a cell in another environment (Relay, or Relax in 0.19) builds untuned
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=0.0, dbs={}, tuned_now={}))))
-        env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        # A Relay cell tunes (or finds) its own database there with --tune-budget (bench.tuning.relay_tune);
+        # a Relax cell in TVM 0.19 builds untuned (its tuning databases are 0.27's)
+        budget = cfg.tune_budget if FRONTENDS[frontend].tvm_env == "0.19" else 0.0
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=budget, dbs={}, tuned_now={}))))
+        # From a source checkout the other interpreter imports the harness from it. An installed harness is
+        # in site-packages beside this environment's numpy and TVM, which must not shadow the other's:
+        # there the other environment has the harness installed itself (docker/Dockerfile's relay stage).
+        checkout = (REPO / "pyproject.toml").exists()
+        env_vars = dict(os.environ)
+        if checkout:
+            env_vars["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         t0 = time.perf_counter()
-        proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)], cwd=REPO, env=env_vars)
+        proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)],
+                                cwd=REPO if checkout else None, env=env_vars)
         try:
             code = proc.wait(timeout=cfg.cell_timeout or None)
         except subprocess.TimeoutExpired:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench.build.relax import tuning_passes
+from bench.core import tvm_compat
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.core.threads import configure_threads
@@ -168,9 +169,7 @@ def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int =
     (best seconds per task; its value after each batch) are filled by the measure callback."""
     import random
 
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir import meta_schedule as ms
-
+    ms, derived_object = tvm_compat.meta_schedule(), tvm_compat.derived_object()
     rng = random.Random(seed)
 
     @derived_object
@@ -235,8 +234,8 @@ def _progress_callback(total: int, best: dict, history: dict, progress: Progress
     """The measure callback of a session: the progress bar; each task's best time (`best`) and its value
     after each batch (`history`), for the task scheduler; a row of the database's progress log."""
     from tqdm import tqdm
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir import meta_schedule as ms
+
+    ms, derived_object = tvm_compat.meta_schedule(), tvm_compat.derived_object()
 
     @derived_object
     class SessionProgress(ms.measure_callback.PyMeasureCallback):

@@ -15,7 +15,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from bench.core import quiet
+from bench.core import quiet, tvm_compat
 from frontends.base import (
     Frontend,
     FrontendError,
@@ -112,6 +112,29 @@ def inline_scalar_initializers(model) -> int:
     return len(scalars)
 
 
+def scalar_constant_of_shape(model) -> int:
+    """Replace each ConstantOfShape of an empty shape (a scalar: HF GPT-2's mask code has them) by a
+    Constant node holding that scalar (in place); returns how many. TVM 0.19's from_onnx fails on them
+    ("broadcast_to expects the input shape to have the number of ndim at least as the input tensor's")."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    consts = {n.output[0]: numpy_helper.to_array(a.t) for n in model.graph.node if n.op_type == "Constant"
+              for a in n.attribute if a.name == "value"}
+    consts.update({t.name: numpy_helper.to_array(t) for t in model.graph.initializer})
+    replaced = 0
+    for i, node in enumerate(model.graph.node):
+        shape = consts.get(node.input[0]) if node.op_type == "ConstantOfShape" and node.input else None
+        if shape is None or shape.size != 0:
+            continue
+        value = next((numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"), np.zeros(1, np.float32))
+        scalar = numpy_helper.from_array(value.reshape(()), name=node.output[0])
+        model.graph.node[i].CopyFrom(onnx.helper.make_node("Constant", [], [node.output[0]], value=scalar))
+        replaced += 1
+    return replaced
+
+
 def onnx_op_counts(model) -> Counter:
     """Op types of the main graph (inline local functions first)."""
     return Counter(node.op_type for node in model.graph.node)
@@ -142,6 +165,11 @@ class OnnxFrontend(Frontend):
         if n_scalars:
             patches.append(f"{n_scalars} scalar initializer(s) imported as constants, not weights (so that e.g. pow(x, 3) "
                            "can be rewritten; the torch.export path has them as constants already)")
+        if tvm_compat.legacy():
+            n_cos = scalar_constant_of_shape(model)
+            if n_cos:
+                patches.append(f"{n_cos} ConstantOfShape of an empty shape imported as a scalar Constant "
+                               "(TVM 0.19's from_onnx cannot broadcast to a 0-d shape)")
         supported = set(_get_convert_map()) | {"Constant", "If"}
         missing = [op for op in ops if op not in supported]
         if missing:

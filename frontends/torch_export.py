@@ -107,7 +107,23 @@ def _stack_as_concat(node, importer):
     return bb.emit(relax.op.concat([bb.emit(relax.op.expand_dims(t, axis)) for t in tensors], axis=axis))
 
 
-LEGACY_CONVERTERS = {"stack.default": _stack_as_concat}  # TVM 0.19 only, beside CUSTOM_CONVERTERS
+def _same(node, importer):
+    """aten.alias / aten.contiguous for TVM 0.19's importer: the tensor itself (Relax values have no aliasing or strides)."""
+    return importer.env[node.args[0]]
+
+
+def _masked_fill(node, importer):
+    """aten.masked_fill.Scalar for TVM 0.19's importer (minGPT's causal mask): where(mask, value, x), exact."""
+    from tvm import relax
+
+    x, mask, value = importer.retrieve_args(node)[:3]
+    return importer.block_builder.emit(relax.op.where(mask, relax.const(value, tensor_type(x).dtype), x))
+
+
+# TVM 0.19 only, beside CUSTOM_CONVERTERS: op -> (converter, what it emits, for the report)
+LEGACY = {"stack.default": (_stack_as_concat, "expand_dims + concat"), "alias.default": (_same, "the tensor itself"),
+          "contiguous.default": (_same, "the tensor itself"), "masked_fill.Scalar": (_masked_fill, "where(mask, value, x)")}
+LEGACY_CONVERTERS = {op: fn for op, (fn, _) in LEGACY.items()}
 CUSTOM_CONVERTERS = {"cat.default": _cat_dropping_empty, "addmm.default": _addmm_in_input_dtype, "mm.default": _matmul_in_input_dtype,
                      "matmul.default": _matmul_in_input_dtype}
 
@@ -201,8 +217,8 @@ def _patches(ep, ops: Counter) -> list[str]:
         patches.append(f"{', '.join('aten.' + op for op in low)}: accumulated in float32 and cast back to the inputs' dtype "
                        "(TVM's converters give float32)")
     if tvm_compat.legacy():
-        patches += [f"aten.{op.removesuffix('.default')}: the harness's converter (TVM 0.19's importer has none; expand_dims + concat)"
-                    for op in LEGACY_CONVERTERS if ops.get(op)]
+        patches += [f"aten.{op.removesuffix('.default')}: the harness's converter (TVM 0.19's importer has none; {how})"
+                    for op, (_, how) in LEGACY.items() if ops.get(op)]
     return patches
 
 

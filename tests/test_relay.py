@@ -154,3 +154,26 @@ def test_budget_tuning_in_tvm_027_is_for_its_relax_cells_only():
     assert tuning_frontend(cfg(["relay-onnx", "onnx", "export"])) == "export"
     assert tuning_frontend(cfg(["relay-onnx", "onnx"])) == "onnx"
     assert tuning_frontend(cfg(["export"], tvm=["0.19"])) is None
+
+
+@needs_relay
+def test_minGPT_through_export_in_tvm_019_with_the_harness_converters(gptbench, tmp_path):
+    """TVM 0.19's from_exported_program lacks masked_fill.Scalar, alias and contiguous (minGPT's causal mask):
+    the harness's converters import it with parity, and the report says which it used."""
+    code, _, err = gptbench("run", "--model", "mingpt-tiny", "--frontend", "export", "--tvm", "0.19", "--seq-len", "16", *FAST, "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path)
+    assert cell["status"] == "ok" and cell["parity"]["rel_l2"] < 1e-5, cell["error"]
+    assert any(p.startswith("aten.masked_fill.Scalar: the harness's converter") and "where(mask, value, x)" in p for p in cell["patches"])
+
+
+@needs_relay
+def test_gpt2_through_onnx_in_tvm_019_with_its_scalar_constant_of_shape_and_isnan(gptbench, tmp_path):
+    """HF GPT-2's ONNX graph has ConstantOfShape of an empty shape (TVM 0.19's from_onnx cannot import it) and
+    isnan (0.19's LegalizeOps has no rule): the harness imports the first as a scalar Constant and legalizes
+    the second through topi.isnan, with parity, and the report says so."""
+    code, _, err = gptbench("run", "--model", "gpt2-tiny", "--frontend", "onnx", "--tvm", "0.19", "--seq-len", "16", *FAST, "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path)
+    assert cell["status"] == "ok" and cell["parity"]["rel_l2"] < 1e-5, cell["error"]
+    assert any("ConstantOfShape of an empty shape imported as a scalar Constant" in p for p in cell["patches"])

@@ -49,11 +49,22 @@ def _quiet_take(bb, call):
         return Op.get("relax.take").get_attr("FLegalize")(bb, call)
 
 
-def legalize_ops():
-    """TVM's LegalizeOps as the default pipelines make it (no arguments), relax.take through `_quiet_take`."""
+def legalize_ops(legacy: bool = False):
+    """TVM's LegalizeOps as the default pipelines make it (no arguments), relax.take through `_quiet_take`;
+    `legacy` (TVM 0.19, which has no legalization for relax.isnan: HF GPT-2's mask code through ONNX)
+    also relax.isnan through topi.isnan."""
     from tvm import relax
 
-    return relax.transform.LegalizeOps(customize_legalize_map={"relax.take": _quiet_take})
+    custom = {"relax.take": _quiet_take}
+    if legacy:
+        custom["relax.isnan"] = _isnan
+    return relax.transform.LegalizeOps(customize_legalize_map=custom)
+
+
+def _isnan(bb, call):
+    from tvm import topi
+
+    return bb.call_te(topi.isnan, call.args[0])
 
 
 def _split_at_fusetir(target) -> tuple[list, list]:
@@ -160,7 +171,7 @@ def legacy_passes(fast_math: bool = False) -> list:
     from tvm import relax
 
     t = relax.transform
-    return rewrite_passes(fast_math) + [legalize_ops(), t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR()]
+    return rewrite_passes(fast_math) + [legalize_ops(legacy=True), t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR()]
 
 
 def build_legacy(mod, target, disabled_passes=(), instruments=(), fast_math: bool = False):

@@ -102,7 +102,7 @@ def untuned_baseline(mod, params, spec: str, input_names: list[str]):
 def tvm019_setup(cfg, cell: Cell, blas: bool, tuned: bool = False) -> tuple:
     """What every cell in the TVM 0.19 environment (Relay, or Relax untuned) shares: the baselines that run
     there (eager, compile; untuned in a tuned Relay cell), and the target string for this CPU with LLVM 14
-    (`blas`: -libs=cblas, which only relay.build uses). Returns (cfg, target string)."""
+    (`blas`: -libs=cblas, which only relay.build uses). Returns (cfg, target string, its -mcpu)."""
     import tvm
 
     here = ("eager", "compile", "untuned") if tuned else ("eager", "compile")

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench lint test test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda clean tvm-relay
+.PHONY: setup bench lint test test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,12 @@ docker-build-cuda:
 
 docker-check-cuda:
 	docker/engine.sh check-cuda $(CHECK_ARCHS)
+
+# The relay image: the cpu image plus TVM v0.19.0 (Relay), built from source in the tvm019-build
+# stage (docker/tvm-0.19/build.sh; TVM019_MIRRORS=DIR builds from local git mirrors). Then e.g.
+# IMAGE=localhost/gptbench:relay docker/engine.sh run run --model nanogpt-tiny --frontend export,relay-onnx --tvm 0.27,0.19
+docker-build-relay:
+	docker/engine.sh build-relay
 
 clean:
 	rm -rf $(VENV) $(RELAY_VENV) .pytest_cache build *.egg-info

@@ -10,6 +10,8 @@
 #   docker/engine.sh check-cuda [sm_XX...]  docker/check_cuda_arch.py in the cuda-check image: which arch
 #                                   the harness compiles a GPT's CUDA kernels for (default sm_$CUDA_ARCH);
 #                                   no GPU needed
+#   docker/engine.sh build-relay    TVM v0.19.0 from source (stage tvm019-build), then $RELAY_IMAGE (stage
+#                                   relay: the cpu image plus TVM 0.19 with Relay in /opt/venv-relay)
 #   docker/engine.sh engine         print the engine that would be used
 #
 # Environment (all optional):
@@ -41,6 +43,12 @@
 #   BUILD_JOBS       parallel compile jobs (default: all cores)
 #   CUDA_TARGET      the stage to build after tvm-build (default cuda-check)
 #   CUDA_CHECK_IMAGE the cuda-check image's tag (default localhost/gptbench:cuda-check-sm$CUDA_ARCH)
+# build-relay only:
+#   RELAY_IMAGE      the image's tag (default localhost/gptbench:relay)
+#   TVM019_MIRRORS   a folder of local git repositories OWNER/NAME (apache/tvm with its tags, dmlc/dlpack,
+#                    dmlc/dmlc-core, agauniyal/rang) to build from instead of GitHub: cloned (bare, hard
+#                    links) into docker/tvm-src/mirrors/ for the build, removed after
+#   BUILD_JOBS       as above
 #
 # Bad usage or a missing engine: one line on stderr, exit 2.
 set -euo pipefail
@@ -241,6 +249,56 @@ cmd_build_cuda() {
     say "built $tag in $((SECONDS - start)) s ($(image_mb "$tag") MB)"
 }
 
+# The torch index build arg of the cpu-based stages: PyTorch's CPU index, or empty where docker/wheels/
+# has the pinned CPU torch (call after stage_wheels).
+torch_index_args() {
+    local torch_version
+    torch_version=$(sed -n 's/^ARG TORCH_VERSION=//p' "$DOCKERFILE")
+    if [ -n "${TORCH_INDEX_URL+set}" ]; then
+        echo "--build-arg=TORCH_INDEX_URL=$TORCH_INDEX_URL"
+    elif compgen -G "$WHEELS/torch-${torch_version}+cpu-*.whl" > /dev/null; then
+        echo "--build-arg=TORCH_INDEX_URL="
+    fi
+    [ -n "${PIP_INDEX_URL:-}" ] && echo "--build-arg=PIP_INDEX_URL=$PIP_INDEX_URL"
+    return 0
+}
+
+RELAY_REPOS=(apache/tvm dmlc/dlpack dmlc/dmlc-core agauniyal/rang)
+
+# Before any engine is looked for: a wrong TVM019_MIRRORS is a usage error wherever.
+check_relay_mirrors() {
+    local repo
+    [ -n "${TVM019_MIRRORS:-}" ] || return 0
+    for repo in "${RELAY_REPOS[@]}"; do
+        [ -e "$TVM019_MIRRORS/$repo" ] || die "TVM019_MIRRORS=$TVM019_MIRRORS has no $repo (it needs ${RELAY_REPOS[*]})"
+    done
+}
+
+cmd_build_relay() {
+    local base tag repo args=() start=$SECONDS
+    base=$(base_image)
+    tag=${RELAY_IMAGE:-localhost/gptbench:relay}
+    stage_wheels
+    mapfile -t args < <(torch_index_args)
+    args+=(--build-arg "PYTHON_IMAGE=$base")
+    [ -n "${BUILD_JOBS:-}" ] && args+=(--build-arg "BUILD_JOBS=$BUILD_JOBS")
+    rm -rf docker/tvm-src/mirrors
+    if [ -n "${TVM019_MIRRORS:-}" ]; then
+        trap 'rm -rf docker/tvm-src/mirrors' EXIT
+        for repo in "${RELAY_REPOS[@]}"; do
+            git clone --bare --quiet "$TVM019_MIRRORS/$repo" "docker/tvm-src/mirrors/$repo"
+        done
+        git -C docker/tvm-src/mirrors/apache/tvm rev-parse -q --verify refs/tags/v0.19.0 > /dev/null ||
+            die "TVM019_MIRRORS=$TVM019_MIRRORS: apache/tvm has no tag v0.19.0"
+        say "TVM 0.19 source: the mirrors in $TVM019_MIRRORS (${RELAY_REPOS[*]})"
+        args+=(--build-arg TVM019_SOURCE=local)
+    fi
+    [ "$engine" = podman ] && args+=(--format docker --isolation chroot --pull=never)
+    say "building $tag (--target relay: TVM v0.19.0 from source, then the cpu image plus it) with $engine on $base"
+    "$engine" build -f "$DOCKERFILE" --target relay "${args[@]}" -t "$tag" .
+    say "built $tag in $((SECONDS - start)) s ($(image_mb "$tag") MB)"
+}
+
 cmd_check_cuda() {
     local arch tag archs=("$@")
     arch=$(cuda_arch)
@@ -279,18 +337,20 @@ cmd_run() {
     "$engine" run "${flags[@]}" ${ENGINE_RUN_FLAGS:-} "$IMAGE" "$@"
 }
 
-[ $# -gt 0 ] || die "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | engine"
+[ $# -gt 0 ] || die "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | build-relay | engine"
 command=$1
 shift
 case "$command" in
-    build | run | build-cuda | check-cuda | engine) ;;
-    *) die "unknown command '$command': choose build, run, build-cuda, check-cuda or engine" ;;
+    build | run | build-cuda | check-cuda | build-relay | engine) ;;
+    *) die "unknown command '$command': choose build, run, build-cuda, check-cuda, build-relay or engine" ;;
 esac
+[ "$command" = build-relay ] && check_relay_mirrors
 engine=$(pick_engine)
 case "$command" in
     build) cmd_build "$@" ;;
     run) cmd_run "$@" ;;
     build-cuda) cmd_build_cuda "$@" ;;
     check-cuda) cmd_check_cuda "$@" ;;
+    build-relay) cmd_build_relay "$@" ;;
     engine) echo "$engine" ;;
 esac

@@ -181,7 +181,7 @@ def test_arg_scoping_model_matches_docker(tmp_path):
 
 def test_stages_and_default_target(df):
     names = [s.name for s in df.stages]
-    assert {"cli", "cpu", "tvm-build", "cuda"} <= set(names)
+    assert {"cli", "cpu", "tvm019-build", "relay", "tvm-build", "cuda"} <= set(names)
     # `docker build` without --target builds the last stage: it must be the CUDA image.
     assert names[-1] == "cuda"
 
@@ -396,6 +396,27 @@ def test_arch_check_matches_torch_cuda_to_the_cuda_image_only(df, tmp_path):
     proc = _arch_check(df, tmp_path, "86", toolkit="image")
     assert proc.returncode == 1 and proc.stderr.strip() == "TORCH_CUDA=cu130 does not match the image's CUDA 11.8"
     assert _arch_check(df, tmp_path, "86", toolkit="image", torch_cuda="cu118").returncode == 0
+
+
+def test_relay_stage_is_the_cpu_image_plus_tvm_019_built_from_the_pinned_recipe(df):
+    """Issue 13, item 5: the relay image's TVM 0.19 comes from tvm019-build, which runs docker/tvm-0.19/build.sh
+    (the tag v0.19.0 and its commit are checked there); the 0.19 environment has the harness itself, and the
+    harness's runs find it through GPTBENCH_TVM019_PYTHON."""
+    build = "\n".join(df.stage("tvm019-build").runs())
+    assert "/opt/gptbench/tvm-0.19/build.sh" in build and "clang-14" in build and "llvm-14-dev" in build
+    assert "libopenblas-dev" in build
+    script = (ROOT / "docker" / "tvm-0.19" / "build.sh").read_text()
+    assert "refs/tags/v0.19.0" in script and "c4dc0c29ff" in script and "-DUSE_BLAS=openblas" in script
+    relay = df.stage("relay")
+    assert relay.base == "cpu"
+    assert any("--from=tvm019-build" in v for v in relay.values("COPY"))
+    env = df.stage_env("relay")
+    assert env["GPTBENCH_TVM019_PYTHON"] == "/opt/venv-relay/bin/python"
+    runs = "\n".join(relay.runs())
+    assert "/usr/bin/python3.11 -m venv /opt/venv-relay" in runs
+    assert "/opt/venv-relay/bin/pip install --no-cache-dir --no-deps ." in runs  # the harness, in the 0.19 environment
+    assert "xgboost-cpu==${xgboost_version}" in runs and "requirements.txt" in runs
+    assert "gptbench run --model nanogpt-tiny --frontend relay-onnx --tvm 0.19" in runs  # a Relay cell, at build time
 
 
 def test_cuda_check_stage_builds_on_tvm_build(df):
@@ -702,9 +723,11 @@ def _engine_sh(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args,env,message", [
-    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | engine"),
-    (("push",), {}, "unknown command 'push': choose build, run, build-cuda, check-cuda or engine"),
+    ((), {}, "usage: docker/engine.sh build | run GPTBENCH-ARGS... | build-cuda | check-cuda [sm_XX...] | build-relay | engine"),
+    (("push",), {}, "unknown command 'push': choose build, run, build-cuda, check-cuda, build-relay or engine"),
     (("engine",), {"ENGINE": "lxc"}, "ENGINE=lxc: choose docker or podman"),
+    (("build-relay",), {"TVM019_MIRRORS": "/nonexistent"},
+     "TVM019_MIRRORS=/nonexistent has no apache/tvm (it needs apache/tvm dmlc/dlpack dmlc/dmlc-core agauniyal/rang)"),
 ])
 def test_engine_sh_usage_errors_are_one_line_and_exit_2(args, env, message):
     proc = _engine_sh(*args, **env)

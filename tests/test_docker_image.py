@@ -132,3 +132,35 @@ def test_an_arch_the_images_nvcc_does_not_know_is_refused_in_one_line(cuda_check
     assert proc.returncode == 2
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("check_cuda_arch:")]
     assert re.match(r"check_cuda_arch: sm_99: nvcc of CUDA [\d.]+ cannot build for it; it knows sm_\d+", line), line
+
+
+RELAY_IMAGE = "localhost/gptbench:relay"
+
+
+@pytest.fixture(scope="module")
+def relay_image() -> str:
+    """The relay image, never built here: TVM 0.19 from source takes about 40 minutes (`make
+    docker-build-relay`, docker/README.md). Skipped, saying so, where it is absent."""
+    which = engine_sh("engine", timeout=60)
+    if which.returncode != 0:
+        pytest.skip(which.stderr.strip())
+    probe = subprocess.run([which.stdout.strip(), "image", "inspect", RELAY_IMAGE], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"no {RELAY_IMAGE} image (TVM 0.19 from source, about 40 minutes): make docker-build-relay")
+    return RELAY_IMAGE
+
+
+def test_the_relay_image_runs_relay_beside_relax_in_one_report(relay_image, tmp_path):
+    """Issue 13, item 5: in the image, a Relay cell runs in the source-built TVM 0.19 environment and a Relax
+    cell in TVM 0.27, with parity, into one report on the host."""
+    env = dict(os.environ, IMAGE=relay_image, RESULTS=str(tmp_path))
+    args = ["run", "run", "--model", "nanogpt-tiny", "--frontend", "export,relay-onnx", "--seq-len", "16", "--warmup", "1",
+            "--repeat", "3", "--solo", "0", "--name", "relay", "--out", "results/"]
+    proc = subprocess.run([str(ENGINE_SH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (path,) = tmp_path.glob("*-relay.json")
+    cells = {c.frontend: c for c in load_report(path)["cells"]}
+    assert cells["export"].tvm_env == "0.27" and cells["relay-onnx"].tvm_env == "0.19"
+    for c in cells.values():
+        assert c.status == "ok" and c.parity.ok, (c.frontend, c.error)
+    assert cells["relay-onnx"].notes["tvm_version"] == "0.19.0"

@@ -177,3 +177,38 @@ def test_gpt2_through_onnx_in_tvm_019_with_its_scalar_constant_of_shape_and_isna
     (cell,) = cells_of(tmp_path)
     assert cell["status"] == "ok" and cell["parity"]["rel_l2"] < 1e-5, cell["error"]
     assert any("ConstantOfShape of an empty shape imported as a scalar Constant" in p for p in cell["patches"])
+
+
+@needs_relay
+def test_a_relax_cell_in_tvm_019_under_a_tune_budget_builds_untuned_and_says_so(gptbench, tmp_path):
+    """--tune-budget with the untuned baseline and a Relax frontend in TVM 0.19 (nothing to tune there): the
+    cell runs untuned, drops the untuned baseline with a note, and the run goes on (it crashed the run once)."""
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--tvm", "0.19", "--seq-len", "16",
+                            "--tune-budget", "5", "--tune-cache", tmp_path / "cache", "--baselines", "eager,untuned", *FAST,
+                            "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path)
+    assert cell["status"] == "ok" and "untuned" in cell["notes"]["tuning"], cell["error"]
+    assert "untuned not run in the TVM 0.19 cells" in cell["notes"]["baselines"] and "untuned" not in cell["baselines"]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # nothing tuned: no 0.27 cell, a 0.19 Relax cell tunes nothing
+
+
+def test_a_harness_failure_in_one_cell_is_recorded_and_the_run_goes_on(monkeypatch):
+    from bench.pipeline import runner
+    from bench.pipeline.config import RunConfig
+
+    calls = []
+
+    def run_cell(cfg, model, frontend, env):
+        calls.append(frontend)
+        if frontend == "onnx":
+            raise ValueError("boom")
+        cell = runner.new_cell(cfg, model, frontend, env)
+        cell.set(status="ok")
+        return cell
+
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+    cells = runner.run_matrix(RunConfig(models=["nanogpt-tiny"], frontends=["onnx", "export"], seq_len=16))
+    assert calls == ["onnx", "export"]
+    assert [(c.frontend, c.status) for c in cells] == [("onnx", "crashed"), ("export", "ok")]
+    assert cells[0].error == "the harness failed running this cell: ValueError: boom"

@@ -30,6 +30,7 @@ from bench.pipeline.execute import execute_cell
 from bench.record import Cell
 from bench.tuning.progress import cut_label
 from frontends import FRONTENDS
+from frontends.base import short_error
 
 
 def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
@@ -120,10 +121,9 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="gptbench-env-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
-        # A Relay cell tunes (or finds) its own database there with --tune-budget (bench.tuning.relay_tune);
-        # a Relax cell in TVM 0.19 builds untuned (its tuning databases are 0.27's)
-        budget = cfg.tune_budget if FRONTENDS[frontend].tvm_env == "0.19" else 0.0
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, tune_budget=budget, dbs={}, tuned_now={}))))
+        # --tune-budget goes along: a Relay cell tunes (or finds) its own database there (bench.tuning.relay_tune);
+        # a Relax cell in TVM 0.19 drops it and builds untuned, saying so (bench.pipeline.legacy_cell)
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, dbs={}, tuned_now={}))))
         # From a source checkout the other interpreter imports the harness from it. An installed harness is
         # in site-packages beside this environment's numpy and TVM, which must not shadow the other's:
         # there the other environment has the harness installed itself (docker/Dockerfile's relay stage).
@@ -177,7 +177,12 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
                 f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env}{cut})")
             current = (i, point, model, frontend, env)
-            cell = run_cell(point, model, frontend, env)
+            try:
+                cell = run_cell(point, model, frontend, env)
+            except Exception as e:  # noqa: BLE001 - the harness's own failure in one cell: recorded, the run goes on
+                cell = new_cell(point, model, frontend, env)
+                cell.set(status="crashed", error=f"the harness failed running this cell: {short_error(e)}")
+                log(f"[{model} × {frontend}] {cell.error}")
             current = None
             cells.append(cell)
             if on_cell:

@@ -104,6 +104,44 @@ def tune_relay(mod, params, target, db_dir: Path, budget_s: float, threads: int,
     return meta
 
 
+def tune_in_child(mod, params, target, db_dir: Path, budget_s: float, threads: int, seed: int, log) -> dict:
+    """tune_relay in a process of its own (this interpreter, spawned), never in the cell's: tuning leaves
+    thread pools behind (the cost model's OpenMP threads, TVM's), and eager PyTorch timed afterwards in the
+    same process read up to 5x slow. The module and its weights go to the child as files."""
+    import multiprocessing as mp
+    import tempfile
+
+    import tvm
+    from tvm import relay
+
+    with tempfile.TemporaryDirectory(prefix="gptbench-relay-tune-") as tmp:
+        mod_file, params_file = Path(tmp) / "mod.json", Path(tmp) / "params.bin"
+        mod_file.write_text(tvm.ir.save_json(mod))
+        params_file.write_bytes(relay.save_param_dict({k: tvm.nd.array(v) if not isinstance(v, tvm.nd.NDArray) else v
+                                                       for k, v in (params or {}).items()}))
+        child = mp.get_context("spawn").Process(target=_tune_child, args=(str(mod_file), str(params_file), str(target), str(db_dir),
+                                                                           budget_s, threads, seed))
+        child.start()
+        child.join()
+    meta = read_relay_meta(db_dir)
+    if child.exitcode != 0 or meta is None:
+        raise RuntimeError(f"Relay tuning failed (its process exited with {child.exitcode}); see the log above")
+    return meta
+
+
+def _tune_child(mod_file: str, params_file: str, target: str, db_dir: str, budget_s: float, threads: int, seed: int) -> None:
+    import tvm
+    from tvm import relay
+
+    from bench.core.log import log
+    from bench.core.threads import configure_threads
+
+    configure_threads(threads)
+    mod = tvm.ir.load_json(Path(mod_file).read_text())
+    params = relay.load_param_dict(Path(params_file).read_bytes())
+    tune_relay(mod, params, tvm.target.Target(target), Path(db_dir), budget_s, threads, seed, log)
+
+
 def _tvm_version() -> str:
     import tvm
 
@@ -119,7 +157,7 @@ def ensure_relay_db(cfg, model: str, frontend: str, mod, params, target, mcpu: s
         log(f"[relay tune] database found: {db_dir} ({meta['trials']} trials, {meta['wall_s']} s of tuning); tuning nothing")
         extra = dict(from_cache=True)
     else:
-        meta = tune_relay(mod, params, target, db_dir, cfg.tune_budget, cfg.threads, cfg.seed, log)
+        meta = tune_in_child(mod, params, target, db_dir, cfg.tune_budget, cfg.threads, cfg.seed, log)
         extra = dict(tuned_in_this_run=dict(trials=meta["trials"], wall_s=meta["wall_s"], stopped_by=meta["stopped_by"]))
     ms, extracted = _tasks(mod, params, target)
     db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.baselines import Prepared
 from bench.build.relax import _numpy
 from bench.core.env import cpu_flags
 from bench.pipeline.cell import (
@@ -23,6 +24,7 @@ from bench.pipeline.cell import (
     measure_compiled,
 )
 from bench.record import Cell
+from bench.tuning.relay_tune import build_tuned, ensure_relay_db
 from frontends.base import short_error
 
 if TYPE_CHECKING:
@@ -87,7 +89,6 @@ def plain_build(mod, params, spec: str):
 
 def untuned_baseline(mod, params, spec: str, input_names: list[str]):
     """The `untuned` baseline of a tuned Relay cell: the plain relay.build of the same import."""
-    from bench.baselines import Prepared
 
     def prepare(inputs) -> Prepared:
         lib, build_s = plain_build(mod, params, spec)
@@ -156,8 +157,6 @@ def _tuned_lib(cfg, model: str, frontend: str, imported, spec: str, mcpu: str, c
     """--tune-budget: the cell's database (found, or tuned now: its seconds go to timings.tune_s), then
     compile_relay with it (timings.build_s)."""
     import tvm
-
-    from bench.tuning.relay_tune import build_tuned, ensure_relay_db
 
     target = tvm.target.Target(spec)
     t0 = time.perf_counter()

@@ -31,6 +31,8 @@ from pathlib import Path
 from bench.core import tvm_compat
 from bench.core.env import cpu_flags, cpu_model
 from bench.core.files import atomic_write
+from bench.core.log import log
+from bench.core.threads import configure_threads
 from bench.tuning.database import count_records, db_hash
 from bench.tuning.progress import Progress
 from bench.tuning.search import UNLIMITED_TRIALS, Budget, _progress_callback, _scheduler
@@ -132,9 +134,6 @@ def tune_in_child(mod, params, target, db_dir: Path, budget_s: float, threads: i
 def _tune_child(mod_file: str, params_file: str, target: str, db_dir: str, budget_s: float, threads: int, seed: int) -> None:
     import tvm
     from tvm import relay
-
-    from bench.core.log import log
-    from bench.core.threads import configure_threads
 
     configure_threads(threads)
     mod = tvm.ir.load_json(Path(mod_file).read_text())

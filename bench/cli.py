@@ -119,7 +119,8 @@ def config_from_args(args):
             seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
-            bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, blas=bool(opt("blas", False)),
+            bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, tvm_src=opt("tvm_src"), tvm_recipe=opt("tvm_recipe"),
+            blas=bool(opt("blas", False)),
             rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
         )
     except ValueError as e:
@@ -196,6 +197,7 @@ def _before_run(cfg, out: str) -> None:
     from bench.reports.report import check_out_dir
 
     check_out_dir(out)
+    prepare_envs(cfg)
     if cfg.tune_budget:
         check_out_dir(cfg.tune_cache, "--tune-cache")
     if cfg.bundle:
@@ -217,6 +219,16 @@ def _before_run(cfg, out: str) -> None:
         start_bundle(cfg, collect(cfg.threads), sys.argv)
     elif cuda is not None and not cuda.device_available:
         _err(f"note: CUDA modules will be compiled but not run: {cuda.device_reason}")
+
+
+def prepare_envs(cfg) -> None:
+    """Make every --tvm environment the harness makes (pypi:VERSION, git:REF) that is not made yet, before
+    any cell runs; a failure is one line, exit 2, and leaves nothing half-made (bench.core.tvm_build)."""
+    from bench.core import tvm_build
+    from bench.core.log import log
+
+    for spec in cfg.env_specs():
+        tvm_build.ensure(spec, log, cfg.tvm_recipe)
 
 
 def cmd_measure(args) -> int:
@@ -248,6 +260,78 @@ def cmd_measure(args) -> int:
         _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c.model}×{c.frontend}={c.status} ({c.error})" for c in bad))
         return EXIT_FAIL
     return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------------- ab
+def cmd_ab(args) -> int:
+    """Two TVM builds on the same cells, alternated; exit 0 no regression, 1 a regression, 2 bad input."""
+    from bench.ab import parse_rules, run_ab, sides_of, to_markdown
+    from bench.compare import _fraction
+    from bench.core.env import collect
+    from bench.core.log import log
+
+    cfg = config_from_args(args)
+    sides_of(cfg)
+    rules, parity = parse_rules(args.fail_on)
+    alpha, min_effect = _fraction(args.alpha, "--alpha"), _fraction(args.min_effect, "--min-effect")
+    if alpha == 0:
+        raise UserError("--alpha must be greater than 0")
+    if args.rounds < 1:
+        raise UserError(f"--rounds must be >= 1, got {args.rounds}")
+    _before_run(cfg, args.out)
+    result, paths, interrupted = run_ab(cfg, args.rounds, rules, parity, alpha, min_effect, Path(args.out), args.name,
+                                        collect(cfg.threads), sys.argv, log)
+    if interrupted:
+        _err(f"interrupted ({interrupted}): no verdict; the side reports keep the rounds that finished, marked partial: "
+             + (", ".join(p.name for p in paths if p.suffix == ".json") or "none"))
+        return 143 if interrupted == "SIGTERM" else 130
+    _out(to_markdown(result))
+    _err("wrote " + ", ".join(str(p) for p in paths))
+    if result.failures:
+        _err(f"{len(result.failures)} regression(s):")
+        for f in result.failures:
+            _err(f"  {f}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- bisect
+def cmd_bisect(args) -> int:
+    """The first commit between --good and --bad whose A/B against --good regresses; 0 found, 1 not found, 2 bad input."""
+    from bench.ab import parse_rules
+    from bench.bisect import bisect, cells_key
+    from bench.compare import _fraction
+    from bench.core.env import collect
+    from bench.core.log import log
+    from bench.reports.report import check_out_dir
+
+    if not args.tvm_src:
+        raise UserError("bisect needs --tvm-src DIR_OR_URL: the TVM repository whose commits it builds")
+    args.tvm = f"good=git:{args.good},test=git:{args.bad}"
+    cfg = config_from_args(args)
+    rules, parity = parse_rules(args.fail_on)
+    if args.rounds < 1:
+        raise UserError(f"--rounds must be >= 1, got {args.rounds}")
+    out = check_out_dir(args.out)
+    cfg.threads_given = True  # a bisect's steps must all run with the same threads
+    opts = dict(rounds=args.rounds, rules=rules, parity=parity, alpha=_fraction(args.alpha, "--alpha"),
+                min_effect=_fraction(args.min_effect, "--min-effect"), env=collect(cfg.threads), command=sys.argv,
+                cells_key=cells_key(cfg, args.fail_on, args.rounds))
+    try:
+        outcome = bisect(cfg, args.good, args.bad, Path(out), opts, log)
+    except KeyboardInterrupt:
+        _err(f"bisect interrupted: the steps finished are kept in {args.out}; run the same command again to resume")
+        return 130
+    if outcome.get("found"):
+        _out(f"first bad commit: {outcome['found']} {outcome['subject']}")
+        _out(f"evidence: {outcome['evidence']}" + (f" ({'; '.join(outcome['failures'])})" if outcome.get("failures") else ""))
+        _out(f"log: {outcome['state']}")
+        return EXIT_OK
+    if outcome.get("reason"):
+        _err(f"bisect: {outcome['reason']}: nothing to bisect (log: {outcome['state']})")
+    else:
+        _err(f"bisect: skipped commits leave {len(outcome['candidates'])} candidates: " + ", ".join(c[:12] for c in outcome["candidates"]))
+    return EXIT_FAIL
 
 
 # ---------------------------------------------------------------------------------------- timers
@@ -534,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
-    for add in (_add_run, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
+    for add in (_add_run, _add_ab, _add_bisect, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
         add(sub)
     from bench import compare
     from bench.reports import plot
@@ -573,6 +657,47 @@ def _add_run(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _add_ab(sub) -> None:
+    p = sub.add_parser("ab", help="the same cells in two TVM builds (--tvm base=…,new=…), alternated A B B A; a verdict per cell")
+    add_model_args(p, frontend_default="export")
+    add_shape_args(p)
+    p.add_argument("--tvm", required=True, help="the two builds, BASE,NEW: " + TVM_HELP)
+    add_tvm_source_args(p)
+    p.add_argument("--baselines", default="eager", help="eager (the control, always timed), compile, ort, comma-separated")
+    add_timing_args(p, warmup=5, repeat=30)
+    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
+    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
+    p.add_argument("--rounds", type=int, default=2, help="rounds per side, alternated A B B A ... (default 2)")
+    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help="exit 1 when broken (repeatable): compare's "
+                   "rules (median:5%%, p90:1ms, build_s:20%%, speedup:5%%) or parity (any parity change); a status that went "
+                   "from ok to not ok always fails")
+    p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
+    p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
+    add_output_args(p, "ab")
+    p.set_defaults(func=cmd_ab)
+
+
+def _add_bisect(sub) -> None:
+    p = sub.add_parser("bisect", help="build the commits between --good and --bad of --tvm-src and find the first whose A/B "
+                       "against --good regresses (resumable)")
+    add_model_args(p, frontend_default="export")
+    add_shape_args(p)
+    add_tvm_source_args(p)
+    p.add_argument("--good", required=True, metavar="REF", help="a commit without the regression")
+    p.add_argument("--bad", required=True, metavar="REF", help="a later commit with it")
+    p.add_argument("--baselines", default="eager", help="eager (the control), compile, ort, comma-separated")
+    add_timing_args(p, warmup=5, repeat=30)
+    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error")
+    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
+    p.add_argument("--rounds", type=int, default=1, help="A/B rounds per step (default 1: A B)")
+    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help="what makes a commit bad (repeatable): "
+                   "ab's rules (median:10%%, parity, ...); a status that went from ok to not ok always does")
+    p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
+    p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
+    p.add_argument("--out", default="results/bisect", help="the state file and each step's A/B reports (default results/bisect)")
+    p.set_defaults(func=cmd_bisect)
+
+
 def _add_val_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
@@ -590,10 +715,22 @@ def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
                    "vs tuning minutes, measured (with --db or --tune-budget)")
 
 
+TVM_HELP = ("[NAME=]WHAT, comma-separated; WHAT: 0.27 (this project's environment), 0.19 (Relay; `make tvm-relay`), "
+            "pypi:VERSION (that apache-tvm release, in a venv the harness makes once), git:REF (built from --tvm-src by "
+            "--tvm-recipe, cached by commit), or a path to the python of your own TVM build (NAME= required)")
+
+
+def add_tvm_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tvm-src", default=None, metavar="DIR_OR_URL", help="the TVM git repository git:REF environments are built from")
+    p.add_argument("--tvm-recipe", default=None, metavar="SCRIPT", help="build recipe for git:REF: called as SCRIPT SRC_DIR OUT_DIR, "
+                   "it leaves OUT_DIR/bin/python importing the build (default docker/tvm-src/build-env.sh)")
+
+
 def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tvm", default=None, help="TVM environments, comma-separated: 0.27 (this one), 0.19 (Relay, and the Relax "
-                   "frontends untuned; `make tvm-relay`). Default: each frontend in its own (relay-onnx/relay-torch in 0.19, the "
-                   "others in 0.27); named, every frontend in each, a pair that cannot run recorded as such")
+    p.add_argument("--tvm", default=None, help="TVM environments: " + TVM_HELP + ". Default: each frontend in its own "
+                   "(relay-onnx/relay-torch in 0.19, the others in this one); named, every frontend in each, a pair that cannot "
+                   "run recorded with the reason")
+    add_tvm_source_args(p)
     p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
 
 

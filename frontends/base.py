@@ -54,8 +54,8 @@ class Frontend:
     name: str = ""
     title: str = ""
     supports_symbolic: bool = True
-    tvm_env: str = "0.27"  # the TVM environment its cells run in by default (bench.core.tvm_envs)
-    tvm_envs: tuple[str, ...] = ("0.27", "0.19")  # every environment it runs in (with --tvm); in 0.19 a Relax cell is untuned
+    relay: bool = False  # a Relay importer (TVM <= 0.19): its cells run in an environment that has Relay
+    tvm_api: str = ""  # the TVM importer it calls: a TVM build runs its cells only where this resolves (bench.core.tvm_envs.probe)
 
     def unavailable_reason(self) -> str | None:
         """None when this frontend can run with the installed TVM/torch, else why not."""

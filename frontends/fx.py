@@ -40,6 +40,7 @@ def _supported(importer, gm, node) -> bool:
 
 class FxFrontend(Frontend):
     name = "fx"
+    tvm_api = "tvm.relax.frontend.torch.from_fx"
     title = "torch.fx.symbolic_trace → relax.frontend.torch.from_fx"
     supports_symbolic = False
 

@@ -142,6 +142,7 @@ def onnx_op_counts(model) -> Counter:
 
 class OnnxFrontend(Frontend):
     name = "onnx"
+    tvm_api = "tvm.relax.frontend.onnx.from_onnx"
     title = "torch.onnx.export(dynamo=True) → relax.frontend.onnx.from_onnx"
 
     def import_model(self, req: ImportRequest) -> Imported:

@@ -46,16 +46,13 @@ def relay_op_counts(mod) -> dict[str, int]:
 
 
 class _Relay(Frontend):
-    tvm_env = "0.19"
-    tvm_envs = ("0.19",)
+    relay = True
     supports_symbolic = False
-
-    def unavailable_reason(self) -> str | None:
-        return None  # availability is the TVM 0.19 environment's, decided per cell (bench.core.tvm_envs)
 
 
 class RelayTorchFrontend(_Relay):
     name = "relay-torch"
+    tvm_api = "tvm.relay.frontend.from_pytorch"
     title = "torch.jit.trace → relay.frontend.from_pytorch (TVM 0.19)"
 
     def import_model(self, req: ImportRequest) -> Imported:
@@ -85,6 +82,7 @@ class RelayTorchFrontend(_Relay):
 
 class RelayOnnxFrontend(_Relay):
     name = "relay-onnx"
+    tvm_api = "tvm.relay.frontend.from_onnx"
     title = f"torch.onnx.export (TorchScript, opset {ONNX_OPSET}) → relay.frontend.from_onnx (TVM 0.19)"
 
     def import_model(self, req: ImportRequest) -> Imported:

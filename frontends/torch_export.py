@@ -173,6 +173,7 @@ def aten_op_counts(ep) -> Counter:
 
 class TorchExportFrontend(Frontend):
     name = "export"
+    tvm_api = "tvm.relax.frontend.torch.from_exported_program"
     title = "torch.export → relax.frontend.torch.from_exported_program"
 
     def import_model(self, req: ImportRequest) -> Imported:

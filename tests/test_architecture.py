@@ -29,8 +29,10 @@ RANKS = {
     "bench.pipeline": 7,
     "bench.reports": 8,
     "bench.compare": 9,
-    "bench.cli": 10,
-    "bench": 11,  # bench/__init__.py: the version and warning filters only
+    "bench.ab": 10,
+    "bench.bisect": 11,
+    "bench.cli": 12,
+    "bench": 13,  # bench/__init__.py: the version and warning filters only
 }
 HEAVY = ("torch", "tvm", "tvm_ffi", "numpy", "onnx", "onnxruntime", "pandas", "matplotlib", "scipy", "transformers")
 LAZY_OK_IN = {"bench.cli"}

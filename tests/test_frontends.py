@@ -21,14 +21,16 @@ def test_registry_names_are_unique_and_complete():
     assert set(names) == {"export", "onnx", "fx", "relay-onnx", "relay-torch"}
 
 
-def test_each_frontend_names_a_known_tvm_environment():
-    from bench.core.tvm_envs import ENVS
+def test_each_frontend_names_the_tvm_importer_a_build_must_have_and_its_default_environment():
+    from bench.core.tvm_envs import ENVS, current
+    from bench.pipeline.config import default_env
 
-    assert {f.name: f.tvm_env for f in REGISTRY} == {"export": "0.27", "onnx": "0.27", "fx": "0.27", "relay-onnx": "0.19",
-                                                    "relay-torch": "0.19"}
-    assert all(f.tvm_env in ENVS for f in REGISTRY)
-    assert {f.name: f.tvm_envs for f in REGISTRY} == {"export": ("0.27", "0.19"), "onnx": ("0.27", "0.19"), "fx": ("0.27", "0.19"),
-                                                      "relay-onnx": ("0.19",), "relay-torch": ("0.19",)}
+    assert {f.name: f.tvm_api for f in REGISTRY} == {
+        "export": "tvm.relax.frontend.torch.from_exported_program", "onnx": "tvm.relax.frontend.onnx.from_onnx",
+        "fx": "tvm.relax.frontend.torch.from_fx", "relay-onnx": "tvm.relay.frontend.from_onnx", "relay-torch": "tvm.relay.frontend.from_pytorch"}
+    assert {f.name: default_env(f.name) for f in REGISTRY} == {"export": current(), "onnx": current(), "fx": current(),
+                                                               "relay-onnx": "0.19", "relay-torch": "0.19"}
+    assert all(default_env(f.name) in ENVS for f in REGISTRY)
 
 
 class TwoUnsupported(torch.nn.Module):

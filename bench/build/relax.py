@@ -120,7 +120,14 @@ def pipeline_passes(target, with_db: bool = False, prepack: bool = False, dlight
     return passes + _split_at_fusetir(target)[1]
 
 
-def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False):
+def count_kernels(mod) -> int:
+    """The TIR functions (kernels) of a lowered module (by class name: `tvm.tir` moved between releases)."""
+    return sum(type(f).__name__ == "PrimFunc" for _, f in mod.functions.items())
+
+
+def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: bool = False, fast_math: bool = False,
+                  stats: dict | None = None):
+    """The pipeline as one module pass; `stats`, where given, gets the lowered module's kernel count."""
     import tvm
 
     with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
@@ -129,21 +136,25 @@ def make_pipeline(target, with_db: bool = False, prepack: bool = False, dlight: 
     @tvm.transform.module_pass(opt_level=0, name=PIPELINE_NAME)
     def _pipeline(mod, _ctx):
         with target:
-            return tvm.transform.Sequential(passes)(mod)
+            mod = tvm.transform.Sequential(passes)(mod)
+        if stats is not None:
+            stats["kernels"] = count_kernels(mod)
+        return mod
 
     return _pipeline
 
 
 def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), instruments=(), dlight: bool = False,
-          fast_math: bool = False, prepack: bool = False):
+          fast_math: bool = False, prepack: bool = False, stats: dict | None = None):
     """(executable, seconds): tvm.compile through the harness's rewrites and the default pipeline (plus a
-    tuning database, plus dlight's CPU rules). Under TVM 0.19's API: `build_legacy`, untuned."""
+    tuning database, plus dlight's CPU rules). Under TVM 0.19's API: `build_legacy`, untuned. `stats`,
+    where given, gets the kernel count of the lowered module."""
     import tvm
 
     if tvm_compat.legacy():
         if db_dir is not None or dlight or prepack:
             raise ValueError("TVM 0.19 builds Relax untuned with its zero pipeline: tuning databases, --prepack and --dlight are TVM 0.27's")
-        return build_legacy(mod, target, disabled_passes, instruments, fast_math)
+        return build_legacy(mod, target, disabled_passes, instruments, fast_math, stats)
     with ExitStack() as stack:
         if db_dir is not None:
             ms = tvm_compat.meta_schedule()
@@ -155,7 +166,7 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
         # libcuda), it compiles the kernels here, and takes the arch from this scope (else from the GPU).
         stack.enter_context(target)
         t0 = time.perf_counter()
-        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math))
+        ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math, stats))
         return ex, time.perf_counter() - t0
 
 
@@ -174,7 +185,7 @@ def legacy_passes(fast_math: bool = False) -> list:
     return rewrite_passes(fast_math) + [legalize_ops(legacy=True), t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR()]
 
 
-def build_legacy(mod, target, disabled_passes=(), instruments=(), fast_math: bool = False):
+def build_legacy(mod, target, disabled_passes=(), instruments=(), fast_math: bool = False, stats: dict | None = None):
     """(executable, seconds) under TVM 0.19's API: `legacy_passes`, then relax.build (default_build: lowering only)."""
     import tvm
     from tvm import relax
@@ -182,6 +193,8 @@ def build_legacy(mod, target, disabled_passes=(), instruments=(), fast_math: boo
     with tvm.transform.PassContext(opt_level=3, disabled_pass=list(disabled_passes), instruments=list(instruments)), target:
         t0 = time.perf_counter()
         mod = tvm.transform.Sequential(legacy_passes(fast_math))(mod)
+        if stats is not None:
+            stats["kernels"] = count_kernels(mod)
         ex = relax.build(mod, target=target)
         return ex, time.perf_counter() - t0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bench.core.log import log
+from bench.core.tvm_envs import current
 from bench.pipeline.config import RunConfig
 from bench.targets import make_target
 from bench.tuning.database import default_db_dir, read_meta, validate_database
@@ -18,7 +19,7 @@ def tuning_frontend(cfg: RunConfig) -> str | None:
     are what the other frontends' builds match against as far as they can), else the first Relax
     frontend with a cell in TVM 0.27; None when there is none (a Relay cell tunes its own database in
     TVM 0.19: bench.tuning.relay_tune)."""
-    relax = [f for m, f, env in cfg.cells() if env == "0.27" and FRONTENDS[f].tvm_env == "0.27"]
+    relax = [f for m, f, env in cfg.cells() if env == current() and not FRONTENDS[f].relay]
     return ("export" if "export" in relax else relax[0]) if relax else None
 
 

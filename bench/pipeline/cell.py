@@ -108,13 +108,16 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
             cell.tuning.update(path=whole, cut=cut)
     elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
         cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
+    stats: dict = {}
     try:
-        ex, build_s = build(imported.mod, tinfo.target, db, dlight=cfg.dlight, fast_math=cfg.fast_math, prepack=prepacked(db))
+        ex, build_s = build(imported.mod, tinfo.target, db, dlight=cfg.dlight, fast_math=cfg.fast_math, prepack=prepacked(db), stats=stats)
     except Exception as e:  # noqa: BLE001 - a build failure is a result
         cell.set(status="build_failed", error=short_error(e))
         log(f"{tag} build failed: {cell.error}")
         return None
     cell.timings["build_s"] = round(build_s, 3)
+    if "kernels" in stats:
+        cell.notes["kernels"] = stats["kernels"]
     if export is not None:
         export(imported, ex)
         return None

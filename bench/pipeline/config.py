@@ -12,7 +12,7 @@ from bench.baselines import BASELINES
 from bench.core.env import usable_cores
 from bench.core.errors import UserError, unknown
 from bench.core.files import check_text_file
-from bench.core.tvm_envs import ENVS
+from bench.core.tvm_envs import current, parse_envs
 from bench.measure.parity import DEFAULT_TOL
 from bench.measure.timing import TimingPlan
 from bench.models import MODELS, WEIGHT_CHOICES, get_spec
@@ -73,7 +73,9 @@ class RunConfig:
     rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.targets.remote)
     rpc_key: str | None = None
     rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
-    tvm: list[str] | None = None  # TVM environments (bench.core.tvm_envs); None: each frontend's own
+    tvm: list[str] | None = None  # TVM environments as --tvm gives them (bench.core.tvm_envs); None: each frontend's own
+    tvm_src: str | None = None  # the TVM repository git:REF environments are built from
+    tvm_recipe: str | None = None  # the build recipe of git:REF environments (bench.core.tvm_build)
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
     tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
     tuning_cut: float | None = None  # this cell's cut: the database as it was after this many seconds of tuning
@@ -179,10 +181,13 @@ class RunConfig:
 
     def _check_relay(self) -> list[str]:
         """--tvm environments known; the Relay frontends' limits. Returns this run's Relay frontends."""
-        for env in self.tvm or []:
-            if env not in ENVS:
-                raise ValueError(str(unknown("TVM environment", env, list(ENVS))))
-        relay = [f for f in self.frontends if FRONTENDS[f].tvm_env == "0.19"]
+        try:
+            parse_envs(self.tvm or [], self.tvm_src)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        if self.tvm_src and not any(t.split("=", 1)[-1].startswith("git:") for t in self.tvm or []):
+            raise ValueError("--tvm-src is the repository of a git:REF environment: name one in --tvm")
+        relay = [f for f in self.frontends if FRONTENDS[f].relay]
         if relay and (self.target != "llvm" or self.dtype != "float32" or self.shapes != "static" or self.scenario == "generate"):
             raise ValueError(f"{', '.join(relay)}: the Relay cells take --target llvm, float32, --shapes static, prefill or decode")
         if self.blas and not relay:
@@ -276,16 +281,36 @@ class RunConfig:
         """(model, frontend, TVM environment): each frontend in its own environment, or with --tvm
         every frontend in every environment asked for (a pair that cannot run is recorded as such)."""
         if self.tvm is None:
-            return [(m, f, FRONTENDS[f].tvm_env) for m in self.models for f in self.frontends]
-        return [(m, f, env) for m in self.models for env in self.tvm for f in self.frontends]
+            return [(m, f, default_env(f)) for m in self.models for f in self.frontends]
+        names = [s.name for s in parse_envs(self.tvm, self.tvm_src)]
+        return [(m, f, env) for m in self.models for env in names for f in self.frontends]
+
+    def env_specs(self) -> list:
+        """The --tvm environments (bench.core.tvm_envs.EnvSpec), parsed."""
+        return parse_envs(self.tvm or [], self.tvm_src)
 
 
-def variant_name(cfg: RunConfig, env: str = "0.27", frontend: str | None = None) -> str | None:
+RELAY_ENV = "0.19"  # where the Relay frontends' cells run unless --tvm says otherwise
+
+
+def default_env(frontend: str) -> str:
+    """The TVM environment a frontend's cells run in without --tvm: this process's, or TVM 0.19's for Relay."""
+    return RELAY_ENV if FRONTENDS[frontend].relay else current()
+
+
+def importers() -> tuple[str, ...]:
+    """Every frontend's TVM importer: what probing an environment checks (bench.core.tvm_envs.probe)."""
+    return tuple(sorted({f.tvm_api for f in FRONTENDS.values()}))
+
+
+def variant_name(cfg: RunConfig, env: str | None = None, frontend: str | None = None) -> str | None:
     """The pipeline variant a cell was built with (part of its id: compare never matches two
-    variants), and the TVM environment when it is not the default one. A Relax frontend in 0.19
-    keeps --fast-math (its rewrites run there), not --dlight (no CPU rules in 0.19) nor a tuning cut (0.27's only)."""
-    tuned = env == "0.27"
-    relax = tuned if frontend is None else FRONTENDS[frontend].tvm_env != "0.19"
+    variants), and the TVM environment when it is not this process's. A Relax frontend in another
+    environment keeps --fast-math (its rewrites run there), not --dlight nor a tuning cut (this
+    process's tuning only)."""
+    env = env or current()
+    tuned = env == current()
+    relax = tuned if frontend is None else not FRONTENDS[frontend].relay
     parts = ([] if tuned else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and tuned else []) + \
         (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else []) + \
         ([f"+tuned@{cut_label(cfg.tuning_cut)}"] if cfg.tuning_cut is not None and tuned else [])
@@ -294,7 +319,7 @@ def variant_name(cfg: RunConfig, env: str = "0.27", frontend: str | None = None)
 
 def new_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> Cell:
     """The record a cell of this run starts from: what it measures, status `crashed` until it says otherwise."""
-    env = env or FRONTENDS[frontend].tvm_env
+    env = env or default_env(frontend)
     return Cell(model=model, frontend=frontend, target=cfg.target, scenario=cfg.scenario, batch=cfg.batch,
                 seq_len=cfg.seq_len if cfg.scenario != "decode" else 1,
                 past_len=cfg.past_len if cfg.scenario == "decode" else 0,

@@ -10,6 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.core import tvm_compat
 from bench.core.log import log
 from bench.core.threads import peak_rss_mb
 from bench.pipeline.bundle import write_cell
@@ -34,9 +35,9 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = No
     cell = new_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
     try:
-        if FRONTENDS[frontend].tvm_env == "0.19":
+        if FRONTENDS[frontend].relay:
             execute_relay(cfg, model, frontend, cell, log)
-        elif cell.tvm_env == "0.19":
+        elif tvm_compat.legacy():  # a TVM before the tvm.compile API (0.19)
             execute_relax_legacy(cfg, model, frontend, cell, log)
         else:
             _execute(cfg, model, frontend, cell)

@@ -13,7 +13,6 @@ is the cell's own.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -23,9 +22,9 @@ from bench.core.errors import Interrupted
 from bench.core.log import log
 from bench.core.procs import die_with_parent
 from bench.core.threads import configure_threads
-from bench.core.tvm_envs import REPO, current, missing_reason, worker_command
+from bench.core.tvm_envs import REPO, current, identity, launch_env, missing_reason, probe, worker_command
 from bench.pipeline.autotune import ensure_tuned
-from bench.pipeline.config import RunConfig, new_cell
+from bench.pipeline.config import RunConfig, importers, new_cell
 from bench.pipeline.execute import execute_cell
 from bench.record import Cell
 from bench.tuning.progress import cut_label
@@ -88,29 +87,44 @@ def _lost_cell(cfg: RunConfig, model: str, frontend: str, env: str | None, elaps
     return cell
 
 
+LEGACY_LIMITS = "--target llvm, float32, --shapes static, prefill or decode, no --rpc or --bundle (as the Relay cells)"
+
+
 def env_reason(cfg: RunConfig, frontend: str, env: str) -> str | None:
-    """Why `frontend`'s cell cannot run in TVM `env` in this run (it is recorded, not run), else None."""
+    """Why `frontend`'s cell cannot run in TVM environment `env` in this run (it is recorded, not run), else
+    None. Decided by what the environment's TVM has (bench.core.tvm_envs.probe), never by its version."""
     fe = FRONTENDS[frontend]
-    if env not in fe.tvm_envs:
-        return f"{frontend} runs in TVM {fe.tvm_env} only in this harness (Relay is gone from TVM 0.20 on)"
-    if env == "0.19" and fe.tvm_env != "0.19" and (cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static"
-                                                   or cfg.scenario == "generate" or cfg.rpc or cfg.bundle):
-        return "a Relax cell in TVM 0.19 takes --target llvm, float32, --shapes static, prefill or decode, no --rpc or --bundle (as the Relay cells)"
-    return None if env == current() else missing_reason(env)
+    if env == current() and not fe.relay:
+        return None  # this process's TVM: its import failures are the cell's own
+    missing = missing_reason(env, importers())
+    if missing:
+        return missing
+    info = probe(env, importers())
+    if not info.get("importers", {}).get(fe.tvm_api):
+        has = ("has no Relay (Relay is gone from TVM 0.20 on: run it in --tvm 0.19)" if fe.relay
+               else f"has no {fe.tvm_api}")
+        return f"{frontend} needs {fe.tvm_api}: TVM {info.get('version')} (environment {env}) {has}"
+    if not fe.relay and info.get("api") == "legacy" and (cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static"
+                                                          or cfg.scenario == "generate" or cfg.rpc or cfg.bundle):
+        return f"a Relax cell in TVM {info.get('version')} (before the tvm.compile API) takes {LEGACY_LIMITS}"
+    return None
 
 
 def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
     """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
-    environment; a pair that cannot run, or an environment not installed, is a recorded cell."""
+    environment; a pair that cannot run, or an environment not installed, is a recorded cell. Every
+    cell records the identity of its TVM (notes.tvm_build)."""
     reason = env_reason(cfg, frontend, env)
     if reason:  # recorded, not run
         cell = new_cell(cfg, model, frontend, env)
         cell.set(status="import_failed", stage="env", error=reason)
         log(f"[{model} × {frontend}] not run in TVM {env}: {reason}")
-        return cell
-    if env != current():
-        return run_in_env(cfg, model, frontend, env)
-    return run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+    elif env != current():
+        cell = run_in_env(cfg, model, frontend, env)
+    else:
+        cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+    cell.notes["tvm_build"] = identity(env, importers())
+    return cell
 
 
 def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
@@ -128,12 +142,9 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         # in site-packages beside this environment's numpy and TVM, which must not shadow the other's:
         # there the other environment has the harness installed itself (docker/Dockerfile's relay stage).
         checkout = (REPO / "pyproject.toml").exists()
-        env_vars = dict(os.environ)
-        if checkout:
-            env_vars["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         t0 = time.perf_counter()
         proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)],
-                                cwd=REPO if checkout else None, env=env_vars)
+                                cwd=REPO if checkout else None, env=launch_env())
         try:
             code = proc.wait(timeout=cfg.cell_timeout or None)
         except subprocess.TimeoutExpired:
@@ -155,7 +166,7 @@ def _todo(cfg: RunConfig) -> list[tuple]:
     the others (Relay, TVM 0.19) run once, with the first cut's configuration, which they ignore."""
     points = cfg.tuning_points()
     return [(point, m, f, env) for k, point in enumerate(points) for m, f, env in point.cells()
-            if k == 0 or (env == "0.27" and FRONTENDS[f].tvm_env == "0.27")]
+            if k == 0 or (env == current() and not FRONTENDS[f].relay)]
 
 
 def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:

@@ -19,6 +19,7 @@ from bench.baselines import BASELINES
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.core.markdown import fmt, md_table
+from bench.core.tvm_envs import identity_line
 from bench.record import Cell, Latency, RecordError
 
 SCHEMA = "gptbench.report"
@@ -267,6 +268,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"Environment: {environment_line(report.get('environment') or {})}",
         "",
+        *tvm_builds_lines(cells),
         *([f"Threads: {cfg['threads_note']}.", ""] if cfg.get("threads_note") else []),
         *(_bundle_lines(report["bundle"]) if report.get("bundle") else []),
         *(_device_lines(cfg) if cfg.get("rpc") else []),
@@ -282,6 +284,18 @@ def to_markdown(report: dict) -> str:
     if report.get("kind") == "passes":
         out += passes_markdown(cells)
     return "\n".join(out + _not_ok_lines(cells))
+
+
+def tvm_builds_lines(cells: list[Cell]) -> list[str]:
+    """The TVM build of each environment the cells ran in (bench.core.tvm_envs.identity), one line each."""
+    seen: dict[str, dict] = {}
+    for c in cells:
+        ident = c.notes.get("tvm_build")
+        if isinstance(ident, dict) and ident.get("name") and ident["name"] not in seen:
+            seen[ident["name"]] = ident
+    if not seen:
+        return []
+    return ["TVM builds:", "", *[f"- {identity_line(i)}" for i in seen.values()], ""]
 
 
 def cells_table(cells: list[Cell]) -> str:

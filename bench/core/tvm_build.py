@@ -1,0 +1,168 @@
+"""Making the TVM environments that `--tvm` names and this project does not install itself, once each,
+into a cache (GPTBENCH_ENV_CACHE, default ~/.cache/gptbench/tvm-envs):
+
+- `pypi-VERSION-pyXY/`: a virtual environment with `apache-tvm==VERSION` and the `apache-tvm-ffi` that
+  release was made against (the floor of its requirement: a newer tvm-ffi need not load an older TVM's
+  library, e.g. 0.25.0 fails on 0.1.14 with an undefined symbol), both without dependencies; a `.pth`
+  file appends this project's packages (torch, onnx, numpy, ...) after them.
+- `git-COMMIT/`: TVM built from that commit by a build recipe: an executable called as
+  `RECIPE SRC_DIR OUT_DIR` that leaves an interpreter at `OUT_DIR/bin/python` whose `import tvm` is the
+  build (its environment has GPTBENCH_PYTHON, the harness's interpreter, and GPTBENCH_FALLBACK_PATH, the
+  harness's package directories, for a recipe that makes a virtual environment beside them). The default recipe is `docker/tvm-src/build-env.sh` (CMake, LLVM from Debian, ccache, CUDA off
+  unless TVM_BUILD_CUDA=ON). SRC_DIR is a fresh checkout of the commit (a shared clone of --tvm-src).
+
+Each is built in a temporary directory beside its final place and renamed when it works: an
+interrupted or failed build leaves nothing a later run would take for a finished one. Every failure is
+a UserError of one line (exit 2) naming what failed and where its log is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.core.errors import UserError
+from bench.core.files import atomic_write
+from bench.core.tvm_envs import REPO, EnvSpec, cache_root, env_dir, fallback_paths, local_repo, resolve_commit
+
+DEFAULT_RECIPE = REPO / "docker" / "tvm-src" / "build-env.sh"
+META = "gptbench-env.json"
+
+
+def ready(spec: EnvSpec) -> bool:
+    return spec.kind in ("builtin", "python") or (env_dir(spec) / "bin" / "python").exists()
+
+
+def ensure(spec: EnvSpec, log, recipe: str | None = None) -> dict | None:
+    """Make `spec`'s environment unless it is there; returns what making it took (None: nothing made)."""
+    if ready(spec):
+        return None
+    return make_pypi(spec, log) if spec.kind == "pypi" else make_git(spec, log, recipe)
+
+
+def _run(cmd: list[str], what: str, log_file: Path, cwd: Path | None = None, env: dict | None = None) -> None:
+    """Run a build step, its output appended to log_file; UserError with its last line when it fails."""
+    with log_file.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        try:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env, stdin=subprocess.DEVNULL).returncode
+        except OSError as e:
+            raise UserError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from None
+    if code != 0:
+        lines = [ln.strip() for ln in log_file.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("WARNING: Location")]
+        raise UserError(f"{what} failed (exit {code}): {lines[-1] if lines else 'no output'} (log: {log_file})")
+
+
+def _staging(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+
+
+def _finish(tmp: Path, final: Path, meta: dict) -> None:
+    atomic_write(tmp / META, json.dumps(meta, indent=1) + "\n")
+    try:
+        os.rename(tmp, final)
+    except OSError:  # made meanwhile by another run: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _logs() -> Path:
+    path = cache_root() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------- pypi
+def make_pypi(spec: EnvSpec, log) -> dict:
+    final = env_dir(spec)
+    tmp = _staging(final)
+    log_file = _logs() / f"{final.name}.log"
+    log_file.write_text("")
+    t0 = time.perf_counter()
+    log(f"tvm {spec.name}: making a virtual environment with apache-tvm=={spec.value} (once; {final})")
+    try:
+        py = tmp / "bin" / "python"
+        _run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], "making the virtual environment", log_file)
+        pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps", "--no-input"]
+        _run([*pip, f"apache-tvm=={spec.value}"], f"pypi:{spec.value}: installing apache-tvm=={spec.value}", log_file)
+        ffi = ffi_floor(tmp)
+        if ffi:
+            _run([*pip, f"apache-tvm-ffi=={ffi}"], f"pypi:{spec.value}: installing apache-tvm-ffi=={ffi}", log_file)
+        _site_packages(py).joinpath("gptbench-fallback.pth").write_text("\n".join(fallback_paths()) + "\n")
+        _run([str(py), "-c", "import tvm; print(tvm.__version__)"], f"pypi:{spec.value}: importing the installed TVM", log_file)
+        meta = dict(kind="pypi", version=spec.value, tvm_ffi=ffi, seconds=round(time.perf_counter() - t0, 1))
+        _finish(tmp, final, meta)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"tvm {spec.name}: ready in {meta['seconds']} s (apache-tvm {spec.value}, apache-tvm-ffi {ffi or 'none required'})")
+    return meta
+
+
+def _site_packages(py: Path) -> Path:
+    return Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                               text=True, check=True).stdout.strip())
+
+
+def ffi_floor(venv: Path) -> str | None:
+    """The lowest apache-tvm-ffi the installed apache-tvm accepts (its `Requires-Dist: apache-tvm-ffi>=X`), else None."""
+    for meta in venv.glob("lib/python*/site-packages/apache_tvm-*.dist-info/METADATA"):
+        for line in meta.read_text(errors="replace").splitlines():
+            m = re.match(r"Requires-Dist:\s*apache-tvm-ffi\s*(?:\(\s*)?(>=|==|~=)\s*([0-9][\w.]*)", line)
+            if m and "extra ==" not in line:
+                return m[2]
+    return None
+
+
+# ------------------------------------------------------------------------------------------ git
+def commit_subject(src: str, commit: str) -> str:
+    out = subprocess.run(["git", "-C", str(local_repo(src)), "log", "-1", "--format=%s", commit], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def make_git(spec: EnvSpec, log, recipe: str | None = None) -> dict:
+    """Check out the commit (a shared clone), run the recipe into a staging directory, rename it into the cache."""
+    commit = resolve_commit(spec.src, spec.value)
+    final = env_dir(spec)
+    recipe_path = Path(recipe or os.environ.get("GPTBENCH_TVM_RECIPE") or DEFAULT_RECIPE)
+    if not recipe_path.is_file() or not os.access(recipe_path, os.X_OK):
+        raise UserError(f"build recipe {recipe_path}: not an executable file")
+    tmp = _staging(final)
+    log_file = _logs() / f"git-{commit[:12]}.log"
+    log_file.write_text("")
+    t0 = time.perf_counter()
+    log(f"tvm {spec.name}: building {commit[:12]} ({commit_subject(spec.src, commit)}) with {recipe_path}; log: {log_file}")
+    try:
+        src = tmp / "src"
+        _run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(local_repo(spec.src)), str(src)], f"git:{spec.value}: cloning", log_file)
+        _run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", commit], f"git:{spec.value}: checking out", log_file, cwd=src)
+        out = tmp / "env"
+        _run([str(recipe_path), str(src), str(out)], f"building git:{spec.value} ({commit[:12]})", log_file,
+             env=dict(os.environ, GPTBENCH_FALLBACK_PATH=os.pathsep.join(fallback_paths()), GPTBENCH_PYTHON=sys.executable))
+        if not (out / "bin" / "python").exists():
+            raise UserError(f"building git:{spec.value}: the recipe {recipe_path} left no {out}/bin/python (log: {log_file})")
+        meta = dict(kind="git", commit=commit, subject=commit_subject(spec.src, commit), src=spec.src, recipe=str(recipe_path),
+                    seconds=round(time.perf_counter() - t0, 1))
+        shutil.rmtree(src, ignore_errors=True)
+        _finish(out, final, meta)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"tvm {spec.name}: built {commit[:12]} in {meta['seconds']} s")
+    return meta
+
+
+def read_meta(spec: EnvSpec) -> dict | None:
+    if spec.kind not in ("pypi", "git"):
+        return None
+    try:
+        return json.loads((env_dir(spec) / META).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

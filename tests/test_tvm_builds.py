@@ -1,0 +1,125 @@
+"""Any TVM build as an environment (bench.core.tvm_envs, bench.core.tvm_build): a developer's interpreter
+with a dev version, a PyPI release the harness installs itself, a git commit built by a recipe; each
+checked by what it can do, and its identity in every cell and report. Synthetic builds (tests/synthetic)
+stand in for a developer's TVM: this project's TVM with a start-up patch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.core.errors import UserError
+from bench.core.tvm_envs import parse_env
+from tests.synthetic import RECIPE, make_env, make_repo, patch_source
+
+FAST = ["--seq-len", "16", "--repeat", "5", "--warmup", "1", "--solo", "0"]
+
+
+def cells_of(out) -> list[dict]:
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.fixture(scope="module")
+def dev_python(tmp_path_factory):
+    """A developer's build: TVM reporting version 0.28.dev0."""
+    return make_env(tmp_path_factory.mktemp("envs") / "dev", patch_source("0.28.dev0"))
+
+
+@pytest.mark.parametrize("text, kind, name, value", [
+    ("0.27", "builtin", "0.27", "0.27"), ("base=0.19", "builtin", "base", "0.19"), ("pypi:0.26.0", "pypi", "pypi-0.26.0", "0.26.0"),
+    ("old=pypi:0.25.0", "pypi", "old", "0.25.0")])
+def test_tvm_entries_parse_to_a_named_environment(text, kind, name, value):
+    spec = parse_env(text)
+    assert (spec.kind, spec.name, spec.value) == (kind, name, value)
+    assert parse_env(spec.text) == spec  # what a worker is given parses back to the same environment
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0.18", "unknown TVM environment '0.18' (a release from the package index is pypi:0.18)"),
+    ("/usr/bin/python3", "give an interpreter a name: NAME=/usr/bin/python3"),
+    ("x=/no/such/python", "no interpreter at /no/such/python"),
+    ("git:main", "git:REF needs a ref and --tvm-src"),
+    ("a b=0.27", "'a b' is not a usable name"),
+    ("pypi:latest", "pypi:VERSION wants an apache-tvm version")])
+def test_bad_tvm_entries_are_one_line_each(text, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_env(text)
+
+
+def test_a_developers_build_with_a_dev_version_runs_and_every_cell_records_its_identity(gptbench, tmp_path, dev_python):
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export,relay-onnx", "--tvm", f"mine={dev_python}", *FAST,
+                              "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    by = {c["frontend"]: c for c in cells_of(tmp_path)}
+    export = by["export"]
+    assert export["status"] == "ok" and export["parity"]["rel_l2"] < 1e-5 and export["tvm_env"] == "mine", export["error"]
+    assert export["variant"] == "tvm-mine" and export["notes"]["kernels"] > 0
+    ident = export["notes"]["tvm_build"]
+    assert ident["version"] == "0.28.dev0" and ident["python"] == str(dev_python) and ident["api"] == "compile" and ident["llvm"]
+    relay = by["relay-onnx"]  # a frontend the build lacks: a recorded cell with the reason
+    assert relay["status"] == "import_failed" and relay["stage"] == "env" and "TVM 0.28.dev0 (environment mine) has no Relay" in relay["error"]
+    assert f"- mine: TVM 0.28.dev0 (commit" in out and str(dev_python) in out
+
+
+def test_an_interpreter_without_tvm_is_a_recorded_cell_and_never_borrows_this_tvm(gptbench, tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--tvm", f"bare={bare}/bin/python", *FAST,
+                            "--out", tmp_path / "out")
+    assert code == 0, err
+    (cell,) = cells_of(tmp_path / "out")
+    assert cell["status"] == "import_failed" and cell["stage"] == "env"
+    assert "does not import TVM" in cell["error"] and "no module named 'tvm'" in cell["error"]
+
+
+def test_a_missing_interpreter_is_exit_2_in_one_line(gptbench, tmp_path):
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--tvm", f"x={tmp_path}/nope/python", "--out", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "no interpreter at" in err
+
+
+def test_a_pypi_version_that_does_not_exist_is_exit_2_and_leaves_nothing_in_the_cache(gptbench, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTBENCH_ENV_CACHE", str(tmp_path / "cache"))
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--tvm", "pypi:0.0.999", *FAST, "--out", tmp_path / "out")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("gptbench run: error: pypi:0.0.999: installing apache-tvm==0.0.999 failed") and "log:" in line
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["logs"]  # no half-made environment
+
+
+def test_pypi_release_beside_the_pinned_one(gptbench, tmp_path):
+    """The issue's first 'done when': a PyPI release the harness installs itself (once; cached) runs the
+    Relax frontends beside this project's TVM in one report, each cell with its build's identity."""
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export,onnx", "--tvm", "0.27,pypi:0.26.0", *FAST,
+                              "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    by = {(c["frontend"], c["tvm_env"]): c for c in cells_of(tmp_path)}
+    for frontend in ("export", "onnx"):
+        old = by[frontend, "pypi-0.26.0"]
+        assert old["status"] == "ok" and old["parity"]["rel_l2"] < 1e-5, old["error"]
+        assert old["notes"]["tvm_build"]["version"] == "0.26.0" and old["notes"]["tvm_build"]["tvm_ffi"] == "apache-tvm-ffi 0.1.13.post2"
+        assert by[frontend, "0.27"]["notes"]["tvm_build"]["version"] == "0.27.0.post1"
+    assert "- pypi-0.26.0: TVM 0.26.0 (commit c7b458e94" in out
+
+
+def test_git_ref_builds_once_by_commit_with_the_recipe_and_a_bad_ref_or_failed_build_is_exit_2(gptbench, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTBENCH_ENV_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "tvm"
+    good, broken = make_repo(repo, [("a dev build", {"tvm_patch.py": patch_source("0.28.dev1")}),
+                                    ("a commit that does not compile", {"BUILD_FAILS": "synthetic compile error\n"})])
+    args = ["run", "--model", "nanogpt-tiny", "--frontend", "export", *FAST, "--tvm-src", repo, "--tvm-recipe", RECIPE]
+    code, _, err = gptbench(*args, "--tvm", "main=git:main~1", "--out", tmp_path / "a")
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path / "a")
+    assert cell["status"] == "ok" and cell["notes"]["tvm_build"]["version"] == "0.28.dev1"
+    assert (tmp_path / "cache" / f"git-{good}" / "gptbench-env.json").exists()
+    code, _, err = gptbench(*args, "--tvm", f"again=git:{good[:8]}", "--out", tmp_path / "b")  # the same commit: built once
+    assert code == 0 and "building" not in err, err[-2000:]
+    code, _, err = gptbench(*args, "--tvm", "git:no-such-branch", "--out", tmp_path / "c")
+    assert code == 2 and err.strip().splitlines()[-1].endswith(f"git:no-such-branch: no such commit, branch or tag in {repo}")
+    code, _, err = gptbench(*args, "--tvm", "git:main", "--out", tmp_path / "d")
+    assert code == 2 and "synthetic build: error: synthetic compile error" in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(["logs", f"git-{good}"])  # nothing half-built

@@ -62,7 +62,7 @@ def test_a_developers_build_with_a_dev_version_runs_and_every_cell_records_its_i
     assert ident["version"] == "0.28.dev0" and ident["python"] == str(dev_python) and ident["api"] == "compile" and ident["llvm"]
     relay = by["relay-onnx"]  # a frontend the build lacks: a recorded cell with the reason
     assert relay["status"] == "import_failed" and relay["stage"] == "env" and "TVM 0.28.dev0 (environment mine) has no Relay" in relay["error"]
-    assert f"- mine: TVM 0.28.dev0 (commit" in out and str(dev_python) in out
+    assert "- mine: TVM 0.28.dev0 (commit" in out and str(dev_python) in out
 
 
 def test_an_interpreter_without_tvm_is_a_recorded_cell_and_never_borrows_this_tvm(gptbench, tmp_path):

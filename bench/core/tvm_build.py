@@ -8,8 +8,9 @@ into a cache (GPTBENCH_ENV_CACHE, default ~/.cache/gptbench/tvm-envs):
 - `git-COMMIT/`: TVM built from that commit by a build recipe: an executable called as
   `RECIPE SRC_DIR OUT_DIR` that leaves an interpreter at `OUT_DIR/bin/python` whose `import tvm` is the
   build (its environment has GPTBENCH_PYTHON, the harness's interpreter, and GPTBENCH_FALLBACK_PATH, the
-  harness's package directories, for a recipe that makes a virtual environment beside them). The default recipe is `docker/tvm-src/build-env.sh` (CMake, LLVM from Debian, ccache, CUDA off
-  unless TVM_BUILD_CUDA=ON). SRC_DIR is a fresh checkout of the commit (a shared clone of --tvm-src).
+  harness's package directories, for a recipe that makes a virtual environment beside them). The default
+  recipe is `docker/tvm-src/build-env.sh` (CMake, LLVM from Debian, ccache, CUDA off unless
+  TVM_BUILD_CUDA=ON). SRC_DIR is a fresh checkout of the commit (a shared clone of --tvm-src).
 
 Each is built in a temporary directory beside its final place and renamed when it works: an
 interrupted or failed build leaves nothing a later run would take for a finished one. Every failure is

@@ -1,0 +1,59 @@
+"""`gptbench bisect` on a tiny git repository of synthetic TVM builds (tests/synthetic): the commit whose
+LegalizeOps lowers every matmul twice (about 2x slower untuned) must be found, a commit that does not
+build skipped, and a second run must resume from the state file."""
+
+from __future__ import annotations
+
+import json
+
+from tests.synthetic import RECIPE, make_repo, patch_source
+
+CELLS = ["--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "32", "--repeat", "6", "--warmup", "1", "--solo", "0"]
+
+
+def test_bisect_finds_the_commit_skips_one_that_does_not_build_and_resumes(gptbench, tmp_path, builds):
+    repo = tmp_path / "tvm"
+    commits = make_repo(repo, [
+        ("good: a dev build", {"tvm_patch.py": patch_source("0.28.dev1")}),
+        ("docs", {"NOTES.md": "notes\n"}),
+        ("break the build", {"BUILD_FAILS": "synthetic compile error\n"}),
+        ("fix the build", {"BUILD_FAILS": None}),
+        ("LegalizeOps: lower matmul twice", {"tvm_patch.py": patch_source("0.28.dev1", matmul_twice=True)}),
+        ("more docs", {"NOTES.md": "more notes\n"}),
+    ])
+    args = ["bisect", *CELLS, "--tvm-src", repo, "--tvm-recipe", RECIPE, "--good", commits[0], "--bad", "main",
+            "--fail-on", "median:20%", "--out", tmp_path / "bisect"]
+    code, out, err = gptbench(*args)
+    assert code == 0, err[-4000:]
+    assert f"first bad commit: {commits[4]} LegalizeOps: lower matmul twice" in out
+    (state_file,) = (tmp_path / "bisect").glob("bisect-*.json")
+    state = json.loads(state_file.read_text())
+    verdicts = {s["commit"]: s["verdict"] for s in state["steps"]}
+    assert verdicts == {commits[5]: "bad", commits[2]: "skip", commits[3]: "good", commits[4]: "bad"}
+    assert "synthetic compile error" in next(s["reason"] for s in state["steps"] if s["verdict"] == "skip")
+    evidence = next(s for s in state["steps"] if s["commit"] == commits[4])
+    assert evidence["report"].endswith(".md") and "median:20%" in evidence["failures"][0]
+    # resume: the last step forgotten (as after a Ctrl-C during it), the same command tests only that commit
+    state["steps"] = state["steps"][:-1]
+    del state["verdicts"][commits[4]]
+    state_file.write_text(json.dumps(state))
+    code, out, err = gptbench(*args)
+    assert code == 0 and f"first bad commit: {commits[4]}" in out, err[-3000:]
+    assert err.count("bisect: step") == 1 and f"testing {commits[4][:12]}" in err and "building" not in err
+
+
+def test_bisect_says_when_bad_does_not_regress(gptbench, tmp_path):
+    repo = tmp_path / "tvm"
+    commits = make_repo(repo, [("a", {"tvm_patch.py": patch_source("0.28.dev1")}), ("b", {"NOTES.md": "x\n"})])
+    code, _, err = gptbench("bisect", *CELLS, "--tvm-src", repo, "--tvm-recipe", RECIPE, "--good", commits[0], "--bad", commits[1],
+                            "--rounds", "1", "--fail-on", "median:50%", "--out", tmp_path / "b")
+    assert code == 1 and "shows no regression against --good: nothing to bisect" in err.strip().splitlines()[-1], err[-3000:]
+
+
+def test_bisect_bad_input_is_one_line(gptbench, tmp_path):
+    repo = tmp_path / "tvm"
+    commits = make_repo(repo, [("a", {"tvm_patch.py": patch_source()}), ("b", {"NOTES.md": "x\n"})])
+    base = ["bisect", *CELLS, "--tvm-src", repo, "--tvm-recipe", RECIPE, "--out", tmp_path / "b"]
+    for good, bad, message in [(commits[1], commits[0], "is not a descendant of --good"), ("nope", commits[1], "git:nope: no such commit")]:
+        code, _, err = gptbench(*base, "--good", good, "--bad", bad)
+        assert code == 2 and message in err and err.strip().count("\n") == 0, err

@@ -657,22 +657,26 @@ def _add_run(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def add_ab_args(p: argparse.ArgumentParser, rounds: int, fail_help: str) -> None:
+    """What ab and bisect share: the baselines and timing of each side, the rounds, the rules and the test's levels."""
+    p.add_argument("--baselines", default="eager", help="eager (the control, always timed), compile, ort, comma-separated")
+    add_timing_args(p, warmup=5, repeat=30)
+    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
+    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
+    p.add_argument("--rounds", type=int, default=rounds, help=f"rounds per side, alternated A B B A ... (default {rounds})")
+    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help=fail_help)
+    p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
+    p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
+
+
 def _add_ab(sub) -> None:
     p = sub.add_parser("ab", help="the same cells in two TVM builds (--tvm base=…,new=…), alternated A B B A; a verdict per cell")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
     p.add_argument("--tvm", required=True, help="the two builds, BASE,NEW: " + TVM_HELP)
     add_tvm_source_args(p)
-    p.add_argument("--baselines", default="eager", help="eager (the control, always timed), compile, ort, comma-separated")
-    add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
-    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
-    p.add_argument("--rounds", type=int, default=2, help="rounds per side, alternated A B B A ... (default 2)")
-    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help="exit 1 when broken (repeatable): compare's "
-                   "rules (median:5%%, p90:1ms, build_s:20%%, speedup:5%%) or parity (any parity change); a status that went "
-                   "from ok to not ok always fails")
-    p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
-    p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
+    add_ab_args(p, rounds=2, fail_help="exit 1 when broken (repeatable): compare's rules (median:5%%, p90:1ms, build_s:20%%, "
+                "speedup:5%%) or parity (any parity change); a status that went from ok to not ok always fails")
     add_output_args(p, "ab")
     p.set_defaults(func=cmd_ab)
 
@@ -685,15 +689,8 @@ def _add_bisect(sub) -> None:
     add_tvm_source_args(p)
     p.add_argument("--good", required=True, metavar="REF", help="a commit without the regression")
     p.add_argument("--bad", required=True, metavar="REF", help="a later commit with it")
-    p.add_argument("--baselines", default="eager", help="eager (the control), compile, ort, comma-separated")
-    add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error")
-    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
-    p.add_argument("--rounds", type=int, default=1, help="A/B rounds per step (default 1: A B)")
-    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help="what makes a commit bad (repeatable): "
-                   "ab's rules (median:10%%, parity, ...); a status that went from ok to not ok always does")
-    p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
-    p.add_argument("--min-effect", default="2%", help="smallest median change declared (default 2%%)")
+    add_ab_args(p, rounds=1, fail_help="what makes a commit bad (repeatable): ab's rules (median:10%%, parity, ...); a status "
+                "that went from ok to not ok always does")
     p.add_argument("--out", default="results/bisect", help="the state file and each step's A/B reports (default results/bisect)")
     p.set_defaults(func=cmd_bisect)
 

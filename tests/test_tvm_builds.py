@@ -123,3 +123,30 @@ def test_git_ref_builds_once_by_commit_with_the_recipe_and_a_bad_ref_or_failed_b
     code, _, err = gptbench(*args, "--tvm", "git:main", "--out", tmp_path / "d")
     assert code == 2 and "synthetic build: error: synthetic compile error" in err.strip().splitlines()[-1]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(["logs", f"git-{good}"])  # nothing half-built
+
+
+def test_the_default_recipe_refuses_a_tree_that_is_not_tvm_in_one_line(gptbench, tmp_path, monkeypatch):
+    """docker/tvm-src/build-env.sh, the recipe of a real TVM commit, checks its input before an hour of compiling."""
+    monkeypatch.setenv("GPTBENCH_ENV_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "not-tvm"
+    make_repo(repo, [("a", {"README.md": "not TVM\n"})])
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--tvm", "git:main", "--tvm-src", repo, *FAST, "--out", tmp_path / "o")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert "building git:main" in line and "is not a TVM source tree" in line
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["logs"]
+
+
+def test_tune_budget_tunes_another_environment_in_its_own_process_into_a_database_of_its_own(gptbench, tmp_path, dev_python):
+    """--tune-budget tunes every environment of the run that can tune for the same budget: a developer's build
+    (a dev version: its database is keyed by its interpreter too, so two dev builds never share one) in a
+    process of its interpreter, and its cells build with that database and time the untuned build beside it."""
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--tvm", f"mine={dev_python}", *FAST,
+                            "--tune-budget", "15s", "--tune-cache", tmp_path / "tuning", "--baselines", "eager,untuned", "--out", tmp_path / "o")
+    assert code == 0, err[-3000:]
+    (cell,) = cells_of(tmp_path / "o")
+    assert cell["status"] == "ok" and cell["tvm_env"] == "mine", cell["error"]
+    db = cell["tuning"]["path"]
+    assert "/tvm-0.28.dev0-" in db and db.startswith(str(tmp_path / "tuning")) and cell["tuning"]["records"] > 0
+    assert cell["tuning"]["matched"] > 0 and cell["baselines"]["untuned"]["latency"]["n"] == 5
+    assert "tuning in TVM mine (its own process)" in err

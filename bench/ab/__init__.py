@@ -198,6 +198,7 @@ def run_sides(cfg: RunConfig, sides: list[EnvSpec], rounds: int, log) -> tuple[l
 def side_report(cfg: RunConfig, spec: EnvSpec, cells: list[Cell], name: str, env: dict, command: list[str], **extra) -> dict:
     from dataclasses import asdict
 
+    env = dict(env, tvm_build=identity(spec.name, importers()))  # the build this side measured (env["tvm"] is the parent's)
     return new_report("run", name, asdict(replace(cfg, tvm=[spec.text])), env, cells, command=command, tvm_side=spec.name, **extra)
 
 

@@ -546,6 +546,10 @@ def environment_differences(base_env: dict, new_env: dict) -> tuple[list[str], l
     cb, cn = _get(base_env, "git.commit"), _get(new_env, "git.commit")
     if cb != cn:
         info.append(f"git commit {str(cb)[:10]} → {str(cn)[:10]}")
+    for key in ("version", "commit"):  # the TVM build under test (ab's side reports): what is compared, not a warning
+        tb, tn = _get(base_env, f"tvm_build.{key}"), _get(new_env, f"tvm_build.{key}")
+        if tb != tn:
+            info.append(f"TVM build {key} {tb} → {tn}")
     return warnings, info
 
 

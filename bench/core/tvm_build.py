@@ -75,6 +75,14 @@ def _finish(tmp: Path, final: Path, meta: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _begin(final: Path, log_name: str) -> tuple[Path, Path, float]:
+    """(staging directory beside `final`, an emptied log file, the start time) of a make_* step."""
+    tmp = _staging(final)
+    log_file = _logs() / log_name
+    log_file.write_text("")
+    return tmp, log_file, time.perf_counter()
+
+
 def _logs() -> Path:
     path = cache_root() / "logs"
     path.mkdir(parents=True, exist_ok=True)
@@ -84,10 +92,7 @@ def _logs() -> Path:
 # ----------------------------------------------------------------------------------------- pypi
 def make_pypi(spec: EnvSpec, log) -> dict:
     final = env_dir(spec)
-    tmp = _staging(final)
-    log_file = _logs() / f"{final.name}.log"
-    log_file.write_text("")
-    t0 = time.perf_counter()
+    tmp, log_file, t0 = _begin(final, f"{final.name}.log")
     log(f"tvm {spec.name}: making a virtual environment with apache-tvm=={spec.value} (once; {final})")
     try:
         py = tmp / "bin" / "python"
@@ -136,10 +141,7 @@ def make_git(spec: EnvSpec, log, recipe: str | None = None) -> dict:
     recipe_path = Path(recipe or os.environ.get("GPTBENCH_TVM_RECIPE") or DEFAULT_RECIPE)
     if not recipe_path.is_file() or not os.access(recipe_path, os.X_OK):
         raise UserError(f"build recipe {recipe_path}: not an executable file")
-    tmp = _staging(final)
-    log_file = _logs() / f"git-{commit[:12]}.log"
-    log_file.write_text("")
-    t0 = time.perf_counter()
+    tmp, log_file, t0 = _begin(final, f"git-{commit[:12]}.log")
     log(f"tvm {spec.name}: building {commit[:12]} ({commit_subject(spec.src, commit)}) with {recipe_path}; log: {log_file}")
     try:
         src = tmp / "src"

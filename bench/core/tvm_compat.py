@@ -1,7 +1,9 @@
-"""The Relax API differences between the two TVM environments (bench.core.tvm_envs), in one place.
+"""The Relax API differences between TVM builds (bench.core.tvm_envs), in one place.
 
-The harness's Relax path is written for TVM 0.27; the same frontends and build also run, untuned, in
-TVM 0.19 (`make tvm-relay`), whose older API differs in these points only:
+The harness's Relax path is written for TVM 0.27. It runs unchanged on 0.25.0 and 0.26.0 (measured:
+README, "Your TVM under test"), which differ from 0.27 only in the constant class (see the table), and
+on TVM's main branch after 0.27 (the CUDA image's source build). The same frontends and build also run,
+untuned, in TVM 0.19 (`make tvm-relay`), whose older API differs in these points:
 
 | what                     | TVM 0.27                           | TVM 0.19                          |
 |--------------------------|------------------------------------|-----------------------------------|
@@ -9,13 +11,14 @@ TVM 0.19 (`make tvm-relay`), whose older API differs in these points only:
 | a device tensor          | `tvm.runtime.Tensor`/`.tensor()`   | `tvm.nd.NDArray`/`tvm.nd.array()` |
 | the Relax VM             | `tvm.runtime.vm.VirtualMachine`    | `tvm.relax.VirtualMachine`        |
 | a device's kind          | `Device.dlpack_device_type()`      | `Device.device_type`              |
-| a Relax constant         | `tvm.ir.expr.Constant`, `.value`   | `tvm.relax.Constant`, `.data`     |
+| a Relax constant         | `tvm.ir.expr.Constant`, `.value` (0.25, 0.26, main: as 0.19) | `tvm.relax.Constant`, `.data` |
 | a var's tensor type      | `.ty`                              | `.struct_info`                    |
 | dlight, MetaSchedule     | `tvm.s_tir.dlight`, `.meta_schedule` | `tvm.dlight` (no CPU rules), `tvm.meta_schedule` |
 | `derived_object`         | `tvm.ir.utils`                     | `tvm.meta_schedule.utils`         |
 | torch.export importer    | `custom_convert_map=`              | converters set on the importer    |
 
-`legacy()` tells them apart by the API itself (TVM 0.19 has no `tvm.compile`), not by a version string.
+`legacy()` tells them apart by the API itself (TVM 0.19 has no `tvm.compile`), not by a version string;
+so does every other helper here (a dev build's version string says nothing about its API).
 """
 
 from __future__ import annotations

@@ -1,11 +1,20 @@
-"""`--tune-budget`: find the cached tuning database for each model, or tune one within the budget."""
+"""`--tune-budget`: find the cached tuning database for each model, or tune one within the budget; in this
+process's TVM, and in every other environment of the run that has the `tvm.compile` API, each in a
+process of its own interpreter (`python -m bench.pipeline.autotune CONFIG.json OUT.json`), for the same
+budget. A database of another environment is kept in `cfg.dbs` under `ENV|MODEL`."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
 
+from bench.core.files import atomic_write
 from bench.core.log import log
-from bench.core.tvm_envs import current
+from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher, probe
 from bench.pipeline.config import RunConfig
 from bench.targets import make_target
 from bench.tuning.database import default_db_dir, read_meta, validate_database
@@ -25,7 +34,30 @@ def tuning_frontend(cfg: RunConfig) -> str | None:
 
 
 def ensure_tuned(cfg: RunConfig) -> None:
-    """--tune-budget: for each model, use the cached database for (TVM version, target, model, scenario,
+    """--tune-budget in this TVM, then in each other environment of the run that can tune (tune_in_env)."""
+    tune_here(cfg)
+    others = dict.fromkeys(env for _m, f, env in cfg.cells() if env != current() and not FRONTENDS[f].relay)
+    for env in others:
+        if probe(env).get("api") == "compile":
+            tune_in_env(cfg, env)
+
+
+def tune_in_env(cfg: RunConfig, env: str) -> None:
+    """tune_here in environment `env`'s interpreter (as its own process's TVM); its databases go into cfg.dbs as ENV|MODEL."""
+    with tempfile.TemporaryDirectory(prefix="gptbench-tune-") as tmp:
+        cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "tuned.json"
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, dbs={}, tuned_now={}, isolate=False))))
+        log(f"tuning in TVM {env} (its own process), for at most {cfg.tune_budget:g} s per model")
+        code = subprocess.run([*launcher(env), "bench.pipeline.autotune", str(cfg_path), str(out)], env=launch_env({CURRENT_VAR: env})).returncode
+        tuned = json.loads(out.read_text()) if out.exists() else {}
+    for model in cfg.models:
+        if model in tuned.get("dbs", {}):
+            cfg.dbs[f"{env}|{model}"] = tuned["dbs"][model]
+        cfg.tuned_now[f"{env}|{model}"] = tuned.get("tuned_now", {}).get(model) or dict(tuning_error=f"tuning in TVM {env} exited {code}")
+
+
+def tune_here(cfg: RunConfig) -> None:
+    """--tune-budget in this process's TVM: for each model, use the cached database for (TVM version, target, model, scenario,
     shapes, fast-math) when there is one, else tune one for at most the budget and keep it. Fills
     cfg.dbs (model -> path) and cfg.tuned_now (model -> what this run's tuning did)."""
     frontend = tuning_frontend(cfg)
@@ -54,3 +86,15 @@ def ensure_tuned(cfg: RunConfig) -> None:
         cfg.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])
         log(f"[{model}] tuned {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s "
             f"(stopped by {meta['last_session']['stopped_by']}): {db}")
+
+
+def main(argv: list[str]) -> int:
+    """CONFIG.json OUT.json: tune_here in this interpreter (the environment to tune is this process's); OUT gets dbs and tuned_now."""
+    cfg = RunConfig(**json.loads(Path(argv[0]).read_text()))
+    tune_here(cfg)
+    atomic_write(Path(argv[1]), json.dumps(dict(dbs=cfg.dbs, tuned_now=cfg.tuned_now)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,7 @@ TVM 0.27 (import → build → parity vs eager → timing), built untuned with 0
 (bench.build.relax.build_legacy) for the target string of the Relay cells. One report then separates
 the frontend's effect (Relay vs Relax, both in 0.19) from the version's (Relax 0.19 vs 0.27).
 
-The rule: tuning is TVM 0.27's only. A tuning database, --tune-budget, --tuned-after and --dlight (0.19's
+The rule: tuning needs the tvm.compile API (0.25 on). A tuning database, --tune-budget, --tuned-after and --dlight (0.19's
 dlight has no CPU rules) apply to the 0.27 cells; a 0.19 Relax cell builds untuned and its notes say so.
 """
 

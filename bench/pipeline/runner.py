@@ -27,6 +27,7 @@ from bench.pipeline.autotune import ensure_tuned
 from bench.pipeline.config import RunConfig, importers, new_cell
 from bench.pipeline.execute import execute_cell
 from bench.record import Cell
+from bench.tuning.database import read_meta
 from bench.tuning.progress import cut_label
 from frontends import FRONTENDS
 from frontends.base import short_error
@@ -107,6 +108,10 @@ def env_reason(cfg: RunConfig, frontend: str, env: str) -> str | None:
     if not fe.relay and info.get("api") == "legacy" and (cfg.target != "llvm" or cfg.dtype != "float32" or cfg.shapes != "static"
                                                           or cfg.scenario == "generate" or cfg.rpc or cfg.bundle):
         return f"a Relax cell in TVM {info.get('version')} (before the tvm.compile API) takes {LEGACY_LIMITS}"
+    if cfg.db and not fe.relay and info.get("api") == "compile":
+        made = (read_meta(cfg.db) or {}).get("tvm_version")
+        if made != info.get("version"):
+            return f"--db {cfg.db} was tuned with TVM {made}; this build is TVM {info.get('version')}: schedules do not carry across versions"
     return None
 
 
@@ -137,7 +142,12 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "cell.json"
         # --tune-budget goes along: a Relay cell tunes (or finds) its own database there (bench.tuning.relay_tune);
         # a Relax cell in TVM 0.19 drops it and builds untuned, saying so (bench.pipeline.legacy_cell)
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=None, dbs={}, tuned_now={}))))
+        # its own databases, where --tune-budget tuned in that environment (bench.pipeline.autotune: ENV|MODEL)
+        # and --db where that environment can apply it (env_reason checked its TVM version)
+        mine = {k.split("|", 1)[1]: v for k, v in cfg.dbs.items() if k.startswith(env + "|")}
+        tuned = {k.split("|", 1)[1]: v for k, v in cfg.tuned_now.items() if k.startswith(env + "|")}
+        db = cfg.db if cfg.db and not FRONTENDS[frontend].relay and probe(env, importers()).get("api") == "compile" else None
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=db, dbs=mine, tuned_now=tuned))))
         # From a source checkout the other interpreter imports the harness from it. An installed harness is
         # in site-packages beside this environment's numpy and TVM, which must not shadow the other's:
         # there the other environment has the harness installed itself (docker/Dockerfile's relay stage).

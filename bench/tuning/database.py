@@ -58,7 +58,18 @@ def default_db_dir(model: str, scenario: str, batch: int, seq_len: int, past_len
 
     shape = f"t{seq_len}" if scenario == "prefill" else f"p{past_len}"
     name = f"{model}-{scenario}-b{batch}-{shape}" + ("-prepack" if prepack else "") + ("-fastmath" if fast_math else "")
-    return Path(root or TUNING_ROOT) / f"tvm-{tvm.__version__}" / target_key(tinfo) / name
+    return Path(root or TUNING_ROOT) / build_tag(tvm.__version__) / target_key(tinfo) / name
+
+
+def build_tag(version: str) -> str:
+    """`tvm-VERSION` for a release; a development version (two builds may share it) also gets a hash of
+    the interpreter that runs it, so that two dev builds never share a database."""
+    import hashlib
+    import sys
+
+    if "dev" not in version:
+        return f"tvm-{version}"
+    return f"tvm-{version}-{hashlib.sha256(sys.executable.encode()).hexdigest()[:8]}"
 
 
 

@@ -1,5 +1,5 @@
 """`gptbench ab` on a real compiler change: synthetic builds of this project's TVM
-(tests/synthetic) in which LegalizeOps lowers every matmul twice, about 2x slower untuned. ab must flag it
+(tests/synthetic) in which LegalizeOps lowers every matmul twice, several times slower untuned. ab must flag it
 cell by cell, stay quiet on two identical builds, and count a build that breaks a cell as a regression."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def ab_report(out) -> dict:
 
 def test_ab_flags_a_compiler_change_that_doubles_the_matmuls(gptbench, tmp_path, builds):
     code, out, err = gptbench("ab", *CELLS, "--frontend", "export,onnx", "--tvm", f"base={builds['base']},new={builds['slow']}",
-                              "--fail-on", "median:20%", "--out", tmp_path)
+                              "--fail-on", "median:100%", "--out", tmp_path)
     assert code == 1, err[-3000:]
     report = ab_report(tmp_path)
     assert report["order"] == [0, 1, 1, 0] and report["rounds"] == 2  # A B B A
@@ -36,10 +36,10 @@ def test_ab_flags_a_compiler_change_that_doubles_the_matmuls(gptbench, tmp_path,
     cells = {c["frontend"]: c for c in report["compare"]["cells"]}
     for frontend in ("export", "onnx"):
         tvm = cells[frontend]["tvm"]
-        assert tvm["verdict"] == "slower" and tvm["ratio"] > 1.5 and tvm["ci_low"] > 1.3, (frontend, tvm)
+        assert tvm["verdict"] == "slower" and tvm["ratio"] > 2.5 and tvm["ci_low"] > 2.0, (frontend, tvm)
         assert tvm["n_base"] == 12 and tvm["n_new"] == 12  # both rounds of each side pooled
     assert {f["cell"] for f in report["failures"]} == {"nanogpt-tiny × export", "nanogpt-tiny × onnx"}
-    assert all(f["rule"] == "median:20%" for f in report["failures"]) and not report["untrustworthy"]
+    assert all(f["rule"] == "median:100%" for f in report["failures"]) and not report["untrustworthy"]
     builds_rows = {b["cell"]: b for b in report["builds"]}
     assert builds_rows["nanogpt-tiny × export"]["kernels"][1] > builds_rows["nanogpt-tiny × export"]["kernels"][0]
     assert len(report["side_reports"]) == 2
@@ -48,11 +48,11 @@ def test_ab_flags_a_compiler_change_that_doubles_the_matmuls(gptbench, tmp_path,
 
 def test_ab_of_two_identical_builds_finds_no_regression(gptbench, tmp_path, builds):
     code, out, err = gptbench("ab", *CELLS, "--tvm", f"a={builds['base']},b={builds['same']}", "--rounds", "1",
-                              "--fail-on", "median:20%", "--out", tmp_path)
+                              "--fail-on", "median:50%", "--out", tmp_path)
     assert code == 0, err[-3000:]
     report = ab_report(tmp_path)
     (cell,) = report["compare"]["cells"]
-    assert cell["tvm"]["verdict"] != "slower" or cell["tvm"]["ratio"] < 1.2
+    assert cell["tvm"]["verdict"] != "slower" or cell["tvm"]["ratio"] < 1.5
     assert report["failures"] == [] and "No regression." in out
 
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ("results/*.json", "results/reference/**/*.json")
-OTHER_SCHEMAS = {"gptbench.timers"}  # committed JSON that is no report (`gptbench timers` output): not for report/compare
+OTHER_SCHEMAS = {"gptbench.timers", "gptbench.ab"}  # committed JSON that is no report (`timers`, `ab` output): not for report/compare
 
 
 def _committed_json() -> list[Path]:
@@ -63,3 +63,17 @@ def test_a_committed_report_loads_in_report_and_compares_with_itself_unchanged(p
     n_cells = len(json.loads(path.read_text())["cells"])
     assert len(r["cells"]) == n_cells
     assert {c["verdict"] for c in r["cells"]} <= {"no change", "not measured"}, [c["verdict"] for c in r["cells"]]
+
+
+def test_a_committed_ab_report_names_its_two_side_reports_and_their_builds():
+    from bench.ab import order
+
+    abs_ = [p for p in COMMITTED if _schema(p) == "gptbench.ab"]
+    assert abs_, "the release A/B reports (results/reference/releases-20261206/) are committed"
+    for path in abs_:
+        doc = json.loads(path.read_text())
+        sides = [path.parent / name for name in doc["side_reports"]]
+        assert len(sides) == 2 and all(p in REPORTS for p in sides), (path, sides)
+        versions = [{c["notes"]["tvm_build"]["version"] for c in json.loads(p.read_text())["cells"]} for p in sides]
+        assert versions == [{s["version"]} for s in doc["sides"]]
+        assert doc["ok"] == (not doc["failures"]) and doc["order"] == order(doc["rounds"])

@@ -21,6 +21,7 @@ through `launcher(name)`, in another environment's interpreter (bench.pipeline.e
 interpreter of the same Python version as this one gets this environment's packages appended to its
 path (after its own): its `tvm` (and whatever else it has) wins, and torch, onnx and the harness's other
 dependencies need not be installed there; an interpreter that has no `tvm` of its own never gets this one.
+The two environments this project installs (0.27, 0.19) are complete and get no such path.
 """
 
 from __future__ import annotations
@@ -256,13 +257,16 @@ def launcher(name: str) -> list[str]:
     return [python, "-c", BOOT.format(major=sys.version_info[0], minor=sys.version_info[1])]
 
 
-def launch_env(extra: dict | None = None) -> dict:
-    """The process environment for `launcher`: the harness importable from its checkout, this
-    environment's packages as the fallback path."""
+def launch_env(name: str, extra: dict | None = None) -> dict:
+    """The process environment for `launcher(name)`: the harness importable from its checkout; for an
+    environment this project does not install completely itself (an interpreter, a pypi or git build),
+    this environment's packages as the fallback path. The 0.19 environment has its own numpy, onnx and
+    no onnxscript on purpose (its exporter is TorchScript's): it gets no fallback."""
     env = dict(os.environ)
     if (REPO / "pyproject.toml").exists():  # a checkout: the other interpreter imports the harness from it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env["GPTBENCH_FALLBACK_PATH"] = os.pathsep.join(fallback_paths())
+    builtin = name in ENVS and spec_of(name).kind == "builtin"
+    env["GPTBENCH_FALLBACK_PATH"] = "" if builtin else os.pathsep.join(fallback_paths())
     env.update(extra or {})
     return env
 
@@ -353,7 +357,7 @@ def probe(name: str, importers: tuple[str, ...] = ()) -> dict:
         return dict(python=python, error=f"not installed ({python} not found)")
     try:
         out = subprocess.run([*launcher(name), "bench.core.tvm_envs", *importers], capture_output=True, text=True,
-                             timeout=300, env=launch_env())
+                             timeout=300, env=launch_env(name))
     except (OSError, subprocess.SubprocessError) as e:
         return dict(python=python, error=f"does not run ({e})")
     lines = out.stdout.strip().splitlines()

@@ -48,7 +48,7 @@ def tune_in_env(cfg: RunConfig, env: str) -> None:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "tuned.json"
         cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, dbs={}, tuned_now={}, isolate=False))))
         log(f"tuning in TVM {env} (its own process), for at most {cfg.tune_budget:g} s per model")
-        code = subprocess.run([*launcher(env), "bench.pipeline.autotune", str(cfg_path), str(out)], env=launch_env({CURRENT_VAR: env})).returncode
+        code = subprocess.run([*launcher(env), "bench.pipeline.autotune", str(cfg_path), str(out)], env=launch_env(env, {CURRENT_VAR: env})).returncode
         tuned = json.loads(out.read_text()) if out.exists() else {}
     for model in cfg.models:
         if model in tuned.get("dbs", {}):

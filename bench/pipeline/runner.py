@@ -154,7 +154,7 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         checkout = (REPO / "pyproject.toml").exists()
         t0 = time.perf_counter()
         proc = subprocess.Popen([*worker_command(env), str(cfg_path), model, frontend, env, str(out)],
-                                cwd=REPO if checkout else None, env=launch_env())
+                                cwd=REPO if checkout else None, env=launch_env(env))
         try:
             code = proc.wait(timeout=cfg.cell_timeout or None)
         except subprocess.TimeoutExpired:

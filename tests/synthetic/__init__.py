@@ -17,8 +17,9 @@ RECIPE = Path(__file__).with_name("recipe.sh")
 
 def patch_source(version: str = "0.28.dev0", matmul_twice: bool = False) -> str:
     """The start-up module of a synthetic build: TVM with `version`; with `matmul_twice`, LegalizeOps lowers
-    every relax.matmul to two identical matmul kernels averaged (the same result, twice the work: a compiler
-    change that makes GPT about 2x slower untuned, measured on nanogpt-tiny)."""
+    every relax.matmul to eight identical matmul kernels averaged (the same result, exactly: sums of equal
+    terms by powers of two; eight times the matmul work, a compiler change that makes nanogpt-tiny several
+    times slower untuned, far beyond the noise of a 2-core machine that runs two test workers)."""
     return f'''"""Synthetic TVM change (gptbench tests)."""
 import tvm
 from tvm import relax
@@ -29,9 +30,11 @@ if MATMUL_TWICE:
     _matmul = tvm.ir.Op.get("relax.matmul").get_attr("FLegalize")
 
     def _twice(bb, call):
-        a, b = _matmul(bb, call), _matmul(bb, call)
+        parts = [_matmul(bb, call) for _ in range(8)]
+        while len(parts) > 1:  # pairwise: 8 equal terms sum exactly
+            parts = [relax.op.add(parts[i], parts[i + 1]) for i in range(0, len(parts), 2)]
         dtype = (getattr(call, "ty", None) or call.struct_info).dtype
-        return relax.op.multiply(relax.op.add(a, b), relax.const(0.5, dtype))
+        return relax.op.multiply(parts[0], relax.const(0.125, dtype))
 
     tvm.ir.register_op_attr("relax.matmul", "FLegalize", _twice, level=11)
 '''

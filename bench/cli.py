@@ -295,6 +295,37 @@ def cmd_ab(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------ envs
+def cmd_envs(args) -> int:
+    """Make the --tvm environments not made yet (how long each took), then say what each is and can run;
+    exit 0 when every one imports TVM, 1 when one does not, 2 bad input or a build that failed."""
+    from bench.core import tvm_build, tvm_envs
+    from bench.core.log import log
+    from bench.pipeline.config import FRONTENDS, importers
+
+    specs = tvm_envs.parse_envs(_csv(args.tvm), args.tvm_src)
+    for spec in specs:
+        tvm_build.ensure(spec, log, args.tvm_recipe)
+    broken = 0
+    for spec in specs:
+        reason = tvm_envs.missing_reason(spec.name, importers())
+        if reason:
+            broken += 1
+            _out(f"{spec.name}: {reason}")
+            continue
+        info = tvm_envs.probe(spec.name, importers())
+        _out(tvm_envs.identity_line(tvm_envs.identity(spec.name, importers())))
+        can = [name for name, f in FRONTENDS.items() if info["importers"].get(f.tvm_api)]
+        flags = ", ".join(f"{k}={v}" for k, v in info.get("flags", {}).items()) or "none"
+        _out(f"  frontends: {', '.join(can) or 'none'}; API: {info.get('api')}; Relay: {'yes' if info.get('relay') else 'no'}; "
+             f"build flags: {flags}")
+        meta = tvm_build.read_meta(spec)
+        if meta:
+            how = f"git {meta['commit'][:12]} ({meta.get('subject', '')})" if meta["kind"] == "git" else f"pypi {meta['version']}"
+            _out(f"  made by the harness: {how}, in {meta.get('seconds')} s")
+    return EXIT_FAIL if broken else EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- bisect
 def cmd_bisect(args) -> int:
     """The first commit between --good and --bad whose A/B against --good regresses; 0 found, 1 not found, 2 bad input."""
@@ -618,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
-    for add in (_add_run, _add_ab, _add_bisect, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
+    for add in (_add_run, _add_ab, _add_bisect, _add_envs, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
         add(sub)
     from bench import compare
     from bench.reports import plot
@@ -693,6 +724,14 @@ def _add_bisect(sub) -> None:
                 "that went from ok to not ok always does")
     p.add_argument("--out", default="results/bisect", help="the state file and each step's A/B reports (default results/bisect)")
     p.set_defaults(func=cmd_bisect)
+
+
+def _add_envs(sub) -> None:
+    p = sub.add_parser("envs", help="make the --tvm environments that are not made yet (pypi:, git: builds) and say what each "
+                       "is (version, commit, LLVM, flags) and can run")
+    p.add_argument("--tvm", required=True, help="the environments: " + TVM_HELP)
+    add_tvm_source_args(p)
+    p.set_defaults(func=cmd_envs, no_isolate=True)
 
 
 def _add_val_args(p: argparse.ArgumentParser) -> None:

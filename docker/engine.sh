@@ -90,8 +90,10 @@ podman_sandbox_flags() {
         sandbox=("${flags[@]}")
         return 0
     fi
+    local hint=""
+    command -v runc > /dev/null || hint="; install runc (apt-get install runc), which works where crun refuses hybrid cgroups"
     die "podman cannot start a container here: $("${probe[@]}" "$IMAGE" --help 2>&1 | tail -1)" \
-        "(with ${flags[*]}: $("${probe[@]}" "${flags[@]}" "$IMAGE" --help 2>&1 | tail -1))"
+        "(with ${flags[*]}: $("${probe[@]}" "${flags[@]}" "$IMAGE" --help 2>&1 | tail -1))$hint"
 }
 
 image_exists() { "$engine" image inspect "$1" > /dev/null 2>&1; }

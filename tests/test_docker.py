@@ -234,13 +234,18 @@ def test_pinned_build_args_have_defaults(df):
 
 
 def test_cmake_and_llvm_are_installed_at_their_pins(df):
+    """The stage installs the pinned build tools and LLVM, and builds the wheel with the project's one
+    recipe (docker/tvm-src/build-wheel.sh, also what `--tvm git:REF` runs), CUDA on, with those tools."""
     runs = "\n".join(df.stage("tvm-build").runs())
     assert '"cmake==${CMAKE_VERSION}"' in runs
     assert '"llvm-${LLVM_VERSION}-dev"' in runs
-    assert 'USE_LLVM="llvm-config-${LLVM_VERSION} --link-static"' in runs
-    assert "cmake.define.HIDE_PRIVATE_SYMBOLS=ON" in runs
-    assert "cmake.define.USE_CUDA=ON" in runs
-    assert "cmake.define.USE_CUBLAS=ON" in runs
+    assert "bash /tvm-local/build-wheel.sh /src/tvm /wheels" in runs
+    for setting in ("TVM_BUILD_CUDA=ON", 'LLVM_CONFIG="llvm-config-${LLVM_VERSION}"', "BUILD_TOOLS=/opt/venv", 'USE_CUTLASS="${USE_CUTLASS}"'):
+        assert setting in runs, setting
+    recipe = (ROOT / "docker" / "tvm-src" / "build-wheel.sh").read_text()
+    for define in ('"cmake.define.USE_LLVM=$llvm --link-static"', "cmake.define.HIDE_PRIVATE_SYMBOLS=ON", '"cmake.define.USE_CUDA=$cuda"',
+                   '"cmake.define.USE_CUBLAS=$cuda"', '"cmake.define.CMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"'):
+        assert define in recipe, define
     declared = {_split_arg(v)[0] for v in df.stage("tvm-build").values("ARG")}
     assert {"CMAKE_VERSION", "LLVM_VERSION", "CUDA_ARCH", "TVM_REF"} <= declared
 
@@ -269,7 +274,7 @@ def test_every_pip_install_is_pinned(df):
 
 def test_cuda_arch_reaches_cmake(df):
     build = df.stage("tvm-build")
-    assert any('CMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH}"' in r for r in build.runs())
+    assert any('CUDA_ARCH="${CUDA_ARCH}"' in r and "build-wheel.sh" in r for r in build.runs())  # the recipe's define: above
     # The stage must re-declare the global ARG, or ${CUDA_ARCH} is empty in its RUNs.
     assert "CUDA_ARCH" in [_split_arg(v)[0] for v in build.values("ARG")]
 

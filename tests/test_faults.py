@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,13 @@ def _report(name="same", n_cells=1):
     r = new_report("run", name, dict(target="llvm"), {}, [Cell.from_json(dict(cell, id=f"m|f{i}")) for i in range(n_cells)])
     r["created"] = "2026-11-25T12:00:00+00:00"  # the same second for every report made here
     return r
+
+
+def default_sigint() -> None:
+    """In the child, before exec: SIGINT's default disposition. A test runner started in the background of a
+    non-interactive shell ignores SIGINT, an ignored signal stays ignored across exec, and the run under
+    test would then never see the Ctrl-C these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_two_reports_with_the_same_name_in_the_same_second_do_not_overwrite_each_other(tmp_path):
@@ -64,7 +72,7 @@ def _start_run(tmp_path, *extra):
     return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--model", "nanogpt-tiny", "--frontend", "export,onnx",
                              "--seq-len", "8", "--repeat", "200", "--warmup", "0", "--solo", "0", "--out", str(tmp_path), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+                            cwd=str(__import__("pathlib").Path(__file__).parent.parent), preexec_fn=default_sigint)
 
 
 def _wait_for(proc, text: str, timeout: float = 300.0) -> list[str]:
@@ -133,7 +141,7 @@ def test_an_interrupted_tune_keeps_its_records_and_a_valid_description(tmp_path,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "tune", "--model", "nanogpt-tiny", "--seq-len", "16", "--db", str(db),
                              *limit], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+                            cwd=str(__import__("pathlib").Path(__file__).parent.parent), preexec_fn=default_sigint)
     _wait_for(proc, "Ctrl-C stops it")  # MetaSchedule is about to start
     import time
 

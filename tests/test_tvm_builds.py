@@ -122,7 +122,8 @@ def test_git_ref_builds_once_by_commit_with_the_recipe_and_a_bad_ref_or_failed_b
     assert code == 2 and err.strip().splitlines()[-1].endswith(f"git:no-such-branch: no such commit, branch or tag in {repo}")
     code, _, err = gptbench(*args, "--tvm", "git:main", "--out", tmp_path / "d")
     assert code == 2 and "synthetic build: error: synthetic compile error" in err.strip().splitlines()[-1]
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(["logs", f"git-{good}"])  # nothing half-built
+    # nothing half-built: the finished build, the logs, and the source's kept checkout (one per source, locked while used)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(["checkout", "logs", f"git-{good}"])
 
 
 def test_the_default_recipe_refuses_a_tree_that_is_not_tvm_in_one_line(gptbench, tmp_path, monkeypatch):
@@ -134,7 +135,7 @@ def test_the_default_recipe_refuses_a_tree_that_is_not_tvm_in_one_line(gptbench,
     assert code == 2, err
     line = err.strip().splitlines()[-1]
     assert "building git:main" in line and "is not a TVM source tree" in line
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["logs"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["checkout", "logs"]
 
 
 def test_tune_budget_tunes_another_environment_in_its_own_process_into_a_database_of_its_own(gptbench, tmp_path, dev_python):
@@ -150,3 +151,85 @@ def test_tune_budget_tunes_another_environment_in_its_own_process_into_a_databas
     assert "/tvm-0.28.dev0-" in db and db.startswith(str(tmp_path / "tuning"))
     assert "tuned_in_this_run" in cell["tuning"] and cell["baselines"]["untuned"]["latency"]["n"] == 5
     assert "tuning in TVM mine (its own process)" in err
+
+
+@pytest.mark.parametrize("log, line", [
+    ("-- Found ZLIB\nCMake Error at /x/FindPackageHandleStandardArgs.cmake:233 (message):\n  Could NOT find zstd (missing: zstd_LIBRARY)\n"
+     "-- Configuring incomplete, errors occurred!\nERROR: Failed building wheel for apache-tvm\n",
+     "CMake Error at /x/FindPackageHandleStandardArgs.cmake:233 (message): Could NOT find zstd (missing: zstd_LIBRARY)"),
+    ("[1/9] Building CXX object a.o\n/src/a.cc:3:1: error: unknown type name 'x'\n1 error generated.\nninja: build stopped\n"
+     "ERROR: Failed to build one or more wheels\n", "/src/a.cc:3:1: error: unknown type name 'x'"),
+    ("WARNING: Location 'file:///opt/pypi' is ignored\nERROR: No matching distribution found for apache-tvm==9.9\n",
+     "ERROR: No matching distribution found for apache-tvm==9.9"),
+    ("build-env.sh: needs LLVM >= 15\n", "build-env.sh: needs LLVM >= 15"),
+    ("", "no output"),
+])
+def test_a_failed_build_is_told_by_the_line_that_says_why(log, line):
+    """A build that fails is one line of the error: the compiler's or CMake's first error (with the line
+    CMake puts its message on), else pip's ERROR, else the last line; never a pip warning."""
+    from bench.core.tvm_build import failure_line
+
+    assert failure_line(log) == line
+
+
+def _fake_tool(bin_dir, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text("#!/bin/bash\n" + script)
+    (bin_dir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize("env, tools, message", [
+    ({"TVM_BUILD_CUDA": "ON", "CUDA_ARCH": "90"}, {}, "TVM_BUILD_CUDA=ON needs nvcc on PATH"),
+    ({"TVM_BUILD_CUDA": "ON", "CUDA_ARCH": "native"}, {"nvcc": ""}, "CUDA_ARCH='native': want an explicit number such as 90 or 90a"),
+    ({"TVM_BUILD_CUDA": "ON", "CUDA_ARCH": "100"}, {"nvcc": 'case $1 in --version) echo "Cuda compilation tools, release 11.8, V11.8.89";;'
+                                                            ' --list-gpu-arch) printf "compute_86\\ncompute_90\\n";; esac'},
+     "CUDA_ARCH=100: nvcc of CUDA 11.8 has no compute_100; it has: compute_86 compute_90"),
+    ({"TVM_BUILD_CUDA": "ON", "CUDA_ARCH": "90", "USE_CUTLASS": "ON"},
+     {"nvcc": 'case $1 in --version) echo "release 11.8, V11.8.89";; --list-gpu-arch) echo compute_90;; esac'},
+     "USE_CUTLASS=ON needs CUDA >= 12 (C++20 CUDA sources); this nvcc is CUDA 11"),
+    ({"TVM_BUILD_CUDA": "yes"}, {}, "TVM_BUILD_CUDA='yes': ON or OFF"),
+    ({"LLVM_CONFIG": "llvm-config-fake"}, {"llvm-config-fake": "echo 14.0.6"}, "needs LLVM >= 15 (llvm-config; found 'llvm-config-fake')"),
+    ({"LLVM_CONFIG": "llvm-config-fake"}, {"llvm-config-fake": 'case $1 in --version) echo 16.0.6;; *) echo /nowhere/libPolly.a;; esac'},
+     "LLVM 16's static libraries need what is not installed (/nowhere/libPolly.a is missing): apt-get install libpolly-16-dev"),
+])
+def test_the_build_recipe_refuses_what_it_can_check_before_compiling(tmp_path, env, tools, message):
+    """docker/tvm-src/build-wheel.sh (the image's tvm-build stage and `--tvm git:REF` both run it) checks
+    the CUDA toolkit and arch, CUTLASS against CUDA, and LLVM's version and static libraries in seconds,
+    one line and exit 2 each, rather than an hour into the build. Fake nvcc/llvm-config stand in."""
+    import os
+
+    from bench.core.tvm_envs import REPO
+
+    tree = tmp_path / "tvm"
+    (tree / "python" / "tvm").mkdir(parents=True)
+    (tree / "CMakeLists.txt").write_text("project(tvm)\n")
+    for name, script in tools.items():
+        _fake_tool(tmp_path / "bin", name, script)
+    path = f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    out = subprocess.run(["bash", str(REPO / "docker" / "tvm-src" / "build-wheel.sh"), str(tree), str(tmp_path / "wheels")],
+                         capture_output=True, text=True, env=dict(os.environ, PATH=path, **env), timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("build-wheel.sh: " + message.split(" (")[0]), out.stderr
+    assert message in out.stderr
+    assert not (tmp_path / "wheels").exists()
+
+
+def test_envs_makes_a_build_ahead_and_says_what_each_environment_is(gptbench, tmp_path, monkeypatch):
+    """`gptbench envs`: makes a git:REF build not made yet (before any benchmark, e.g. in CI), then prints
+    each environment's identity, frontends and how it was made; an interpreter without TVM is exit 1 with
+    the reason, one that does not exist exit 2."""
+    monkeypatch.setenv("GPTBENCH_ENV_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "tvm"
+    (good,) = make_repo(repo, [("a dev build", {"tvm_patch.py": patch_source("0.28.dev3")})])
+    code, out, err = gptbench("envs", "--tvm", "0.27,mine=git:main", "--tvm-src", repo, "--tvm-recipe", RECIPE)
+    assert code == 0, err[-3000:]
+    assert f"tvm mine: building {good[:12]} (a dev build)" in err
+    lines = out.splitlines()
+    assert lines[0].startswith("0.27: TVM 0.27.0.post1 (commit ") and "frontends: export, onnx, fx; API: compile" in lines[1]
+    mine = lines.index(next(ln for ln in lines if ln.startswith("mine: TVM 0.28.dev3 ")))
+    assert "frontends: export, onnx, fx" in lines[mine + 1]
+    assert lines[mine + 2].startswith(f"  made by the harness: git {good[:12]} (a dev build), in ")
+    code, out, _ = gptbench("envs", "--tvm", f"bare={sys.executable.replace('.venv', 'no-such-venv')}")
+    assert code == 2
+    code, out, _ = gptbench("envs", "--tvm", "sys=/usr/bin/python3")
+    assert code == 1 and out.startswith("sys: the TVM environment sys at /usr/bin/python3 does not import TVM"), out

@@ -10,7 +10,10 @@ into a cache (GPTBENCH_ENV_CACHE, default ~/.cache/gptbench/tvm-envs):
   build (its environment has GPTBENCH_PYTHON, the harness's interpreter, and GPTBENCH_FALLBACK_PATH, the
   harness's package directories, for a recipe that makes a virtual environment beside them). The default
   recipe is `docker/tvm-src/build-env.sh` (CMake, LLVM from Debian, ccache, CUDA off unless
-  TVM_BUILD_CUDA=ON). SRC_DIR is a fresh checkout of the commit (a shared clone of --tvm-src).
+  TVM_BUILD_CUDA=ON). SRC_DIR is the commit checked out in a shared clone of --tvm-src kept at one path
+  per source (`checkout/HASH/`), so that a recipe's build directory and ccache see the same paths from one
+  commit to the next and a nearby commit recompiles only what it changed; builds from one source take a
+  lock on it, one at a time.
 
 Each is built in a temporary directory beside its final place and renamed when it works: an
 interrupted or failed build leaves nothing a later run would take for a finished one. Every failure is
@@ -19,6 +22,8 @@ a UserError of one line (exit 2) naming what failed and where its log is.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -31,10 +36,9 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
-from bench.core.tvm_envs import REPO, EnvSpec, cache_root, env_dir, fallback_paths, local_repo, resolve_commit
+from bench.core.tvm_envs import META, REPO, EnvSpec, cache_root, env_dir, fallback_paths, local_repo, resolve_commit
 
 DEFAULT_RECIPE = REPO / "docker" / "tvm-src" / "build-env.sh"
-META = "gptbench-env.json"
 
 
 def ready(spec: EnvSpec) -> bool:
@@ -58,8 +62,21 @@ def _run(cmd: list[str], what: str, log_file: Path, cwd: Path | None = None, env
         except OSError as e:
             raise UserError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from None
     if code != 0:
-        lines = [ln.strip() for ln in log_file.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("WARNING: Location")]
-        raise UserError(f"{what} failed (exit {code}): {lines[-1] if lines else 'no output'} (log: {log_file})")
+        raise UserError(f"{what} failed (exit {code}): {failure_line(log_file.read_text(errors='replace'))} (log: {log_file})")
+
+
+def failure_line(text: str) -> str:
+    """The line of a build log that says why it failed: the first compiler/CMake/git error, else the first
+    ERROR (pip's), else the last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for pattern in (r"\berror:|^CMake Error|^fatal:", r"\bERROR\b"):
+        hits = [i for i, ln in enumerate(lines) if re.search(pattern, ln)]
+        if hits:
+            i = hits[0]
+            if lines[i].startswith("CMake Error") and lines[i].endswith(":") and i + 1 < len(lines):
+                return f"{lines[i]} {lines[i + 1]}"  # CMake says what on the next line
+            return lines[i]
+    return lines[-1] if lines else "no output"
 
 
 def _staging(final: Path) -> Path:
@@ -135,29 +152,39 @@ def commit_subject(src: str, commit: str) -> str:
 
 
 def make_git(spec: EnvSpec, log, recipe: str | None = None) -> dict:
-    """Check out the commit (a shared clone), run the recipe into a staging directory, rename it into the cache."""
+    """Check out the commit in the source's kept clone, run the recipe into a staging directory, rename it
+    into the cache."""
     commit = resolve_commit(spec.src, spec.value)
     final = env_dir(spec)
     recipe_path = Path(recipe or os.environ.get("GPTBENCH_TVM_RECIPE") or DEFAULT_RECIPE)
     if not recipe_path.is_file() or not os.access(recipe_path, os.X_OK):
         raise UserError(f"build recipe {recipe_path}: not an executable file")
-    tmp, log_file, t0 = _begin(final, f"git-{commit[:12]}.log")
-    log(f"tvm {spec.name}: building {commit[:12]} ({commit_subject(spec.src, commit)}) with {recipe_path}; log: {log_file}")
-    try:
-        src = tmp / "src"
-        _run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(local_repo(spec.src)), str(src)], f"git:{spec.value}: cloning", log_file)
-        _run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", commit], f"git:{spec.value}: checking out", log_file, cwd=src)
-        out = tmp / "env"
-        _run([str(recipe_path), str(src), str(out)], f"building git:{spec.value} ({commit[:12]})", log_file,
-             env=dict(os.environ, GPTBENCH_FALLBACK_PATH=os.pathsep.join(fallback_paths()), GPTBENCH_PYTHON=sys.executable))
-        if not (out / "bin" / "python").exists():
-            raise UserError(f"building git:{spec.value}: the recipe {recipe_path} left no {out}/bin/python (log: {log_file})")
-        meta = dict(kind="git", commit=commit, subject=commit_subject(spec.src, commit), src=spec.src, recipe=str(recipe_path),
-                    seconds=round(time.perf_counter() - t0, 1))
-        shutil.rmtree(src, ignore_errors=True)
-        _finish(out, final, meta)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    repo = local_repo(spec.src)
+    work = cache_root() / "checkout" / hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
+    work.parent.mkdir(parents=True, exist_ok=True)
+    with open(work.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per source at a time (released when the file closes)
+        if ready(spec):  # made by another run while this one waited
+            return read_meta(spec) or {}
+        tmp, log_file, t0 = _begin(final, f"git-{commit[:12]}.log")
+        log(f"tvm {spec.name}: building {commit[:12]} ({commit_subject(spec.src, commit)}) with {recipe_path} in {work}; log: {log_file}")
+        try:
+            if not (work / ".git").exists():
+                clone = tmp / "src"
+                _run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(clone)], f"git:{spec.value}: cloning", log_file)
+                os.rename(clone, work)
+            _run(["git", "-c", "advice.detachedHead=false", "checkout", "--force", "--quiet", commit], f"git:{spec.value}: checking out", log_file, cwd=work)
+            _run(["git", "clean", "-fdxq"], f"git:{spec.value}: cleaning the checkout", log_file, cwd=work)
+            out = tmp / "env"
+            _run([str(recipe_path), str(work), str(out)], f"building git:{spec.value} ({commit[:12]})", log_file,
+                 env=dict(os.environ, GPTBENCH_FALLBACK_PATH=os.pathsep.join(fallback_paths()), GPTBENCH_PYTHON=sys.executable))
+            if not (out / "bin" / "python").exists():
+                raise UserError(f"building git:{spec.value}: the recipe {recipe_path} left no {out}/bin/python (log: {log_file})")
+            meta = dict(kind="git", commit=commit, subject=commit_subject(spec.src, commit), src=spec.src, recipe=str(recipe_path),
+                        seconds=round(time.perf_counter() - t0, 1))
+            _finish(out, final, meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     log(f"tvm {spec.name}: built {commit[:12]} in {meta['seconds']} s")
     return meta
 

@@ -380,11 +380,31 @@ def missing_reason(name: str, importers: tuple[str, ...] = ()) -> str | None:
 missing_reason.cache_clear = probe.cache_clear  # type: ignore[attr-defined]  # tests reset both at once
 
 
+META = "gptbench-env.json"  # what the harness wrote of an environment it made (bench.core.tvm_build)
+
+
+def made(name: str) -> dict | None:
+    """How the harness made `name` (kind, seconds, commit and its subject), or None: not made by it."""
+    spec = spec_of(name)
+    if spec.kind not in ("pypi", "git"):
+        return None
+    try:
+        meta = json.loads((env_dir(spec) / META).read_text())
+    except (OSError, ValueError, UserError):
+        return None
+    return {k: meta[k] for k in ("kind", "seconds", "commit", "subject") if k in meta}
+
+
 def identity(name: str, importers: tuple[str, ...] = ()) -> dict:
-    """What a cell records of its TVM: the environment's name, version, commit, LLVM, build flags, interpreter."""
+    """What a cell records of its TVM: the environment's name, version, commit, LLVM, build flags, interpreter,
+    and how the harness made it (`made`: a PyPI release installed or a commit built here, in how many seconds)."""
     info = probe(name, importers)
     keep = ("version", "commit", "llvm", "api", "flags", "tvm_ffi", "distribution", "python")
-    return dict(name=name, **{k: info.get(k) for k in keep if info.get(k) is not None})
+    out = dict(name=name, **{k: info.get(k) for k in keep if info.get(k) is not None})
+    how = made(name)
+    if how:
+        out["made"] = how
+    return out
 
 
 def identity_line(ident: dict) -> str:
@@ -394,6 +414,11 @@ def identity_line(ident: dict) -> str:
         parts.append(f"LLVM {ident['llvm']}")
     if ident.get("tvm_ffi"):
         parts.append(ident["tvm_ffi"])
+    how = ident.get("made") or {}
+    if how.get("kind") == "git":
+        parts.append(f"built here in {how.get('seconds')} s")
+    elif how.get("kind") == "pypi":
+        parts.append(f"installed here in {how.get('seconds')} s")
     return f"{ident.get('name')}: TVM {ident.get('version', '?')} ({', '.join(parts)}) at {ident.get('python', '?')}"
 
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench lint test test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
+.PHONY: setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ lint: $(STAMP)
 test: lint
 	$(if $(RELAY_WHEEL),-$(MAKE) --no-print-directory tvm-relay)
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# The unit tier (tests/conftest.py: UNIT_MODULES), for after each edit: under a minute on 2 cores.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "unit and not docker" -p no:xdist --durations=5
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

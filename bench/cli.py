@@ -316,7 +316,8 @@ def cmd_envs(args) -> int:
         info = tvm_envs.probe(spec.name, importers())
         _out(tvm_envs.identity_line(tvm_envs.identity(spec.name, importers())))
         can = [name for name, f in FRONTENDS.items() if info["importers"].get(f.tvm_api)]
-        flags = ", ".join(f"{k}={v}" for k, v in info.get("flags", {}).items()) or "none"
+        flags = info.get("flags")
+        flags = (", ".join(f"{k}={v}" for k, v in flags.items()) or "none") if flags is not None else info.get("flags_from", "unknown")
         _out(f"  frontends: {', '.join(can) or 'none'}; API: {info.get('api')}; Relay: {'yes' if info.get('relay') else 'no'}; "
              f"build flags: {flags}")
         meta = tvm_build.read_meta(spec)

@@ -36,6 +36,21 @@ def _pin_xdist_worker() -> None:
 
 _pin_xdist_worker()
 
+# The unit tier, `make test-fast` (pytest -m unit): modules that build no model through TVM and start no
+# benchmark process, under a minute together on 2 cores, for after each edit. `make test` runs them too.
+# A module joins by its name here; its tests that need a container engine are marked `docker` and left out.
+UNIT_MODULES = frozenset({
+    "test_architecture.py", "test_cli_errors.py", "test_cli_light.py", "test_compare.py", "test_docker.py", "test_docs_links.py",
+    "test_frontends.py", "test_models.py", "test_plot.py", "test_reference_reports.py", "test_timing.py", "test_tuning_records.py",
+    "test_units.py",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in UNIT_MODULES and item.get_closest_marker("docker") is None:
+            item.add_marker(pytest.mark.unit)
+
 
 @pytest.fixture
 def gptbench(capsys):

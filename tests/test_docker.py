@@ -617,6 +617,7 @@ def _podman_build(podman: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.docker
 def test_podman_builds_the_cli_stage_and_gptbench_help_runs(tmp_path):
     """Build the `cli` stage (the harness with --no-deps: no torch, no TVM) on a local base
     image and run the image's entry point: proves .dockerignore, the COPYs, the install and

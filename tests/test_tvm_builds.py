@@ -226,6 +226,8 @@ def test_envs_makes_a_build_ahead_and_says_what_each_environment_is(gptbench, tm
     assert f"tvm mine: building {good[:12]} (a dev build)" in err
     lines = out.splitlines()
     assert lines[0].startswith("0.27: TVM 0.27.0.post1 (commit ") and "frontends: export, onnx, fx; API: compile" in lines[1]
+    # TVM 0.27's tvm.support.libinfo() returns fixed values (USE_CUDA "ON" whatever the build): not taken for flags
+    assert "build flags: unknown: this TVM has no support.GetLibInfo" in lines[1]
     mine = lines.index(next(ln for ln in lines if ln.startswith("mine: TVM 0.28.dev3 ")))
     assert "frontends: export, onnx, fx" in lines[mine + 1]
     assert lines[mine + 2].startswith(f"  made by the harness: git {good[:12]} (a dev build), in ")
@@ -233,3 +235,15 @@ def test_envs_makes_a_build_ahead_and_says_what_each_environment_is(gptbench, tm
     assert code == 2
     code, out, _ = gptbench("envs", "--tvm", "sys=/usr/bin/python3")
     assert code == 1 and out.startswith("sys: the TVM environment sys at /usr/bin/python3 does not import TVM"), out
+
+
+def test_a_builds_cmake_options_left_by_the_recipe_are_its_flags(gptbench, tmp_path):
+    """A build made by this project's recipe leaves its CMake options beside its interpreter
+    (build-env.sh: gptbench-cmake-options.txt, from the CMake cache); the identity takes the options that
+    are set from there, none that are off, left to detection, or CMake's placeholder paths."""
+    python = make_env(tmp_path / "env", patch_source("0.28.dev5"))
+    (tmp_path / "env" / "gptbench-cmake-options.txt").write_text(
+        "USE_LLVM=/usr/bin/llvm-config-16 --link-static\nUSE_CUDA=OFF\nUSE_GTEST=AUTO\nUSE_HEXAGON_SDK=/path/to/sdk\nUSE_RPC=ON\n")
+    code, out, err = gptbench("envs", "--tvm", f"mine={python}")
+    assert code == 0, err
+    assert "build flags: USE_LLVM=/usr/bin/llvm-config-16 --link-static, USE_RPC=ON\n" in out, out

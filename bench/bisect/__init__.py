@@ -44,12 +44,15 @@ def commits_between(src: str, good: str, bad: str) -> list[str]:
     return commits
 
 
+SCHEMA = "gptbench.bisect"  # the state file's (key, verdicts, steps: each tested commit's verdict and evidence)
+
+
 class State:
     """The bisect's record on disk: the commits, each tested commit's verdict and evidence, the log."""
 
     def __init__(self, path: Path, key: dict):
         self.path, self.key = path, key
-        self.data = dict(key=key, verdicts={}, steps=[])
+        self.data = dict(schema=SCHEMA, schema_version=1, key=key, verdicts={}, steps=[])
         if path.exists():
             try:
                 old = json.loads(path.read_text())
@@ -57,7 +60,7 @@ class State:
                 raise UserError(f"{path}: not a bisect state file ({e}); remove it or give another --out") from None
             if old.get("key") != key:
                 raise UserError(f"{path} is the state of another bisect (other commits, cells or rules): give another --out")
-            self.data = old
+            self.data = dict(schema=SCHEMA, schema_version=1, **{k: v for k, v in old.items() if k not in ("schema", "schema_version")})
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -120,7 +123,7 @@ def bisect(cfg: RunConfig, good_ref: str, bad_ref: str, out: Path, opts: dict, l
         if mid is None:
             break
         commit = commits[mid]
-        log(f"bisect: step {len(state.data['steps']) + 1}: testing {commit[:12]} ({commit_subject(src, commit)}); "
+        log(f"bisect: step {len(state.data['steps'])}: testing {commit[:12]} ({commit_subject(src, commit)}); "
             f"{hi - lo - 1} commit(s) left between the last good and the first bad")
         verdict, evidence = test_commit(cfg, good, commit, out / f"step-{len(state.data['steps'])}-{commit[:10]}", opts, log)
         state.record(commit, verdict, subject=commit_subject(src, commit), **evidence)

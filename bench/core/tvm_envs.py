@@ -298,10 +298,13 @@ def _build_info(tvm) -> dict:
     from importlib import metadata
 
     out: dict = {}
-    try:
-        libinfo = {str(k): str(v) for k, v in tvm.support.libinfo().items()}
-    except Exception:  # noqa: BLE001
-        libinfo = {}
+    libinfo: dict = {}
+    native = _global_func(tvm, "support.GetLibInfo")
+    if native is not None:  # the build's own record of its CMake options (TVM <= 0.24, 0.19 included)
+        try:
+            libinfo = {str(k): str(v) for k, v in native().items()}
+        except Exception:  # noqa: BLE001
+            libinfo = {}
     commit = None
     try:
         from tvm import _version  # setuptools-scm's stamp of a wheel built from git
@@ -311,7 +314,20 @@ def _build_info(tvm) -> dict:
         pass
     git = libinfo.get("GIT_COMMIT_HASH", "")
     out["commit"] = commit or (git if git and git != "NOT-FOUND" else None)
-    out["flags"] = {k: v for k, v in sorted(libinfo.items()) if k.startswith("USE_") and v not in ("OFF", "NOT-FOUND", "", "0")}
+    if libinfo:
+        out["flags"] = {k: v for k, v in sorted(libinfo.items()) if k.startswith("USE_") and _on(v)}
+    else:
+        # Newer TVM registers no support.GetLibInfo, and its tvm.support.libinfo() returns fixed values
+        # (USE_CUDA "ON" in a CPU-only build), so they are not recorded. A build made by this project's
+        # recipe leaves its CMake options beside its interpreter (docker/tvm-src/build-env.sh).
+        options = Path(sys.prefix) / CMAKE_OPTIONS
+        if options.is_file():
+            pairs = [ln.strip().split("=", 1) for ln in options.read_text().splitlines() if "=" in ln]
+            out["flags"] = {k: v for k, v in sorted(pairs) if _on(v)}
+            out["flags_from"] = "its CMake cache"
+        else:
+            out["flags"] = None
+            out["flags_from"] = "unknown: this TVM has no support.GetLibInfo, and tvm.support.libinfo() returns fixed values"
     try:
         out["llvm"] = int(tvm.target.codegen.llvm_version_major())
     except Exception:  # noqa: BLE001
@@ -326,6 +342,21 @@ def _build_info(tvm) -> dict:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+CMAKE_OPTIONS = "gptbench-cmake-options.txt"  # USE_X=VALUE lines a recipe may leave in the environment
+
+
+def _on(value: str) -> bool:
+    """A build option that is set: not off, not left to detection, not CMake's placeholder path."""
+    return value not in ("OFF", "NOT-FOUND", "", "0", "none", "AUTO") and not value.startswith("/path/to/")
+
+
+def _global_func(tvm, name: str):
+    try:
+        return tvm.get_global_func(name, allow_missing=True)
+    except Exception:  # noqa: BLE001 - an API without allow_missing, or a lookup that fails: not there
+        return None
 
 
 def _resolves(dotted: str) -> bool:
@@ -399,7 +430,7 @@ def identity(name: str, importers: tuple[str, ...] = ()) -> dict:
     """What a cell records of its TVM: the environment's name, version, commit, LLVM, build flags, interpreter,
     and how the harness made it (`made`: a PyPI release installed or a commit built here, in how many seconds)."""
     info = probe(name, importers)
-    keep = ("version", "commit", "llvm", "api", "flags", "tvm_ffi", "distribution", "python")
+    keep = ("version", "commit", "llvm", "api", "flags", "flags_from", "tvm_ffi", "distribution", "python")
     out = dict(name=name, **{k: info.get(k) for k in keep if info.get(k) is not None})
     how = made(name)
     if how:

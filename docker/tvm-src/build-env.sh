@@ -21,6 +21,9 @@ for r in m.requires(next(d.metadata["Name"] for d in m.distributions() if d.meta
     x = re.match(r"apache-tvm-ffi\s*(>=|==|~=)\s*([0-9][\w.]*)", r)
     if x and "extra" not in r: print(x[2]); break')
 if [[ -n "$ffi" ]]; then "$out/bin/pip" install --quiet --no-deps "apache-tvm-ffi==$ffi"; fi
+# The build's CMake options, which newer TVM no longer reports itself (bench/core/tvm_envs.py reads them).
+cache="${TVM_BUILD_DIR:-$HOME/.cache/gptbench/tvm-build}/CMakeCache.txt"
+if [[ -f "$cache" ]]; then sed -nE 's/^(USE_[A-Z0-9_]+):[A-Z]+=(.*)$/\1=\2/p' "$cache" > "$out/gptbench-cmake-options.txt"; fi
 site=$("$out/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 tr ':' '\n' <<< "${GPTBENCH_FALLBACK_PATH:-}" > "$site/gptbench-fallback.pth"
 "$out/bin/python" -c 'import tvm; print("build-env.sh: TVM", tvm.__version__, "in", tvm.__file__)'

@@ -74,8 +74,12 @@ submodules() {  # DIR
       fi
       pinned=$(git -C "$dir" ls-tree HEAD "$path" | awk '{print $3}')
       if ! git -C "$SUBMODULE_MIRRORS/$repo" cat-file -e "$pinned^{commit}" 2> /dev/null; then
-        rm -rf "${dir:?}/$path"  # a stale mirror: its newest commit instead, said (the build log keeps it)
-        git -c protocol.file.allow=always clone --quiet "$SUBMODULE_MIRRORS/$repo" "$dir/$path" < /dev/null
+        # A stale mirror: its newest commit instead, said (the build log keeps it); a clone already there at
+        # that commit stays as it is (new files would make every object that includes them recompile).
+        if [[ "$(git -C "$dir/$path" rev-parse -q --verify HEAD 2> /dev/null)" != "$(git -C "$SUBMODULE_MIRRORS/$repo" rev-parse HEAD)" ]]; then
+          rm -rf "${dir:?}/$path"
+          git -c protocol.file.allow=always clone --quiet "$SUBMODULE_MIRRORS/$repo" "$dir/$path" < /dev/null
+        fi
         echo "$me: $dir/$path: the mirror $SUBMODULE_MIRRORS/$repo lacks the pinned ${pinned:0:12}; took its HEAD $(git -C "$dir/$path" log -1 --format='%h %s') instead" >&2
         submodules "$dir/$path"; continue
       fi

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.synthetic import RECIPE, make_repo, patch_source
+
+
+@pytest.fixture(autouse=True)
+def own_env_cache(tmp_path, monkeypatch):
+    """Each test's builds (and the kept checkout of its repository) in a cache of its own: never the user's."""
+    monkeypatch.setenv("GPTBENCH_ENV_CACHE", str(tmp_path / "cache"))
+
 
 CELLS = ["--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "32", "--repeat", "6", "--warmup", "1", "--solo", "0"]
 

@@ -314,13 +314,14 @@ def cmd_envs(args) -> int:
             _out(f"{spec.name}: {reason}")
             continue
         info = tvm_envs.probe(spec.name, importers())
-        _out(tvm_envs.identity_line(tvm_envs.identity(spec.name, importers())))
+        ident = tvm_envs.identity(spec.name, importers())
+        _out(tvm_envs.identity_line(ident))
         can = [name for name, f in FRONTENDS.items() if info["importers"].get(f.tvm_api)]
         flags = info.get("flags")
         flags = (", ".join(f"{k}={v}" for k, v in flags.items()) or "none") if flags is not None else info.get("flags_from", "unknown")
         _out(f"  frontends: {', '.join(can) or 'none'}; API: {info.get('api')}; Relay: {'yes' if info.get('relay') else 'no'}; "
              f"build flags: {flags}")
-        meta = tvm_build.read_meta(spec)
+        meta = ident.get("made")
         if meta:
             how = f"git {meta['commit'][:12]} ({meta.get('subject', '')})" if meta["kind"] == "git" else f"pypi {meta['version']}"
             _out(f"  made by the harness: {how}, in {meta.get('seconds')} s")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
-from bench.core.tvm_envs import META, REPO, EnvSpec, cache_root, env_dir, fallback_paths, local_repo, resolve_commit
+from bench.core.tvm_envs import META, REPO, EnvSpec, cache_root, env_dir, fallback_paths, local_repo, read_meta, resolve_commit
 
 DEFAULT_RECIPE = REPO / "docker" / "tvm-src" / "build-env.sh"
 
@@ -167,7 +167,8 @@ def make_git(spec: EnvSpec, log, recipe: str | None = None) -> dict:
         if ready(spec):  # made by another run while this one waited
             return read_meta(spec) or {}
         tmp, log_file, t0 = _begin(final, f"git-{commit[:12]}.log")
-        log(f"tvm {spec.name}: building {commit[:12]} ({commit_subject(spec.src, commit)}) with {recipe_path} in {work}; log: {log_file}")
+        subject = commit_subject(spec.src, commit)
+        log(f"tvm {spec.name}: building {commit[:12]} ({subject}) with {recipe_path} in {work}; log: {log_file}")
         try:
             if not (work / ".git").exists():
                 clone = tmp / "src"
@@ -180,19 +181,10 @@ def make_git(spec: EnvSpec, log, recipe: str | None = None) -> dict:
                  env=dict(os.environ, GPTBENCH_FALLBACK_PATH=os.pathsep.join(fallback_paths()), GPTBENCH_PYTHON=sys.executable))
             if not (out / "bin" / "python").exists():
                 raise UserError(f"building git:{spec.value}: the recipe {recipe_path} left no {out}/bin/python (log: {log_file})")
-            meta = dict(kind="git", commit=commit, subject=commit_subject(spec.src, commit), src=spec.src, recipe=str(recipe_path),
+            meta = dict(kind="git", commit=commit, subject=subject, src=spec.src, recipe=str(recipe_path),
                         seconds=round(time.perf_counter() - t0, 1))
             _finish(out, final, meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"tvm {spec.name}: built {commit[:12]} in {meta['seconds']} s")
     return meta
-
-
-def read_meta(spec: EnvSpec) -> dict | None:
-    if spec.kind not in ("pypi", "git"):
-        return None
-    try:
-        return json.loads((env_dir(spec) / META).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

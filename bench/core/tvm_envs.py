@@ -414,16 +414,20 @@ missing_reason.cache_clear = probe.cache_clear  # type: ignore[attr-defined]  # 
 META = "gptbench-env.json"  # what the harness wrote of an environment it made (bench.core.tvm_build)
 
 
-def made(name: str) -> dict | None:
-    """How the harness made `name` (kind, seconds, commit and its subject), or None: not made by it."""
-    spec = spec_of(name)
+def read_meta(spec: EnvSpec) -> dict | None:
+    """What the harness wrote of an environment it made (bench.core.tvm_build), or None: not made by it."""
     if spec.kind not in ("pypi", "git"):
         return None
     try:
-        meta = json.loads((env_dir(spec) / META).read_text())
+        return json.loads((env_dir(spec) / META).read_text())
     except (OSError, ValueError, UserError):
         return None
-    return {k: meta[k] for k in ("kind", "seconds", "commit", "subject") if k in meta}
+
+
+def made(name: str) -> dict | None:
+    """How the harness made `name` (kind, seconds; a release's version, a commit and its subject), or None."""
+    meta = read_meta(spec_of(name))
+    return {k: meta[k] for k in ("kind", "seconds", "version", "commit", "subject") if k in meta} if meta else None
 
 
 def identity(name: str, importers: tuple[str, ...] = ()) -> dict:

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
+.PHONY: history-site setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ BENCH_RUN = --model nanogpt-shakespeare-char --frontend export,onnx,fx --target 
 bench: $(STAMP)
 	$(BIN)/gptbench run $(BENCH_RUN) $(if $(VAL_TEXT),--val-text $(VAL_TEXT)) --name default --out results/
 	$(BIN)/gptbench plot results/*-default.json --out results/
+
+# Results over time: every committed reference report (and every run of yours: `run` adds its report to
+# results/history.sqlite) in the history store, then its dashboard, results/site/index.html (docs/history.md).
+history-site: $(STAMP)
+	$(BIN)/gptbench history add results/reference --history results/history.sqlite
+	$(BIN)/gptbench history publish --history results/history.sqlite --out results/site
 
 # TVM 0.19 (Relay) in its own environment, for --frontend relay-onnx,relay-torch: the prebuilt wheel
 # where RELAY_WHEEL exists (../shared/wheels on these machines), else a source build of v0.19.0

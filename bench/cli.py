@@ -8,6 +8,7 @@ or corrupt file) with one line on stderr saying what is wrong and what to do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -143,7 +144,9 @@ def _default_threads(cfg) -> None:
     _err(f"note: {note}")
 
 
-def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: str, threads: int, **extra) -> dict:
+def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: str, threads: int, history: str | None = None,
+                  **extra) -> dict:
+    """Write the report (JSON, CSV, Markdown), print its table, and add it to the history store (unless history is None)."""
     from bench.core.env import collect
     from bench.reports.report import new_report, to_markdown, write_report
 
@@ -154,7 +157,34 @@ def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: 
         raise UserError(f"cannot write the report to {out}: {e.strerror or e} (nothing was left half-written)") from None
     _out(to_markdown(report))
     _err("wrote " + ", ".join(str(p) for p in paths.values()))
+    add_to_history(history, [paths["json"]])
     return report
+
+
+def history_store(args) -> str | None:
+    """The store a report-writing command adds to (None: --no-history), checked before any work: a file or
+    database that is not a gptbench store, or a server that does not answer, is a usage error now."""
+    from bench.history.store import ENV_VAR, open_store
+
+    if getattr(args, "no_history", True):
+        return None
+    spec = args.history or os.environ.get(ENV_VAR) or str(Path(args.out) / "history.sqlite")
+    open_store(spec).close()
+    return spec
+
+
+def add_to_history(spec: str | None, paths: list[Path]) -> None:
+    """Add written reports to the store; a failure now is a warning (the reports are written) that says
+    how to add them later."""
+    if spec is None or not paths:
+        return
+    from bench.history import add_reports
+
+    try:
+        add_reports(spec, [str(p) for p in paths])
+    except Exception as e:  # noqa: BLE001 - the run's results are safe on disk; say so rather than fail the run
+        _err(f"warning: the report was not added to the history store {spec} ({str(e).splitlines()[0]}); add it later with "
+             f"`gptbench history add {' '.join(str(p) for p in paths)}`")
 
 
 def cmd_run(args) -> int:
@@ -167,17 +197,18 @@ def cmd_run(args) -> int:
     if args.fail_on not in ("mismatch", "any", "none"):
         raise UserError(f"--fail-on {args.fail_on!r}: choose mismatch, any or none")
     _before_run(cfg, args.out)
+    history = history_store(args)
     try:
         cells = run_matrix(cfg)
     except Interrupted as e:
         if e.cells:
-            finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, partial=True, interrupted=e.signame)
+            finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, history, partial=True, interrupted=e.signame)
             _err(f"interrupted ({e.signame}): the report keeps the {sum(c.status != 'interrupted' for c in e.cells)} "
                  "finished cell(s), marked partial")
         else:
             _err(f"interrupted ({e.signame}) before any cell finished: no report written")
         return e.exit_code
-    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads)
+    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, history)
     bad = [c for c in cells if c.status != "ok"]
     mismatched = [c for c in cells if c.status == "mismatch"]
     if args.fail_on == "any" and bad:
@@ -241,6 +272,7 @@ def cmd_measure(args) -> int:
 
     top, records = read_bundle(args.bundle)
     check_out_dir(args.out)
+    history = history_store(args)
     timing = dict(warmup=args.warmup, repeat=args.repeat, timing=args.timing, block=args.block, solo=args.solo)
     cfg = measure_config(top, records, _csv(args.baselines), args.threads, timing)
     log(f"measuring {len(records)} cell(s) of {args.bundle}, built {top['created']} on {top['built_on'].get('hostname')} "
@@ -251,10 +283,11 @@ def cmd_measure(args) -> int:
     try:
         cells = measure_bundle(args.bundle, cfg, top, records, log)
     except Interrupted as e:
-        finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, bundle=bundle, partial=True, interrupted=e.signame)
+        finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, history, bundle=bundle, partial=True,
+                      interrupted=e.signame)
         _err(f"interrupted ({e.signame}): the report keeps the {len(e.cells) - 1} finished cell(s), marked partial")
         return e.exit_code
-    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, bundle=bundle)
+    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, history, bundle=bundle)
     bad = [c for c in cells if c.status != "ok"]
     if bad:
         _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c.model}×{c.frontend}={c.status} ({c.error})" for c in bad))
@@ -279,14 +312,19 @@ def cmd_ab(args) -> int:
     if args.rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
     _before_run(cfg, args.out)
+    history = history_store(args)
     result, paths, interrupted = run_ab(cfg, args.rounds, rules, parity, alpha, min_effect, Path(args.out), args.name,
                                         collect(cfg.threads), sys.argv, log)
+    from bench.history.store import is_report_file
+
     if interrupted:
+        add_to_history(history, [p for p in paths if p.suffix == ".json" and is_report_file(p)])
         _err(f"interrupted ({interrupted}): no verdict; the side reports keep the rounds that finished, marked partial: "
              + (", ".join(p.name for p in paths if p.suffix == ".json") or "none"))
         return 143 if interrupted == "SIGTERM" else 130
     _out(to_markdown(result))
     _err("wrote " + ", ".join(str(p) for p in paths))
+    add_to_history(history, [p for p in paths if p.suffix == ".json" and is_report_file(p)])
     if result.failures:
         _err(f"{len(result.failures)} regression(s):")
         for f in result.failures:
@@ -417,11 +455,12 @@ def cmd_passes(args) -> int:
     if cfg.dlight:
         raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
     check_out_dir(args.out)
+    history = history_store(args)
     from bench.pipeline.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
 
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
-    finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads)
+    finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads, history)
     return EXIT_FAIL if any(c.status == "mismatch" for c in cells if c.variant == "default") else EXIT_OK
 
 
@@ -485,7 +524,8 @@ def cmd_ppl(args) -> int:
         if not ok:
             cell.error = f"parity: {cell.parity.reason}"
     cell.id = cell.make_id()
-    finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads)
+    finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads,
+                  history_store(args))
     if cell.status == "mismatch":
         _err(f"eager and TVM disagree: {cell.parity.reason}")
         return EXIT_FAIL
@@ -653,19 +693,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     for add in (_add_run, _add_ab, _add_bisect, _add_envs, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
         add(sub)
-    from bench import compare
+    from bench import compare, history
     from bench.reports import plot
 
     compare.register(sub)
     plot.register(sub)
+    history.register(sub)
     _add_pretrain(sub)
     return parser
 
 
-def add_output_args(p: argparse.ArgumentParser, name: str) -> None:
-    """--out and --name of a command that writes a report."""
+def add_output_args(p: argparse.ArgumentParser, name: str, history: bool = True) -> None:
+    """--out and --name of a command that writes a report; --history and --no-history where it makes cells."""
     p.add_argument("--out", default="results", help="report directory (default results/)")
     p.add_argument("--name", default=name, help="report name (file stem after the timestamp)")
+    if history:
+        p.add_argument("--history", default=None, metavar="PATH|URL", help="add the report's cells to this history store "
+                       "(an SQLite file or a postgresql:// URL; default $GPTBENCH_HISTORY, else history.sqlite in --out)")
+        p.add_argument("--no-history", action="store_true", help="do not add the report to a history store")
 
 
 def _add_run(sub) -> None:
@@ -801,7 +846,7 @@ def _add_timers(sub) -> None:
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
     add_timing_args(p, warmup=5, repeat=30)
-    add_output_args(p, "timers")
+    add_output_args(p, "timers", history=False)
     p.set_defaults(func=cmd_timers)
 
 

@@ -29,7 +29,7 @@ RANKS = {
     "bench.pipeline": 7,
     "bench.reports": 8,
     "bench.compare": 9,
-    "bench.ab": 10,
+    "bench.ab": 10, "bench.history": 10,
     "bench.bisect": 11,
     "bench.cli": 12,
     "bench": 13,  # bench/__init__.py: the version and warning filters only

@@ -22,6 +22,8 @@ CASES = [
     (["--help"], 0, None),
     (["run", "--help"], 0, None),
     (["compare", "--help"], 0, None),
+    (["history", "--help"], 0, None),
+    (["history", "check", "--help"], 0, None),
     (["models"], 0, None),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     (["run"], 2, "the following arguments are required: --model"),

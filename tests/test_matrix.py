@@ -78,3 +78,18 @@ def test_report_command_prints_the_table_again(matrix_run, gptbench):
     assert code == 0
     assert "| nanogpt-tiny | export | ok |" in stdout
     assert "| gpt2-tiny | onnx | ok |" in stdout
+
+
+def test_the_run_added_its_cells_to_the_history_store_beside_its_reports(matrix_run, gptbench):
+    _, out = matrix_run
+    code, text, err = gptbench("history", "show", "--history", out / "history.sqlite")
+    assert code == 0 and f"{2 * len(TINY_MODELS)} series" in err, err
+    for model in TINY_MODELS:
+        assert f"{model} × export, llvm prefill b1 t32" in text and f"{model} × onnx, llvm prefill b1 t32" in text
+
+
+def test_run_with_no_history_makes_no_store(tmp_path, gptbench):
+    code, _out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--warmup", "1",
+                               "--repeat", "3", "--solo", "0", "--no-isolate", "--no-history", "--out", tmp_path)
+    assert code == 0, err
+    assert list(tmp_path.glob("*.json")) and not (tmp_path / "history.sqlite").exists()

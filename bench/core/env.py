@@ -42,6 +42,31 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def memory_gb() -> float | None:
+    """Physical memory, GiB (MemTotal)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def hypervisor() -> str | None:
+    """The hypervisor this machine runs under (lscpu's vendor, e.g. KVM), "unknown" where the CPU says it runs
+    under one but not which, None on bare metal."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Hypervisor vendor:"):
+                return line.split(":", 1)[1].strip()
+        flagged = any(line.startswith("flags") and " hypervisor" in line for line in Path("/proc/cpuinfo").read_text().splitlines())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "unknown" if flagged else None
+
+
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -115,6 +140,9 @@ def collect(threads: int | None = None) -> dict:
         cpu=cpu_model(),
         cpu_flags=cpu_flags(),
         cores=usable_cores(),
+        memory_gb=memory_gb(),
+        kernel=platform.release(),
+        hypervisor=hypervisor(),
         threads=threads,
         torch_threads=torch.get_num_threads(),
         tvm=tvm_info(),

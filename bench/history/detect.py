@@ -85,7 +85,7 @@ class Verdict:
         text += " of its ratio to eager" if self.metric != "latency" else ""
         text += ", 2 runs in a row" if self.confirmed > 1 else ""
         text += " (one run: a step when the next run agrees)" if self.suspect else ""
-        detail = f"t {self.t:+.1f} of ±{self.t_crit:.1f} over {self.k} points, run-to-run ±{self.tau:.1%}"
+        detail = f"t {self.t:+.1f} of ±{self.t_crit:.1f} over {self.k} points, noise ±{self.noise:.1%}"
         return f"{text} ({detail})" + (" [flagged unstable]" if self.unstable else "")
 
 

@@ -112,7 +112,7 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
 class _Frame:
     """The chart's plotting area: x by point index, y by median (log scale where the medians span over 5x)."""
 
-    left, right, top, bottom = 70, 20, 20, 60
+    left, right, top, bottom = 70, 40, 20, 60
 
     def __init__(self, n: int, meds: list[float], width: int, height: int):
         self.n, self.width, self.height = n, width, height
@@ -158,9 +158,11 @@ def _steps(s: Series, f: _Frame) -> list[str]:
         for i, v in s.verdicts(b).items():
             if v.step:
                 x = f.x(i - v.confirmed + 1) - f.gap()  # before the step's first point (the next run confirmed it)
+                near_right = x > f.left + f.pw - 110  # the label then ends at the line instead of starting there
+                tx, anchor = (x - 4, "end") if near_right else (x + 4, "start")
                 out.append(f'<g class="step" data-backend="{_e(b)}"><line x1="{x:.1f}" x2="{x:.1f}" y1="{f.top}" y2="{f.top + f.ph}" '
                            f'stroke="{_color(b)}" stroke-dasharray="5,4" stroke-width="1.5"/>'
-                           f'<text x="{x + 4:.1f}" y="{f.top + 12}" fill="{_color(b)}">step: {_e(b)} {v.change:+.0%}</text>'
+                           f'<text x="{tx:.1f}" y="{f.top + 12}" text-anchor="{anchor}" fill="{_color(b)}">step: {_e(b)} {v.change:+.0%}</text>'
                            f'<title>{_e(b)}: {_e(v.describe())}</title></g>')
     return out
 
@@ -237,7 +239,8 @@ def index_page(series: list[Series], where: str) -> str:
     by_machine: dict[str, list[Series]] = {}
     for s in series:
         by_machine.setdefault(s.machine, []).append(s)
-    for machine, group in by_machine.items():
+    newest = {m: max(p["created"] for s in group for p in s.points) for m, group in by_machine.items()}
+    for machine, group in sorted(by_machine.items(), key=lambda kv: newest[kv[0]], reverse=True):  # the latest machine first
         rows = []
         for s in group:
             p = s.points[-1]

@@ -165,9 +165,11 @@ def history_store(args) -> str | None:
     """The store a report-writing command adds to (None: --no-history), checked before any work: a file or
     database that is not a gptbench store, or a server that does not answer, is a usage error now."""
     from bench.history.store import ENV_VAR, open_store
+    from bench.reports.report import check_out_dir
 
     if getattr(args, "no_history", True):
         return None
+    check_out_dir(args.out)  # an --out that cannot be written is told as such, before the store beside it
     spec = args.history or os.environ.get(ENV_VAR) or str(Path(args.out) / "history.sqlite")
     open_store(spec).close()
     return spec
@@ -196,8 +198,8 @@ def cmd_run(args) -> int:
     cfg = config_from_args(args)
     if args.fail_on not in ("mismatch", "any", "none"):
         raise UserError(f"--fail-on {args.fail_on!r}: choose mismatch, any or none")
-    _before_run(cfg, args.out)
     history = history_store(args)
+    _before_run(cfg, args.out)
     try:
         cells = run_matrix(cfg)
     except Interrupted as e:
@@ -311,8 +313,8 @@ def cmd_ab(args) -> int:
         raise UserError("--alpha must be greater than 0")
     if args.rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
-    _before_run(cfg, args.out)
     history = history_store(args)
+    _before_run(cfg, args.out)
     result, paths, interrupted = run_ab(cfg, args.rounds, rules, parity, alpha, min_effect, Path(args.out), args.name,
                                         collect(cfg.threads), sys.argv, log)
     from bench.history.store import is_report_file

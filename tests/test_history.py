@@ -385,6 +385,7 @@ def test_run_refuses_a_store_that_is_not_one_before_any_work(tmp_path, gptbench)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database\n")
     code, _out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--history", notes, "--out", tmp_path / "out")
-    assert code == 2 and "not an SQLite file" in err and err.count("\n") == 1, err
+    assert code == 2 and "not an SQLite file" in err and err.count("error:") == 1, err
+    assert err.strip().splitlines()[-1].startswith("gptbench run: error: --history")
     assert not list((tmp_path / "out").glob("*.json"))  # no cell ran, no report
 

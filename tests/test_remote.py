@@ -124,7 +124,7 @@ def test_a_server_that_dies_mid_tuning_costs_only_its_trials(tmp_path):
     tune = None
     try:
         tune = subprocess.Popen([sys.executable, "-m", "bench.cli", "tune", "--model", "nanogpt-tiny", "--frontend", "export",
-                                 "--seq-len", "8", "--trials", "48", "--only", "matmul", "--rpc", address, "--rpc-key", "die-test",
+                                 "--seq-len", "8", "--trials", "24", "--only", "matmul", "--rpc", address, "--rpc-key", "die-test",
                                  "--db", str(db)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         records = db / "database_tuning_record.json"
         deadline = time.monotonic() + 480  # import, task extraction and the builders' start come first: slow on a busy machine

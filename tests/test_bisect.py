@@ -66,3 +66,33 @@ def test_bisect_bad_input_is_one_line(gptbench, tmp_path):
     for good, bad, message in [(commits[1], commits[0], "is not a descendant of --good"), ("nope", commits[1], "git:nope: no such commit")]:
         code, _, err = gptbench(*base, "--good", good, "--bad", bad)
         assert code == 2 and message in err and err.strip().count("\n") == 0, err
+
+
+def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(tmp_path, monkeypatch):
+    """A commit whose A/B was untrustworthy (eager, the control, moved between the two processes: a noisy
+    machine) is measured once more; untrustworthy twice, it is skipped, never counted good."""
+    from types import SimpleNamespace
+
+    import bench.bisect as B
+
+    outcomes = []
+
+    def fake_ab(cfg, rounds, rules, parity, alpha, min_effect, step_dir, name, env, command, log):
+        result = outcomes.pop(0)
+        return result, [step_dir / "a.json", step_dir / "b.json"], None
+
+    monkeypatch.setattr(B, "ensure", lambda spec, log, recipe: None)
+    monkeypatch.setattr(B, "run_ab", fake_ab)
+    cfg = SimpleNamespace(tvm_src=str(tmp_path), tvm_recipe=None, tvm=[])
+    monkeypatch.setattr(B, "replace", lambda c, **kw: c)
+    opts = dict(rounds=1, rules=[], parity=False, alpha=0.05, min_effect=0.02, env={}, command=[])
+    untrusted = SimpleNamespace(failures=[], untrustworthy=["nanogpt-tiny × export"])
+    quiet = SimpleNamespace(failures=[], untrustworthy=[])
+    logged = []
+
+    outcomes[:] = [untrusted, quiet]
+    verdict, _ = B.test_commit(cfg, "a" * 40, "b" * 40, tmp_path / "s1", opts, logged.append)
+    assert verdict == B.GOOD and outcomes == [] and any("measuring once more" in m for m in logged)
+    outcomes[:] = [untrusted, untrusted]
+    verdict, evidence = B.test_commit(cfg, "a" * 40, "c" * 40, tmp_path / "s2", opts, logged.append)
+    assert verdict == B.SKIP and "could not tell twice" in evidence["reason"]

@@ -5,7 +5,9 @@ by halving. Each step builds the commit in the middle (a `git:` environment: ben
 by commit, so a resumed or repeated bisect builds nothing twice) and runs the cells A/B against the GOOD
 build (bench.ab): a regression by the rules (`--fail-on`; a status that went from ok to not ok always
 counts) makes the commit bad, else it is good. A commit that does not build is skipped, as by
-`git bisect skip`, and the search takes the nearest commit beside it. The first step checks that BAD
+`git bisect skip`, and the search takes the nearest commit beside it; so is one whose A/B cannot tell
+twice in a row (ab's untrustworthy: eager, the control, moved between the two processes), which is
+measured once more before it is skipped rather than called good. The first step checks that BAD
 itself regresses against GOOD: if it does not, there is nothing to bisect (exit 1).
 
 Every step is logged and kept in a state file in --out (`bisect-GOOD-BAD.json`, replaced atomically
@@ -96,12 +98,19 @@ def test_commit(cfg: RunConfig, good: str, commit: str, step_dir: Path, opts: di
         log(f"bisect: {commit[:12]} does not build: skipped ({e})")
         return SKIP, dict(reason=str(e))
     side_cfg = replace(cfg, tvm=[s.text for s in specs])
-    result, paths, interrupted = run_ab(side_cfg, opts["rounds"], opts["rules"], opts["parity"], opts["alpha"], opts["min_effect"],
-                                       step_dir, "ab", opts["env"], opts["command"], log)
-    if interrupted:
-        raise KeyboardInterrupt(interrupted)
-    evidence = dict(report=str(paths[1]), build_s=build_s, failures=[str(f) for f in result.failures])
-    return (BAD if result.failures else GOOD), evidence
+    for attempt in (1, 2):  # an A/B that cannot tell (eager moved between the processes) is measured once more
+        result, paths, interrupted = run_ab(side_cfg, opts["rounds"], opts["rules"], opts["parity"], opts["alpha"], opts["min_effect"],
+                                           step_dir if attempt == 1 else step_dir / "again", "ab", opts["env"], opts["command"], log)
+        if interrupted:
+            raise KeyboardInterrupt(interrupted)
+        evidence = dict(report=str(paths[1]), build_s=build_s, failures=[str(f) for f in result.failures])
+        if result.failures or not result.untrustworthy:
+            return (BAD if result.failures else GOOD), evidence
+        log(f"bisect: {commit[:12]}: the A/B cannot tell (eager differs between the two processes: "
+            f"{', '.join(result.untrustworthy)})" + ("; measuring once more" if attempt == 1 else ""))
+    reason = "the A/B could not tell twice (eager differed between the two processes: a noisy machine)"
+    log(f"bisect: {commit[:12]}: skipped, {reason}")
+    return SKIP, dict(evidence, reason=reason)
 
 
 def bisect(cfg: RunConfig, good_ref: str, bad_ref: str, out: Path, opts: dict, log) -> dict:
@@ -117,7 +126,8 @@ def bisect(cfg: RunConfig, good_ref: str, bad_ref: str, out: Path, opts: dict, l
         verdict, evidence = test_commit(cfg, good, bad, out / f"step-0-{bad[:10]}", opts, log)
         state.record(bad, verdict, subject=commit_subject(src, bad), **evidence)
         if verdict != BAD:
-            return dict(found=None, state=str(state.path), reason=f"--bad {bad[:12]} {'does not build' if verdict == SKIP else 'shows no regression against --good'}")
+            why = evidence.get("reason", "does not build") if verdict == SKIP else "shows no regression against --good"
+            return dict(found=None, state=str(state.path), reason=f"--bad {bad[:12]}: {why}")
     while True:
         lo, hi, mid = next_commit(commits, state.verdicts)
         if mid is None:

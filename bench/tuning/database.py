@@ -2,6 +2,8 @@
 
 A database is MetaSchedule's JSON pair (`database_workload.json`, `database_tuning_record.json`) with
 `gptbench-db.json` beside it (TVM version, target, model, shapes, frontend, prepack, trials, wall time).
+The repository keeps its databases packed (`database_*.json.xz`, scripts/pack-tuning-dbs.py; git
+ignores the plain files): every reader here unpacks them first (`unpack`), to the same bytes.
 """
 
 from __future__ import annotations
@@ -73,10 +75,41 @@ def build_tag(version: str) -> str:
 
 
 
+def unpack(db_dir) -> None:
+    """Make the plain MetaSchedule files of a packed database (NAME.xz beside NAME) where they are missing
+    or older than the packed file (a checkout brought a newer one); a plain file newer than its packed one
+    (a later tuning session appended to it) is kept. Atomic: a reader never sees half a file."""
+    import lzma
+    import os
+    import shutil
+    import tempfile
+
+    d = Path(db_dir)
+    for name in DB_FILES:
+        packed, plain = d / f"{name}.xz", d / name
+        if not packed.is_file() or plain.is_file() and plain.stat().st_size and plain.stat().st_mtime >= packed.stat().st_mtime:
+            continue  # nothing packed, or a plain file already made (or appended to since)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, lzma.open(packed) as src:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, plain)
+        except (lzma.LZMAError, EOFError):
+            Path(tmp).unlink(missing_ok=True)
+            raise UserError(f"{packed} is corrupt (not an xz file, or cut short); restore it from git") from None
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise UserError(f"cannot unpack {packed} there ({e.strerror or e}); copy the database somewhere writable") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
 def read_meta(db_dir) -> dict | None:
     path = Path(db_dir) / META_FILE
     if not path.is_file():
         return None
+    unpack(db_dir)
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -95,6 +128,7 @@ def read_meta(db_dir) -> dict | None:
 
 def db_hash(db_dir) -> str:
     """Content hash of the records: the same hash means the same tuned schedules."""
+    unpack(db_dir)
     h = hashlib.sha256()
     for name in DB_FILES:
         path = Path(db_dir) / name
@@ -115,6 +149,7 @@ def drop_records(db_dir, tasks) -> int:
     from tvm.s_tir import meta_schedule as ms
 
     db_dir = Path(db_dir)
+    unpack(db_dir)
     if not (db_dir / DB_FILES[1]).is_file():
         return 0
     db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
@@ -131,6 +166,7 @@ def drop_records(db_dir, tasks) -> int:
 
 def check_records(db_dir) -> None:
     """UserError naming the file and line when a database file is not JSON lines (a truncated write)."""
+    unpack(db_dir)
     for name in DB_FILES:
         path = Path(db_dir) / name
         if not path.is_file():
@@ -148,6 +184,7 @@ def check_records(db_dir) -> None:
 
 
 def count_records(db_dir) -> int:
+    unpack(db_dir)
     path = Path(db_dir) / DB_FILES[1]
     return sum(1 for line in path.open() if line.strip()) if path.is_file() else 0
 

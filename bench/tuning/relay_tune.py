@@ -33,7 +33,7 @@ from bench.core.env import cpu_flags, cpu_model
 from bench.core.files import atomic_write
 from bench.core.log import log
 from bench.core.threads import configure_threads
-from bench.tuning.database import count_records, db_hash
+from bench.tuning.database import count_records, db_hash, unpack
 from bench.tuning.progress import Progress
 from bench.tuning.search import UNLIMITED_TRIALS, Budget, _progress_callback, _scheduler
 
@@ -62,7 +62,10 @@ def read_relay_meta(db_dir: Path) -> dict | None:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return meta if isinstance(meta, dict) and meta.get("trials") else None
+    if not (isinstance(meta, dict) and meta.get("trials")):
+        return None
+    unpack(db_dir)  # a committed (packed) database: its plain files before MetaSchedule opens it
+    return meta
 
 
 def _tasks(mod, params, target):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", category=FutureWarning)
 
 TINY_MODELS = ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"]
 

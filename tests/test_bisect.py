@@ -69,8 +69,9 @@ def test_bisect_bad_input_is_one_line(gptbench, tmp_path):
 
 
 def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(tmp_path, monkeypatch):
-    """A commit whose A/B was untrustworthy (eager, the control, moved between the two processes: a noisy
-    machine) is measured once more; untrustworthy twice, it is skipped, never counted good."""
+    """A commit whose A/B saw TVM slower but was untrustworthy (eager, the control, moved between the two
+    processes: a noisy machine) is measured once more; so twice, it is skipped, never counted good. Eager
+    moving while TVM did not is still good."""
     from types import SimpleNamespace
 
     import bench.bisect as B
@@ -86,8 +87,12 @@ def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(t
     cfg = SimpleNamespace(tvm_src=str(tmp_path), tvm_recipe=None, tvm=[])
     monkeypatch.setattr(B, "replace", lambda c, **kw: c)
     opts = dict(rounds=1, rules=[], parity=False, alpha=0.05, min_effect=0.02, env={}, command=[])
-    untrusted = SimpleNamespace(failures=[], untrustworthy=["nanogpt-tiny × export"])
-    quiet = SimpleNamespace(failures=[], untrustworthy=[])
+    def cell(verdict):
+        return SimpleNamespace(label="nanogpt-tiny × export", tvm=SimpleNamespace(verdict=verdict))
+
+    untrusted = SimpleNamespace(failures=[], untrustworthy=["nanogpt-tiny × export"], compare=SimpleNamespace(cells=[cell("slower")]))
+    quiet = SimpleNamespace(failures=[], untrustworthy=[], compare=SimpleNamespace(cells=[cell("no change")]))
+    eager_only = SimpleNamespace(failures=[], untrustworthy=["nanogpt-tiny × export"], compare=SimpleNamespace(cells=[cell("no change")]))
     logged = []
 
     outcomes[:] = [untrusted, quiet]
@@ -96,3 +101,6 @@ def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(t
     outcomes[:] = [untrusted, untrusted]
     verdict, evidence = B.test_commit(cfg, "a" * 40, "c" * 40, tmp_path / "s2", opts, logged.append)
     assert verdict == B.SKIP and "could not tell twice" in evidence["reason"]
+    outcomes[:] = [eager_only]  # eager moved, TVM did not: no regression hidden, still good
+    verdict, _ = B.test_commit(cfg, "a" * 40, "d" * 40, tmp_path / "s3", opts, logged.append)
+    assert verdict == B.GOOD and outcomes == []

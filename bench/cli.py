@@ -8,7 +8,6 @@ or corrupt file) with one line on stderr saying what is wrong and what to do.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -164,13 +163,13 @@ def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: 
 def history_store(args) -> str | None:
     """The store a report-writing command adds to (None: --no-history), checked before any work: a file or
     database that is not a gptbench store, or a server that does not answer, is a usage error now."""
-    from bench.history.store import ENV_VAR, open_store
+    from bench.history.store import open_store, resolve
     from bench.reports.report import check_out_dir
 
     if getattr(args, "no_history", True):
         return None
     check_out_dir(args.out)  # an --out that cannot be written is told as such, before the store beside it
-    spec = args.history or os.environ.get(ENV_VAR) or str(Path(args.out) / "history.sqlite")
+    spec = resolve(args.history, str(Path(args.out) / "history.sqlite"))
     open_store(spec).close()
     return spec
 
@@ -319,14 +318,15 @@ def cmd_ab(args) -> int:
                                         collect(cfg.threads), sys.argv, log)
     from bench.history.store import is_report_file
 
+    reports = [p for p in paths if p.suffix == ".json" and is_report_file(p)]  # the two side reports, not the A/B's own JSON
     if interrupted:
-        add_to_history(history, [p for p in paths if p.suffix == ".json" and is_report_file(p)])
+        add_to_history(history, reports)
         _err(f"interrupted ({interrupted}): no verdict; the side reports keep the rounds that finished, marked partial: "
              + (", ".join(p.name for p in paths if p.suffix == ".json") or "none"))
         return 143 if interrupted == "SIGTERM" else 130
     _out(to_markdown(result))
     _err("wrote " + ", ".join(str(p) for p in paths))
-    add_to_history(history, [p for p in paths if p.suffix == ".json" and is_report_file(p)])
+    add_to_history(history, reports)
     if result.failures:
         _err(f"{len(result.failures)} regression(s):")
         for f in result.failures:

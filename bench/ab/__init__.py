@@ -63,9 +63,7 @@ def sides_of(cfg: RunConfig) -> list[EnvSpec]:
 # ------------------------------------------------------------------------------------- pooling
 def normalized(cell: Cell, side: str) -> Cell:
     """The cell as its side's: the environment's name out of its variant (both sides' ids match), tvm_env the side."""
-    prefix = f"tvm-{cell.tvm_env}"
-    variant = cell.variant or ""
-    cell.variant = (variant[len(prefix):] if variant.startswith(prefix) else variant) or None
+    cell.variant = cell.variant_without_env()
     cell.tvm_env = side
     cell.id = cell.make_id()
     return cell

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from bench.core.errors import UserError
-from bench.record import Cell, RecordError
+from bench.record import ID_FIELDS, Cell, RecordError
 
 SCHEMA = "gptbench.history"
 SCHEMA_VERSION = 1
@@ -102,12 +102,9 @@ def machine_identity(env: dict) -> dict:
 
 def cell_key(cell: Cell) -> str:
     """The cell's id with the TVM environment's name taken out of its variant: one series follows a cell
-    across TVM builds (bench.ab does the same to match its two sides)."""
-    prefix = f"tvm-{cell.tvm_env}"
-    variant = cell.variant or ""
-    variant = (variant[len(prefix):] if cell.tvm_env and variant.startswith(prefix) else variant) or None
-    key = "|".join(str(getattr(cell, k)) for k in ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len",
-                                                   "new_tokens", "shapes", "dtype"))
+    across TVM builds (bench.ab matches its two sides the same way)."""
+    key = "|".join(str(getattr(cell, k)) for k in ID_FIELDS)
+    variant = cell.variant_without_env()
     return f"{key}|{variant}" if variant else key
 
 
@@ -159,9 +156,9 @@ class Store:
         self.engine.dispose()
 
 
-def resolve(spec: str | None) -> str:
-    """--history, else $GPTBENCH_HISTORY, else results/history.sqlite."""
-    return spec or os.environ.get(ENV_VAR) or DEFAULT_STORE
+def resolve(spec: str | None, default: str = DEFAULT_STORE) -> str:
+    """--history, else $GPTBENCH_HISTORY, else the default (results/history.sqlite; a run's: beside its reports)."""
+    return spec or os.environ.get(ENV_VAR) or default
 
 
 def _hide_password(url: str) -> str:

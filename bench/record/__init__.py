@@ -217,6 +217,13 @@ class Cell:
         if not self.id:
             self.id = self.make_id()
 
+    def variant_without_env(self) -> str | None:
+        """The variant less the TVM environment's name it starts with (`tvm-0.26+fastmath` → `+fastmath`): what
+        matches a cell across TVM builds (ab's two sides, a history series)."""
+        prefix = f"tvm-{self.tvm_env}"
+        variant = self.variant or ""
+        return (variant[len(prefix):] if self.tvm_env and variant.startswith(prefix) else variant) or None
+
     def make_id(self) -> str:
         key = "|".join(str(getattr(self, k)) for k in ID_FIELDS)
         return f"{key}|{self.variant}" if self.variant else key

@@ -450,7 +450,7 @@ def cmd_passes(args) -> int:
     from bench.reports.report import check_out_dir
 
     cfg = config_from_args(args)
-    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
+    if len(cfg.models) != 1:
         raise UserError("passes takes one --model and one --frontend")
     if cfg.scenario == "generate":
         raise UserError("passes measures prefill or decode, not generate")
@@ -476,7 +476,7 @@ def _single(args, scenario: str, seq_len: int):
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
     cfg = config_from_args(ns)
-    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
+    if len(cfg.models) != 1:
         raise UserError(f"{args.command} takes one --model and one --frontend")
     cell = new_cell(cfg, cfg.models[0], cfg.frontends[0])
     loaded, tinfo, device = setup_cell(cfg, cfg.models[0], cell)
@@ -576,6 +576,7 @@ def cmd_generate(args) -> int:
 
 # ------------------------------------------------------------------------------------------ tune
 def cmd_tune(args) -> int:
+    from bench.pipeline.config import FRONTENDS
     from bench.tuning.database import default_db_dir, summary_markdown
     from bench.tuning.search import tune
 
@@ -592,8 +593,12 @@ def cmd_tune(args) -> int:
     db = args.db
     args.db = None  # RunConfig would validate it as an existing database; tune may create it
     cfg = config_from_args(args)
-    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
-        raise UserError("tune takes one --model and one --frontend")
+    if len(cfg.models) != 1:
+        raise UserError("tune takes one --model (and one or more Relax frontends: their kernels go into one database)")
+    relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
+    if relay:
+        raise UserError(f"tune is for the Relax frontends; a Relay cell ({', '.join(relay)}) tunes its own database in TVM 0.19: "
+                        f"`gptbench run --frontend {relay[0]} --tune-budget DURATION`")
     if cfg.scenario not in ("prefill", "decode"):
         raise UserError("tune takes --scenario prefill or decode (generate uses both: tune each)")
     if cfg.shapes != "static":
@@ -601,7 +606,7 @@ def cmd_tune(args) -> int:
     tinfo = cfg.target_info()
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
                                                 cfg.fast_math)
-    meta = tune(cfg, cfg.frontends[0], args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
+    meta = tune(cfg, cfg.frontends, args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
                 only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s,
                 warm_from=args.warm_start)
     _out(summary_markdown(meta))
@@ -874,7 +879,8 @@ def _add_generate(sub) -> None:
 
 
 def _add_tune(sub) -> None:
-    p = sub.add_parser("tune", help="MetaSchedule-tune every kernel of a model into a persistent database")
+    p = sub.add_parser("tune", help="MetaSchedule-tune every kernel of a model (through one or more Relax frontends: "
+                       "their kernels go into one database, continued across sessions) into a persistent database")
     add_model_args(p, frontend_default="export")
     add_shape_args(p)
     p.add_argument("--trials", type=int, default=0, help="total trial budget across all tasks (adds to what the database has)")

@@ -144,16 +144,16 @@ def test_relay_tuning_finds_or_makes_its_database_and_times_plain_relay_as_untun
 
 def test_budget_tuning_in_tvm_027_is_for_its_relax_cells_only():
     """A run with Relay frontends alone tunes nothing in TVM 0.27 (each Relay cell tunes its own database)."""
-    from bench.pipeline.autotune import tuning_frontend
+    from bench.pipeline.autotune import tuning_frontends
     from bench.pipeline.config import RunConfig
 
     def cfg(frontends, tvm=None):
         return RunConfig(models=["nanogpt-tiny"], frontends=frontends, tune_budget=10.0, tvm=tvm)
 
-    assert tuning_frontend(cfg(["relay-onnx", "relay-torch"])) is None
-    assert tuning_frontend(cfg(["relay-onnx", "onnx", "export"])) == "export"
-    assert tuning_frontend(cfg(["relay-onnx", "onnx"])) == "onnx"
-    assert tuning_frontend(cfg(["export"], tvm=["0.19"])) is None
+    assert tuning_frontends(cfg(["relay-onnx", "relay-torch"])) == []
+    assert tuning_frontends(cfg(["relay-onnx", "onnx", "export"])) == ["onnx", "export"]
+    assert tuning_frontends(cfg(["relay-onnx", "onnx"])) == ["onnx"]
+    assert tuning_frontends(cfg(["export"], tvm=["0.19"])) == []
 
 
 @needs_relay

@@ -193,6 +193,35 @@ def test_run_tune_budget_uses_a_cached_database_and_tunes_nothing(tuned_db, gptb
     assert cell["tuning"]["path"] == str(where) and cell["tuning"]["from_cache"] is True
 
 
+def test_run_tune_budget_extends_a_cached_database_to_the_runs_other_frontends(tuned_db, gptbench, tmp_path):
+    """A cached database tuned through export, and a run through export and onnx (whose import fuses
+    other kernels): the run tunes onnx's kernels into the same database, within the budget; the onnx
+    cell then builds with tuned kernels of its own, both cells with the one database."""
+    import shutil
+
+    from bench.targets import make_target
+    from bench.tuning.database import default_db_dir
+
+    cache = tmp_path / "cache"
+    where = default_db_dir("nanogpt-tiny", "prefill", 1, 16, 0, make_target("llvm", usable_cores()), True, root=cache)
+    shutil.copytree(tuned_db, where)
+    meta = json.loads((where / META_FILE).read_text())
+    meta["prepack"] = True
+    (where / META_FILE).write_text(json.dumps(meta))
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export,onnx", "--seq-len", "16", "--repeat", "2",
+                            "--warmup", "0", "--no-isolate", "--tune-budget", "20s", "--tune-cache", cache, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "tuning database found" in err and "tuning the kernels of onnx it has no record for" in err
+    after = read_meta(where)
+    assert after["frontends"] == ["export", "onnx"] and after["sessions"] == 2 and after["records"] > meta["records"]
+    assert after["last_session"]["frontends"] == ["onnx"]
+    assert "Estimated latency through onnx" in (where / "SUMMARY.md").read_text()
+    cells = {c["frontend"]: c for c in json.loads(next((tmp_path / "out").glob("*.json")).read_text())["cells"]}
+    assert cells["onnx"]["status"] == "ok" and cells["onnx"]["tuning"]["matched"] > 0
+    assert cells["onnx"]["tuning"]["tuned_in_this_run"]["frontends"] == ["onnx"]
+    assert cells["export"]["status"] == "ok" and cells["export"]["tuning"]["hash"] == cells["onnx"]["tuning"]["hash"] == after["hash"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tune-budget", "fast"], "is not a duration"),
     (["--tune-budget", "1m", "--db", "x"], "drop --db"),

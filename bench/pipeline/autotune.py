@@ -17,20 +17,17 @@ from bench.core.log import log
 from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher, probe
 from bench.pipeline.config import RunConfig
 from bench.targets import make_target
-from bench.tuning.database import default_db_dir, read_meta, validate_database
+from bench.tuning.database import db_frontends, default_db_dir, read_meta, validate_database
 from bench.tuning.search import tune
 from frontends import FRONTENDS
 from frontends.base import short_error
 
 
-def tuning_frontend(cfg: RunConfig) -> str | None:
-    """The frontend whose import a --tune-budget database is tuned on: export where asked (its kernels
-    are what the other frontends' builds match against as far as they can), else the first Relax
-    frontend with a cell in TVM 0.27; None when there is none (a Relay cell tunes its own database in
-    TVM 0.19: bench.tuning.relay_tune)."""
-    relax = [f for m, f, env in cfg.cells() if env == current() and not FRONTENDS[f].relay]
-    return ("export" if "export" in relax else relax[0]) if relax else None
-
+def tuning_frontends(cfg: RunConfig) -> list[str]:
+    """The frontends whose imports a --tune-budget database is tuned on: every Relax frontend with a cell
+    in this TVM (their kernels differ: each cell must find its own in the database); none when there is
+    none (a Relay cell tunes its own database in TVM 0.19: bench.tuning.relay_tune)."""
+    return list(dict.fromkeys(f for _m, f, env in cfg.cells() if env == current() and not FRONTENDS[f].relay))
 
 
 def ensure_tuned(cfg: RunConfig) -> None:
@@ -58,29 +55,45 @@ def tune_in_env(cfg: RunConfig, env: str) -> None:
 
 def tune_here(cfg: RunConfig) -> None:
     """--tune-budget in this process's TVM: for each model, use the cached database for (TVM version, target, model, scenario,
-    shapes, fast-math) when there is one, else tune one for at most the budget and keep it. Fills
-    cfg.dbs (model -> path) and cfg.tuned_now (model -> what this run's tuning did)."""
-    frontend = tuning_frontend(cfg)
-    if frontend is None:
+    shapes, fast-math) when it holds the kernels of every frontend of the run, else tune for at most the budget and keep
+    it: one session over the kernels of all the run's frontends (bench.tuning.search), or, for a cached database tuned
+    on fewer frontends, over the kernels it has no record for. A frontend whose import failed when the database was
+    tuned is not tried again (the database says why). Fills cfg.dbs (model -> path) and cfg.tuned_now (model -> what
+    this run's tuning did)."""
+    frontends = tuning_frontends(cfg)
+    if not frontends:
         return
     tinfo = make_target(cfg.target, cfg.threads, cfg.cuda_arch)
     for model in cfg.models:
         db = default_db_dir(model, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, True, cfg.fast_math, root=cfg.tune_cache)
         meta = read_meta(db)
-        if meta is not None and meta.get("trials"):
+        cached = meta is not None and bool(meta.get("trials"))
+        missing = frontends
+        if cached:
             validate_database(db, tinfo)  # a found database is checked as --db's is, before any cell builds with it
-            log(f"[{model}] tuning database found: {db} ({meta.get('trials')} trials, {meta.get('wall_s')} s of tuning); tuning nothing")
-            cfg.dbs[model] = str(db)
-            cfg.tuned_now[model] = dict(from_cache=True)
-            continue
-        log(f"[{model}] no tuning database at {db}: tuning through {frontend} for at most {cfg.tune_budget:g} s")
-        one = replace(cfg, models=[model], frontends=[frontend], db=None, dbs={}, tuned_now={})
+            failed = meta.get("frontends_failed") or {}
+            missing = [f for f in frontends if f not in db_frontends(meta) and f not in failed]
+            found = (f"[{model}] tuning database found: {db} ({meta.get('trials')} trials, {meta.get('wall_s')} s of tuning, "
+                     f"through {', '.join(db_frontends(meta))}" + "".join(f"; {f}'s import failed" for f in failed) + ")")
+            if not missing:
+                log(f"{found}; tuning nothing")
+                cfg.dbs[model] = str(db)
+                cfg.tuned_now[model] = dict(from_cache=True)
+                continue
+            log(f"{found}; tuning the kernels of {', '.join(missing)} it has no record for, for at most {cfg.tune_budget:g} s")
+        else:
+            log(f"[{model}] no tuning database at {db}: tuning through {', '.join(frontends)} for at most {cfg.tune_budget:g} s")
+        one = replace(cfg, models=[model], frontends=missing, db=None, dbs={}, tuned_now={})
         try:
-            meta = tune(one, frontend, 0, db, True, None, log, budget_s=cfg.tune_budget)
+            meta = tune(one, missing, 0, db, True, None, log, budget_s=cfg.tune_budget, missing_only=cached)
         except Exception as e:  # noqa: BLE001 - the cells then run untuned and say why
 
-            log(f"[{model}] tuning failed, its cells build untuned: {short_error(e)}")
-            cfg.tuned_now[model] = dict(tuning_error=short_error(e))
+            log(f"[{model}] tuning failed, its cells build {'with the database as it was' if cached else 'untuned'}: {short_error(e)}")
+            if cached:
+                cfg.dbs[model] = str(db)
+                cfg.tuned_now[model] = dict(from_cache=True, tuning_error=short_error(e))
+            else:
+                cfg.tuned_now[model] = dict(tuning_error=short_error(e))
             continue
         cfg.dbs[model] = str(db)
         cfg.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])

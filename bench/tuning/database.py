@@ -1,7 +1,8 @@
 """What a tuning database is: where it lives, what it was tuned for, whether a run may apply it.
 
 A database is MetaSchedule's JSON pair (`database_workload.json`, `database_tuning_record.json`) with
-`gptbench-db.json` beside it (TVM version, target, model, shapes, frontend, prepack, trials, wall time).
+`gptbench-db.json` beside it (TVM version, target, model, shapes, the frontends whose kernels it holds,
+prepack, trials, wall time).
 The repository keeps its databases packed (`database_*.json.xz`, scripts/pack-tuning-dbs.py; git
 ignores the plain files): every reader here unpacks them first (`unpack`), to the same bytes.
 """
@@ -218,21 +219,43 @@ def validate_database(db_dir, tinfo, foreign: bool = False) -> dict:
 
 
 
+def db_frontends(meta: dict | None) -> list[str]:
+    """The frontends whose kernels a database was tuned on (`frontends`; a database written before it
+    held one, in `frontend`)."""
+    meta = meta or {}
+    return list(meta.get("frontends") or [f for f in str(meta.get("frontend") or "").split(",") if f])
+
+
+def estimate_lines(meta: dict) -> list[str]:
+    """The tuner's estimate of each frontend's kernel time from the best measured kernels: the sum of
+    calls x best over the frontend's tasks (a task two frontends share counts the calls of each)."""
+    rows, fronts = meta["task_summary"], db_frontends(meta)
+    out = []
+    for fe in fronts if len(fronts) > 1 else [None]:
+        mine = [r for r in rows if fe is None or fe in (r.get("calls") or {fe: 0})]
+        calls = [(r.get("calls") or {}).get(fe, r["weight"]) for r in mine]
+        known = [n * r["best_ms"] for n, r in zip(calls, mine, strict=True) if r["best_ms"] is not None]
+        untuned = sum(1 for r in mine if r["best_ms"] is None)
+        out.append(f"Estimated latency{' through ' + fe if fe else ''} from the best measured kernels: {sum(known):.2f} ms "
+                   f"(sum of calls × best over its {len(mine)} kernels; kernels only, no VM overhead)"
+                   f"{'; ' + str(untuned) + ' task(s) without a valid record' if untuned else ''}.")
+    return out
+
+
 def summary_markdown(meta: dict) -> str:
     rows = [[r["task"], r["weight"], r["trials"], r["best_ms"], r["weighted_ms"]] for r in meta["task_summary"]]
-    known = [r["weighted_ms"] for r in meta["task_summary"] if r["weighted_ms"] is not None]
-    untuned = sum(1 for r in meta["task_summary"] if r["best_ms"] is None)
+    failed = meta.get("frontends_failed") or {}
     return "\n".join([
         f"# tuning database: {meta['model']} {meta['scenario']} {meta['shapes']} on {meta['target']}",
         "",
-        f"TVM {meta['tvm_version']}, frontend {meta['frontend']}, prepack {meta['prepack']}, fast math {bool(meta.get('fast_math'))}: "
+        f"TVM {meta['tvm_version']}, frontend{'s' if len(db_frontends(meta)) > 1 else ''} {', '.join(db_frontends(meta))}"
+        + "".join(f" ({fe} not: its import failed, {why})" for fe, why in failed.items()) + f", prepack {meta['prepack']}, fast math {bool(meta.get('fast_math'))}: "
         f"{meta['tasks']} tasks, {meta['trials']} trials in {meta['sessions']} session(s), {meta['wall_s']} s of tuning, "
         f"{meta['records']} records, hash {meta['hash']}."
         + (f" Last session: {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s, stopped by "
            f"{meta['last_session']['stopped_by']}." if meta.get("last_session") else ""),
         "",
-        f"Estimated latency from the best measured kernels: {sum(known):.2f} ms (sum of weight × best; kernels only, "
-        f"no VM overhead){'; ' + str(untuned) + ' task(s) without a valid record' if untuned else ''}.",
+        *estimate_lines(meta),
         "",
         md_table(["task", "weight", "trials", "best ms", "weight × best ms"], rows),
         *_profile_markdown(meta.get("last_session") or {}),

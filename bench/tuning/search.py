@@ -1,21 +1,28 @@
 """`gptbench tune`: MetaSchedule over every kernel of a model, into a persistent database.
 
 How it works:
-1. the model is imported through a frontend with static shapes (MetaSchedule tunes fixed shapes);
+1. the model is imported through each frontend asked (static shapes: MetaSchedule tunes fixed shapes);
 2. the Relax module goes through the first half of the build pipeline (library dispatch,
    LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR; with `--prepack` also
    CanonicalizeBindings and AttachAttrLayoutFreeBuffers), exactly what a tuned build runs before
    MetaScheduleApplyDatabase, so the kernels' structural keys match at build time;
-3. every fused kernel becomes a task (`extract_tasks`), and `tune_tasks` spends the trial budget
-   across all of them with the gradient task scheduler (more trials where weighted latency is);
+3. every fused kernel becomes a task (`extract_tasks`); the frontends' tasks are one list, a kernel
+   two frontends share (structurally equal) one task with the calls of both, so one session's budget
+   goes where the frontends' weighted latency is (each frontend's import fuses differently: of the
+   default model's 30 kernels through export and 20 through onnx, one is common);
+   `tune_tasks` spends the trials across them with the harness's task scheduler;
 4. the records go to a JSON database (`database_workload.json`, `database_tuning_record.json`) with a
    `gptbench-db.json` beside it saying what it is for: TVM version, target (mcpu, cores / CUDA
-   arch), model, shapes, frontend, prepack, trials and wall time so far.
+   arch), model, shapes, the frontends whose kernels it holds (and those whose import failed),
+   prepack, trials and wall time so far.
 
 Re-running `tune` on the same database continues: the cost model and evolutionary search start
 from the records already there, and the new trials add to them. Each session starts with one
 round over all its tasks before the gradient scheduler concentrates trials; `--only matmul`
-restricts a follow-up session to the kernels that matter. `run --db` applies a database
+restricts a follow-up session to the kernels that matter. A session keeps the frontends a database
+already holds and adds those asked (`tune --frontend onnx` on an export database: both); with
+`missing_only` it tunes only the kernels with no record yet (`run --tune-budget` extending a cached
+database to a frontend it was not tuned on). `run --db` applies a database
 only if it was tuned for the same TVM version and target; anything else is refused.
 
 Default location: results/tuning/tvm-<version>/<target key>/<model>-<scenario>-b<B>-<shape>[-prepack].
@@ -43,6 +50,7 @@ from bench.tuning.database import (
     META_FORMAT,
     PREPACK_UNSAFE,
     count_records,
+    db_frontends,
     db_hash,
     drop_records,
     read_meta,
@@ -55,7 +63,7 @@ from bench.tuning.database import (
 from bench.tuning.progress import PROGRESS_FILE, Progress, read_progress
 from bench.tuning.transfer import check_foreign, warm_start
 from frontends import get_frontend
-from frontends.base import ImportRequest
+from frontends.base import ImportRequest, short_error
 
 
 def fused_module(mod, target, prepack: bool, fast_math: bool = False):
@@ -129,6 +137,39 @@ def cpu_build(mod, target, _params):
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm_build(mod, target=target)
+
+
+CPU_INTRINSICS = ("x86", "arm_cpu", "riscv_cpu")
+
+
+def cpu_tensor_intrinsics() -> bool:
+    """Register the CPU tensor intrinsics without the GPU ones, for a CPU session: every TuneContext imports
+    the package `tvm.s_tir.tensor_intrin`, whose `__init__` first parses every CUDA intrinsic (37 s on a
+    2-core znver4, inside the session's budget). The package is put in place as its own directory and its
+    CPU modules imported from it, as its `__init__` would; a later import of its CUDA module still works.
+    True if done; False where the package is already imported or is laid out otherwise (then untouched)."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return False
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    package = types.ModuleType(name, "TVM's tensor intrinsics, CPU modules only (bench.tuning.search.cpu_tensor_intrinsics)")
+    package.__path__, package.__package__, package.__spec__ = list(spec.submodule_search_locations), name, spec
+    sys.modules[name] = package
+    try:
+        for module in CPU_INTRINSICS:
+            importlib.import_module(f"{name}.{module}")
+    except Exception:  # noqa: BLE001 - another layout: let TuneContext import the package as it is
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
+        return False
+    return True
 
 
 class Budget:
@@ -261,11 +302,13 @@ def _log_batch(progress: Progress, tasks, task_id: int, batch: int, valid: int, 
     progress.add(str(tasks[task_id].ctx.task_name), batch, valid, estimate, len(timed))
 
 
-def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
+def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
          only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None,
-         warm_from: str | None = None) -> dict:
-    """Tune the kernels of cfg.models[0] for cfg's shapes into db_dir (all of them, or those whose
-    task name contains one of `only`, less those containing one of `skip`); returns the summary.
+         warm_from: str | None = None, missing_only: bool = False) -> dict:
+    """Tune the kernels of cfg.models[0] for cfg's shapes, imported through `frontends` and the
+    frontends db_dir already holds, into db_dir (all of them, or those whose task name contains one
+    of `only`, less those containing one of `skip`; with `missing_only`, those of `frontends` without a
+    record in db_dir); returns the summary.
     Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
     the call (checked between measurement batches), or at Ctrl-C (the summary then says
     `interrupted`); in every case the records so far and a valid description are kept. With
@@ -280,11 +323,18 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
     if warm_from:
         check_foreign(warm_from, target_key(tinfo), dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg),
                                                          prepack=prepack, fast_math=cfg.fast_math))
-    tasks = _extract_tasks(cfg, frontend, tinfo, prepack)
+    asked = list(dict.fromkeys([*db_frontends(previous), *frontends]))
+    tasks, calls, failed = _extract_tasks(cfg, asked, tinfo, prepack, log)
+    failed = {**{k: v for k, v in ((previous or {}).get("frontends_failed") or {}).items() if k not in calls}, **failed}
+    through = [f for f in asked if f not in failed]
     log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
-        f"{cfg.scenario}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
+        f"{cfg.scenario} through {', '.join(through)}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
         + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
     selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
+    if missing_only:  # the kernels of the frontends asked that the database has no record for
+        mine = [t for t in selected if any(t.task_name in calls.get(fe, {}) for fe in frontends)]
+        selected = _without_records(mine, db_dir, tinfo)
+        log(f"{len(selected)} of the {len(mine)} kernels of {', '.join(frontends)} have no record in the database: tuning those")
     db_dir.mkdir(parents=True, exist_ok=True)
     progress = _new_progress(db_dir, previous or {})
     try:
@@ -292,7 +342,8 @@ def tune(cfg, frontend: str, trials: int, db_dir: Path, prepack: bool, max_trial
         wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
     finally:  # the records so far are in the database whatever happened: the log must account for them
         progress.save()
-    meta = _session_meta(cfg, frontend, tinfo, prepack, tasks, db_dir, previous or {}, trials, budget_s, budget, wall)
+    meta = _session_meta(cfg, through, failed, tinfo, prepack, tasks, calls, db_dir, previous or {}, trials, budget_s, budget, wall)
+    meta["last_session"]["frontends"] = [f for f in frontends if f not in failed]
     meta["last_session"]["profile_s"] = profile
     if warm:  # its records are measurements here, not trials of a search: counted apart
         meta["trials"] = max(0, meta["trials"] - warm["measured"])
@@ -350,15 +401,60 @@ def _check_continues(meta: dict, db_dir: Path, tinfo, cfg, prepack: bool) -> Non
                         "keep that setting when continuing it (or use another --db)")
 
 
-def _extract_tasks(cfg, frontend: str, tinfo, prepack: bool) -> list:
-    """The tuning tasks of cfg.models[0]'s case (static shapes) imported through `frontend`."""
+def _extract_tasks(cfg, frontends: list[str], tinfo, prepack: bool, log) -> tuple[list, dict, dict]:
+    """The tuning tasks of cfg.models[0]'s case (static shapes) imported through each of `frontends`,
+    as one list: a kernel two frontends share (structurally equal) is one task whose weight is the
+    sum of its calls in each. With several frontends a task is named FRONTEND:NAME (shared: A+B:NAME).
+    Returns the tasks, each frontend's calls per task name ({frontend: {task: calls}}) and, for a
+    frontend whose import or extraction failed, why (UserError when none imports; with one frontend
+    its own error is raised)."""
     import tempfile
+
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
 
     loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, "static", cfg.seed)
-    with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
-        imported = get_frontend(frontend).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
-    return extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
+    merged: dict[int, list] = {}  # structural hash -> [(task, {frontend: calls})]
+    failed: dict[str, str] = {}
+    for fe in frontends:
+        try:
+            with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
+                imported = get_frontend(fe).import_model(ImportRequest(case.module, case.inputs, case.input_names, None, Path(tmp)))
+            found = extract(imported.mod, tinfo.target, prepack, cfg.fast_math)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a frontend that does not import has no kernels to tune; said in the database
+            if len(frontends) == 1:
+                raise
+            failed[fe] = short_error(e)
+            log(f"{fe}: its import failed, its kernels are not tuned: {failed[fe]}")
+            continue
+        for t in found:
+            bucket = merged.setdefault(tvm_ffi.structural_hash(t.dispatched[0]), [])
+            same = next((entry for entry in bucket if tvm_ffi.structural_equal(entry[0].dispatched[0], t.dispatched[0])), None)
+            if same is None:
+                bucket.append((t, {fe: int(t.weight)}))
+            else:
+                same[1][fe] = same[1].get(fe, 0) + int(t.weight)
+    if len(failed) == len(frontends):
+        raise UserError(f"no frontend imports {cfg.models[0]} to tune it: " + "; ".join(f"{f}: {e}" for f, e in failed.items()))
+    several = len(frontends) - len(failed) > 1
+    tasks, calls = [], {fe: {} for fe in frontends if fe not in failed}
+    for t, by in (entry for bucket in merged.values() for entry in bucket):
+        name = f"{'+'.join(by)}:{t.task_name}" if several else t.task_name
+        tasks.append(ms.ExtractedTask(name, t.mod, t.target, list(t.dispatched), sum(by.values())) if several else t)
+        for fe, n in by.items():
+            calls[fe][name] = n
+    return tasks, calls, failed
+
+
+def _without_records(tasks: list, db_dir: Path, tinfo) -> list:
+    """The tasks for which db_dir holds no tuning record."""
+    from tvm.s_tir import meta_schedule as ms
+
+    db = ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural")
+    return [t for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is None]
 
 
 def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: list[str] | None, skip: list[str] | None, log) -> list:
@@ -399,7 +495,10 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
     for handler in list(ms_logger.handlers):
         ms_logger.removeHandler(handler)
         handler.close()
+    if cfg.target == "llvm":
+        cpu_tensor_intrinsics()
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
+    contexts, weights = _with_design_space(contexts, weights, log)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()
     progress.restart()  # the log counts tuning time as the description does: from here
@@ -428,17 +527,35 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
     return time.perf_counter() - t0, profile
 
 
-def _session_meta(cfg, frontend: str, tinfo, prepack: bool, tasks: list, db_dir: Path, previous: dict, trials: int,
-                  budget_s: float | None, budget: Budget, wall: float) -> dict:
+def _with_design_space(contexts: list, weights: list, log) -> tuple[list, list]:
+    """The tasks whose schedule space MetaSchedule can generate; each other one is said and left with
+    its default schedule (MetaSchedule would fail the whole session on it: TVM 0.27's
+    reverse-compute-at refuses onnx's fused causal-mask matmul, `fused_tril_equal_matmul_where_add`)."""
+    keep = []
+    for ctx, w in zip(contexts, weights, strict=True):
+        try:
+            ctx.generate_design_space()
+        except Exception as e:  # noqa: BLE001 - MetaSchedule's own refusal: the kernel keeps its default schedule
+            log(f"not tuned: MetaSchedule cannot generate a schedule space for {ctx.task_name} ({short_error(e, 240)})")
+            continue
+        keep.append((ctx, w))
+    return [c for c, _ in keep], [w for _, w in keep]
+
+
+def _session_meta(cfg, frontends: list[str], failed: dict, tinfo, prepack: bool, tasks: list, calls: dict, db_dir: Path,
+                  previous: dict, trials: int, budget_s: float | None, budget: Budget, wall: float) -> dict:
     """The database's description after this session: the totals so far and what this session did."""
     import tvm
 
     rows = task_summary(tasks, db_dir)
+    if len(frontends) > 1:  # which frontend calls each kernel how often (the per-frontend estimates of SUMMARY.md)
+        for row in rows:
+            row["calls"] = {fe: calls[fe][row["task"]] for fe in frontends if row["task"] in calls[fe]}
     records = count_records(db_dir)
     trials_done = records - int(previous.get("records", 0))
     return dict(
         format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
-        frontend=frontend, scenario=cfg.scenario, shapes=_shapes(cfg),
+        frontend=",".join(frontends), frontends=frontends, frontends_failed=failed, scenario=cfg.scenario, shapes=_shapes(cfg),
         prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
         wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
         records=records, hash=db_hash(db_dir), task_summary=rows,

@@ -15,14 +15,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main benchmark on the embedded default model: CPU only, no downloads. TVM is tuned on this
-# machine for at most TUNE_BUDGET when TUNE_CACHE has no database for this TVM, CPU and core count
+# machine for at most TUNE_BUDGET (every frontend of the run, one session) when TUNE_CACHE has no database for this TVM, CPU and core count
 # (a second run finds it and tunes nothing); the report shows tuned TVM next to eager PyTorch, ONNX
 # Runtime and the same TVM pipeline untuned. --fast-math: GELU's erf and the softmax's exp as
 # TVM's vectorisable approximations (see README). Where the training text is at hand (it is not
 # part of the repository), the report also gets the model's validation loss through eager
 # PyTorch and through every TVM build.
 VAL_TEXT ?= $(wildcard ../shared/data/tinyshakespeare.txt)
-TUNE_BUDGET ?= 5m
+TUNE_BUDGET ?= 4m
 TUNE_CACHE ?= results/tuning
 
 # The default benchmark's run arguments: `make bench` runs them here, `make docker` in the cpu image.

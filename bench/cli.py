@@ -8,6 +8,7 @@ or corrupt file) with one line on stderr saying what is wrong and what to do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def config_from_args(args):
             timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
             bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, tvm_src=opt("tvm_src"), tvm_recipe=opt("tvm_recipe"),
-            blas=bool(opt("blas", False)),
+            blas=bool(opt("blas", False)), memory=opt("memory", "off") == "on",
             rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
         )
     except ValueError as e:
@@ -731,6 +732,9 @@ def _add_run(sub) -> None:
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
     p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds (isolated cells only)")
     p.add_argument("--fail-on", default="mismatch", help="exit 1 when a cell is: mismatch (default), any (not ok), none")
+    p.add_argument("--memory", choices=["on", "off"], default=os.environ.get("GPTBENCH_MEMORY") or "on",
+                   help="each backend's peak memory, loaded and run alone in a fresh process after the timing (CPU; "
+                   "default on, or $GPTBENCH_MEMORY)")
     _add_val_args(p)
     _add_tune_budget_args(p)
     add_rpc_args(p, "build here for the device's CPU, run and time TVM on a server of the key, parity against eager here")

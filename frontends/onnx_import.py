@@ -112,6 +112,33 @@ def inline_scalar_initializers(model) -> int:
     return len(scalars)
 
 
+def inline_mask_initializers(model) -> int:
+    """Turn every initializer read only by Trilu nodes into a Constant node (in place); returns how many.
+
+    That is the causal mask torch.onnx builds for `scaled_dot_product_attention(is_causal=True)`: a
+    matrix of ones that Trilu makes triangular. As a weight parameter of `main` its Trilu and the
+    comparison after it run at every call, fused into the attention's score kernel, whose schedule
+    space TVM 0.27's MetaSchedule cannot generate (reverse-compute-at fails), so that kernel kept its
+    default schedule; as a constant the mask is folded at build time, as torch.export's is."""
+    import onnx
+
+    readers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    masks = [t for t in model.graph.initializer if readers.get(t.name) == {"Trilu"}]
+    names = {t.name for t in masks}
+    for t in reversed(masks):
+        model.graph.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
+    keep_inits = [t for t in model.graph.initializer if t.name not in names]
+    keep_inputs = [i for i in model.graph.input if i.name not in names]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep_inits)
+    del model.graph.input[:]
+    model.graph.input.extend(keep_inputs)
+    return len(masks)
+
+
 def scalar_constant_of_shape(model) -> int:
     """Replace each ConstantOfShape of an empty shape (a scalar: HF GPT-2's mask code has them) by a
     Constant node holding that scalar (in place); returns how many. TVM 0.19's from_onnx fails on them
@@ -166,6 +193,11 @@ class OnnxFrontend(Frontend):
         if n_scalars:
             patches.append(f"{n_scalars} scalar initializer(s) imported as constants, not weights (so that e.g. pow(x, 3) "
                            "can be rewritten; the torch.export path has them as constants already)")
+        n_masks = inline_mask_initializers(model)
+        if n_masks:
+            patches.append(f"{n_masks} causal-mask initializer(s) (read only by Trilu) imported as constants, not weights (folded at "
+                           "build time, as the torch.export path's mask is; as weights MetaSchedule cannot schedule the attention "
+                           "kernel they fuse into)")
         if tvm_compat.legacy():
             n_cos = scalar_constant_of_shape(model)
             if n_cos:

@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `run --memory` (on by default) starts a fresh process per backend of every cell; the tests that are about
+# memory ask for it (tests/test_memory.py), the others leave it off to keep make test's time
+os.environ["GPTBENCH_MEMORY"] = "off"
 
 TINY_MODELS = ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"]
 

@@ -28,7 +28,8 @@ def test_tune_writes_records_and_a_description(tuned_db):
     meta = read_meta(tuned_db)
     # trials count what was measured: MetaSchedule stops starting batches at --trials, the last batch may overshoot
     assert meta["model"] == "nanogpt-tiny" and 16 <= meta["trials"] == meta["records"] <= 16 + 16 and meta["sessions"] == 1
-    assert meta["last_session"]["trial_limit"] == 16
+    assert meta["last_session"]["trial_limit"] == 16 and meta["last_session"]["population"] == 512
+    assert meta["frontends"] == ["export"] and meta["frontends_failed"] == {}
     assert meta["target"]["kind"] == "llvm" and meta["target"]["mcpu"] and meta["target"]["num_cores"] == usable_cores()
     assert meta["tasks"] > 5 and meta["records"] > 0
     tuned = [r for r in meta["task_summary"] if r["best_ms"] is not None]
@@ -168,6 +169,7 @@ def test_tune_budget_stops_on_time_and_keeps_a_valid_database(gptbench, tmp_path
     assert code == 0, err
     meta = read_meta(db)
     assert meta["last_session"]["stopped_by"] == "budget" and meta["last_session"]["budget_s"] == 25
+    assert meta["last_session"]["population"] == 128  # a budgeted session's evolutionary search (MetaSchedule's: 512)
     assert meta["records"] == meta["trials"] > 0
     assert wall < 25 + 60  # the batches in flight finish after the deadline; nothing starts after it
     assert "stopped by budget" in out

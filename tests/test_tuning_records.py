@@ -87,3 +87,24 @@ def test_a_database_without_records_or_without_take_records_drops_nothing(tasks,
     assert drop_records(tmp_path, unsafe) == 0
     assert (tmp_path / DB_FILES[1]).read_text() == records_before
     assert _records_by_task(tmp_path, hashes) == {"take": 0, "matmul": 2}
+
+
+def test_a_cpu_session_registers_the_cpu_tensor_intrinsics_without_the_cuda_ones():
+    """bench.tuning.search.cpu_tensor_intrinsics: TVM's CPU tensor intrinsics registered, the CUDA module (37 s to
+    parse on 2 cores) not imported; a MetaSchedule task context then builds without importing it either."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tvm\n"
+        "from bench.tuning.search import cpu_tensor_intrinsics\n"
+        "assert cpu_tensor_intrinsics() is True and cpu_tensor_intrinsics() is False\n"
+        "from tvm.s_tir import meta_schedule as ms\n"
+        "ms.TuneContext(target=tvm.target.Target('llvm'))\n"
+        "mods = set(sys.modules)\n"
+        "assert 'tvm.s_tir.tensor_intrin.x86' in mods and 'tvm.s_tir.tensor_intrin.cuda' not in mods, sorted(mods)\n"
+        "from tvm.s_tir.tensor_intrin.x86 import VNNI_DOT_16x4_INTRIN\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -47,6 +47,9 @@ class Prepared:
     timer: Callable[[], float]
     setup_s: float
     info: dict
+    # what a fresh process needs to load and run this backend alone (bench.pipeline.memory): its kind and
+    # files, written into the directory given; None where it cannot be run alone
+    alone: Callable[[Path], dict] | None = None
 
 
 def _as_numpy_list(out) -> list:
@@ -62,7 +65,7 @@ def prepare_eager(case, device: str) -> Prepared:
         with torch.inference_mode():
             return _as_numpy_list(case.module(*case.inputs))
 
-    return Prepared("eager", run, torch_timer(case.module, case.inputs, device), 0.0, {})
+    return Prepared("eager", run, torch_timer(case.module, case.inputs, device), 0.0, {}, alone=lambda _dir: dict(kind="torch"))
 
 
 def prepare_compile(case, device: str) -> Prepared:
@@ -85,7 +88,7 @@ def prepare_compile(case, device: str) -> Prepared:
             return _as_numpy_list(compiled(*case.inputs))
 
     return Prepared("compile", run, torch_timer(compiled, case.inputs, device), setup,
-                    dict(backend="inductor", compile_workers="shut down after the first call"))
+                    dict(backend="inductor", compile_workers="shut down after the first call"), alone=lambda _dir: dict(kind="torch", compile=True))
 
 
 def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir: Path) -> Prepared:
@@ -115,7 +118,7 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     def run():
         return session.run(None, feeds)
 
-    return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info)
+    return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info, alone=lambda _dir: dict(kind="ort", onnx=str(onnx_path)))
 
 
 def session_options(opts) -> dict:
@@ -142,7 +145,8 @@ def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bo
     ex, build_s = build(imported.mod, tinfo.target, None, dlight=dlight, fast_math=fast_math)
     compiled = Compiled(ex, tinfo.device(), imported.params)
     return Prepared("untuned", lambda: compiled(*inputs), compiled.timer(inputs), build_s,
-                    {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)})
+                    {"what": "same import and pipeline, no tuning database", "build_s": round(build_s, 3)},
+                    alone=lambda directory: compiled.alone(directory, "untuned"))
 
 
 # The registry: name -> how the baseline is set up from a BaselineRequest. `--baselines none` times TVM

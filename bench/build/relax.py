@@ -243,6 +243,16 @@ class Compiled:
         evaluator = self.vm.time_evaluator(self.func, self.device, number=1, repeat=1)
         return lambda: float(evaluator(*args).results[0])
 
+    def alone(self, directory: Path, name: str = "tvm") -> dict:
+        """This build as a fresh process loads it (bench.pipeline.memory): the exported library and the
+        weights as imported (the process transforms them as this one did)."""
+        import numpy as np
+
+        lib, params = Path(directory) / f"{name}.so", Path(directory) / f"{name}-params.npz"
+        self.ex.export_library(str(lib))
+        np.savez(params, **{f"arg{i}": p.numpy() for i, p in enumerate(self.raw_params)})
+        return dict(kind="tvm", lib=str(lib), params=str(params))
+
 
 class RemoteCompiled(Compiled):
     """Compiled on an RPC session's device (bench.targets.remote): the outputs are fetched one tensor at a

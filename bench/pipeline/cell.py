@@ -20,6 +20,7 @@ from bench.measure.textdata import window_loss
 from bench.measure.timing import MachineProbe, measure
 from bench.models import load_model
 from bench.pipeline.config import RunConfig
+from bench.pipeline.memory import METHOD, measure_alone
 from bench.record import Baseline, Cell, Latency, Parity
 from bench.scenarios import make_case
 from bench.tuning.database import prepacked
@@ -169,11 +170,48 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
     for name in prepared:
         cell.baselines[name].latency = stats[name]
         cell.speedup[name] = round(stats[name].median / stats["tvm"].median, 4)
+    if cfg.memory:
+        cell.memory = backend_memory(cfg, cell.model, case, compiled, prepared, workdir, torch_device, tinfo, tag)
     cell.status = "ok" if cell.parity.ok else "mismatch"
     if not cell.parity.ok:
         cell.error = f"parity: {cell.parity.reason}"
     versus = (f", eager {stats['eager'].median:.3f} ms, speedup {cell.speedup['eager']:.3f}x" if "eager" in stats else " (timed alone)")
     log(f"{tag} {cell.status}: TVM median {stats['tvm'].median:.3f} ms{versus}")
+
+
+def backend_memory(cfg: RunConfig, model: str, case, compiled, prepared: dict, workdir: Path, torch_device: str, tinfo, tag: str) -> dict:
+    """Each backend of the cell loaded and run alone in a fresh process (bench.pipeline.memory), one after
+    the other, after the timing; and the model's weight bytes. What could not be measured says why."""
+    import numpy as np
+
+    weights = sum(p.numel() * p.element_size() for p in case.module.parameters())
+    memory: dict = dict(method=METHOD, weights_mb=round(weights / 2**20, 1), backends={})
+    why = ("host memory is not the GPU's: measured on the CPU only" if torch_device != "cpu"
+           else "TVM runs on an RPC server" if cfg.rpc
+           else "a build of another TVM environment or a bundle: measured for this environment's Relax builds" if tinfo is None
+           else None)
+    if why:
+        memory["skipped"] = why
+        return memory
+    directory = workdir / "memory"
+    directory.mkdir(exist_ok=True)
+    inputs = directory / "inputs.npz"
+    np.savez(inputs, **{f"arg{i}": x.detach().cpu().numpy() for i, x in enumerate(case.inputs)})
+    common = dict(threads=cfg.threads, inputs=str(inputs), model=model, weights=cfg.weights, seed=cfg.seed,
+                  dtype=cfg.dtype, scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
+                  shapes=cfg.shapes)
+    alone = {"tvm": compiled.alone, **{name: p.alone for name, p in prepared.items()}}
+    log(f"{tag} memory: {', '.join(alone)}, each alone in a fresh process")
+    for name, spec_of in alone.items():
+        try:
+            spec = {**common, **spec_of(directory)}
+        except Exception as e:  # noqa: BLE001 - this backend's memory is not measured; the others are
+            memory["backends"][name] = dict(error=f"not measured: {short_error(e)}")
+            continue
+        memory["backends"][name] = measure_alone(spec, directory, name)
+    said = [f"{n} {m['peak_mb']:.0f} MB" if "peak_mb" in m else f"{n} ({m['error']})" for n, m in memory["backends"].items()]
+    log(f"{tag} peak memory alone: {', '.join(said)}; weights {memory['weights_mb']:.1f} MB")
+    return memory
 
 
 def _prepare_baselines(cfg: RunConfig, request, ref, cell: Cell, tag: str) -> dict:

@@ -77,6 +77,7 @@ class RunConfig:
     tvm_src: str | None = None  # the TVM repository git:REF environments are built from
     tvm_recipe: str | None = None  # the build recipe of git:REF environments (bench.core.tvm_build)
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
+    memory: bool = False  # each backend's memory, in a fresh process of its own after the timing (bench.pipeline.memory)
     tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
     tuning_cut: float | None = None  # this cell's cut: the database as it was after this many seconds of tuning
 

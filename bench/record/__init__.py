@@ -159,8 +159,22 @@ class Baseline:
                    error=_typed(f"{where}.error", d.get("error"), str))
 
 
+def _memory(where: str, d) -> dict | None:
+    """A cell's memory record, its numbers checked."""
+    if d is None:
+        return None
+    _typed(where, d, dict, optional=False)
+    _number(f"{where}.weights_mb", d.get("weights_mb"), optional=True)
+    for name, m in _dict(f"{where}.backends", d.get("backends")).items():
+        _typed(f"{where}.backends.{name}", m, dict, optional=False)
+        for key in ("peak_mb", "floor_mb", "model_mb"):
+            _number(f"{where}.backends.{name}.{key}", m.get(key), optional=True)
+        _typed(f"{where}.backends.{name}.error", m.get("error"), str)
+    return d
+
+
 # Fields a cell has only in some reports: left out of the JSON when absent.
-_OPTIONAL = ("traceback", "metrics", "bundle", "pass_times", "pipeline", "verdict")
+_OPTIONAL = ("traceback", "metrics", "bundle", "pass_times", "pipeline", "verdict", "memory")
 
 
 @dataclass
@@ -204,8 +218,9 @@ class Cell:
     baselines: dict[str, Baseline] = field(default_factory=dict)
     speedup: dict[str, float] = field(default_factory=dict)  # baseline -> its median / TVM's median
     timing: dict | None = None  # the timing method, the solo check, the machine probe, flags
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the harness's process (rss_scope says which), not a backend's
     rss_scope: str | None = None
+    memory: dict | None = None  # each backend alone in a fresh process: method, weights_mb, backends: {name: peak_mb, floor_mb, model_mb | error}
     metrics: dict | None = None  # validation loss, tokens per second
     traceback: str | None = None
     bundle: dict | None = None  # measured from a bundle: where it was built
@@ -288,6 +303,7 @@ class Cell:
             kw[name] = _dict(f"{where}.{name}", d.get(name))
         for name in ("weights", "tuning", "timing", "metrics", "bundle"):
             kw[name] = _typed(f"{where}.{name}", d.get(name), dict)
+        kw["memory"] = _memory(f"{where}.memory", d.get("memory"))
         kw["target_spec"] = _typed(f"{where}.target_spec", d.get("target_spec"), (dict, str))
         for name in ("unsupported_ops", "patches"):
             kw[name] = list(_typed(f"{where}.{name}", d.get(name), list) or [])

@@ -285,6 +285,29 @@ def _passes_build(cell: Cell, x: float) -> Bar:
     return Bar(x, float(build_s), mismatch=cell.status == "mismatch")
 
 
+def _run_memory(ax: Axes, cells: list[Cell]) -> None:
+    """Each backend's peak memory alone, per cell: the runtime's imports (pale) and what the model added (solid)."""
+    shown = [c for c in cells if c.memory and c.memory.get("backends")]
+    names = _in_order(n for c in shown for n in c.memory["backends"])
+    width = 0.8 / max(1, len(names))
+    for j, name in enumerate(names):
+        color = backend_color(shown[0].frontend if name == "tvm" else name, j)
+        xs, floors, models = [], [], []
+        for i, c in enumerate(shown):
+            m = c.memory["backends"].get(name) or {}
+            if "peak_mb" in m:
+                xs.append(i - 0.4 + width * (j + 0.5))
+                floors.append(m["floor_mb"])
+                models.append(m["model_mb"])
+        label = "TVM" if name == "tvm" else "TVM untuned" if name == "untuned" else name
+        ax.bar(xs, floors, width, color=color, alpha=0.35, edgecolor="black", linewidth=0.5)
+        ax.bar(xs, models, width, bottom=floors, color=color, label=label, edgecolor="black", linewidth=0.5)
+    ax.set_xticks(range(len(shown)), [f"{c.model}\n{c.frontend}" for c in shown], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("peak resident memory alone, MB")
+    ax.set_title("Memory per backend (pale: runtime imports; solid: model)", fontsize=10)
+    ax.legend(fontsize=8)
+
+
 def make_figure(report: dict) -> Figure:
     """The report's chart, not yet saved (drawn on an Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -293,9 +316,12 @@ def make_figure(report: dict) -> Figure:
     cells = report["cells"]
     if not cells:
         raise UserError(f"report {report.get('name')!r} has no cells: nothing to plot")
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    memory = report["kind"] != "passes" and any(c.memory and c.memory.get("backends") for c in cells)
+    fig = Figure(figsize=(FIGSIZE[0] * 1.45, FIGSIZE[1]) if memory else FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2)
+    left, right, *third = fig.subplots(1, 3 if memory else 2, width_ratios=[1, 1, 0.9] if memory else None)
+    if third:
+        _run_memory(third[0], cells)
     if report["kind"] == "passes":
         _passes_panel(left, cells, _tvm_bar, "TVM latency, ms (median, p10–p90)", "TVM latency per pass variant", log=True)
         _passes_panel(right, cells, _passes_build, "build time, s", "Build time per pass variant", log=False)

@@ -187,6 +187,10 @@ def flat_row(cell: Cell) -> dict:
     row["tuning_db"] = (cell.tuning or {}).get("hash")
     row["n_relax_ops"] = sum(cell.relax_ops.values()) or None
     row["peak_rss_mb"] = cell.peak_rss_mb
+    if cell.memory:
+        row["weights_mb"] = cell.memory.get("weights_mb")
+        for name, m in (cell.memory.get("backends") or {}).items():
+            row[f"{name}_peak_mb"], row[f"{name}_model_mb"] = m.get("peak_mb"), m.get("model_mb")
     row["unstable"] = cell.unstable if cell.timing else None
     return row
 
@@ -251,7 +255,14 @@ def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
         fmt(par and par.rel_l2, ".1e"), fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
     row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
     row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in ("eager", *base_names)]
-    return row + [c.peak_rss_mb, "unstable" if c.unstable else "ok" if c.timing else None]
+    return row + [_peak(c), "unstable" if c.unstable else "ok" if c.timing else None]
+
+
+def _peak(c: Cell):
+    """The main table's memory: TVM's peak alone where it was measured, else the harness process's peak (older reports)."""
+    if c.memory is not None:
+        return ((c.memory.get("backends") or {}).get("tvm") or {}).get("peak_mb")
+    return c.peak_rss_mb
 
 
 def to_markdown(report: dict) -> str:
@@ -277,6 +288,7 @@ def to_markdown(report: dict) -> str:
         cells_table(cells),
     ]
     out += timing_check_markdown(cells)
+    out += memory_markdown(cells)
     extra = [c for c in cells if c.metrics]
     if extra:
         keys = sorted({k for c in extra for k in c.metrics})
@@ -284,6 +296,33 @@ def to_markdown(report: dict) -> str:
     if report.get("kind") == "passes":
         out += passes_markdown(cells)
     return "\n".join(out + _not_ok_lines(cells))
+
+
+def memory_markdown(cells: list[Cell]) -> list[str]:
+    """The memory section: per cell, each backend's peak when loaded and run alone, and what its model added."""
+    measured = [c for c in cells if c.memory and c.memory.get("backends")]
+    skipped = [c for c in cells if c.memory and c.memory.get("skipped")]
+    if not measured and not skipped:
+        return []
+    out = ["## Memory", ""]
+    if measured:
+        names = _in_order(n for c in measured for n in c.memory["backends"])
+        rows = []
+        for c in measured:
+            got = c.memory["backends"]
+            rows.append([c.model, c.frontend, *([c.variant] if any(x.variant for x in measured) else []), c.memory.get("weights_mb"),
+                         *[(f"{got[n]['peak_mb']:.0f} (+{got[n]['model_mb']:.0f})" if "peak_mb" in got[n] else got[n].get("error"))
+                           if n in got else None for n in names]])
+        out += [f"Peak resident memory, MB, of {measured[0].memory.get('method')}; in brackets what loading and running the model added "
+                "over the runtime's imports. TVM's is the tuned build's (untuned: the same import without the database).", "",
+                md_table(["model", "frontend", *(["variant"] if any(x.variant for x in measured) else []), "weights MB",
+                          *[f"{'TVM' if n == 'tvm' else n} MB" for n in names]], rows), ""]
+    out += [f"- {c.model} × {c.frontend}: memory not measured: {c.memory['skipped']}" for c in skipped]
+    return out + ([""] if skipped else [])
+
+
+def _in_order(values) -> list:
+    return list(dict.fromkeys(values))
 
 
 def tvm_builds_lines(cells: list[Cell]) -> list[str]:
@@ -303,7 +342,8 @@ def cells_table(cells: list[Cell]) -> str:
     base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
     has_variant = any(c.variant for c in cells)
     headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
-    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + ["peak RSS MB", "timing"]
+    memory = "TVM peak MB (alone)" if any(c.memory is not None for c in cells) else "peak RSS MB"
+    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + [memory, "timing"]
     return md_table(headers, [_cell_row(c, has_variant, base_names) for c in cells])
 
 

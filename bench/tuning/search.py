@@ -188,6 +188,16 @@ PATIENCE = 3  # a task whose best kernel improved by under MIN_GAIN over its las
 MIN_GAIN = 0.01
 
 
+MS_POPULATION = 512  # MetaSchedule's evolutionary search: candidates sampled and evolved for each batch
+BUDGET_POPULATION = int(os.environ.get("GPTBENCH_POPULATION", "128"))
+
+
+def population(budget_s: float | None) -> int:
+    """The evolutionary search's population: MetaSchedule's 512 for a session bounded by trials alone; 128
+    for one bounded by a wall-clock budget, where the search's own time competes with measuring."""
+    return BUDGET_POPULATION if budget_s else MS_POPULATION
+
+
 GRADIENT_ALPHA, GRADIENT_WINDOW = 0.2, 3  # MetaSchedule's defaults for its gradient scheduler
 
 
@@ -323,10 +333,7 @@ def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, ma
     if warm_from:
         check_foreign(warm_from, target_key(tinfo), dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg),
                                                          prepack=prepack, fast_math=cfg.fast_math))
-    asked = list(dict.fromkeys([*db_frontends(previous), *frontends]))
-    tasks, calls, failed = _extract_tasks(cfg, asked, tinfo, prepack, log)
-    failed = {**{k: v for k, v in ((previous or {}).get("frontends_failed") or {}).items() if k not in calls}, **failed}
-    through = [f for f in asked if f not in failed]
+    tasks, calls, failed, through = _tasks_of(cfg, frontends, previous, tinfo, prepack, log)
     log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
         f"{cfg.scenario} through {', '.join(through)}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
         + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
@@ -345,6 +352,7 @@ def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, ma
     meta = _session_meta(cfg, through, failed, tinfo, prepack, tasks, calls, db_dir, previous or {}, trials, budget_s, budget, wall)
     meta["last_session"]["frontends"] = [f for f in frontends if f not in failed]
     meta["last_session"]["profile_s"] = profile
+    meta["last_session"]["population"] = population(budget_s)
     if warm:  # its records are measurements here, not trials of a search: counted apart
         meta["trials"] = max(0, meta["trials"] - warm["measured"])
         meta["last_session"]["trials"] = max(0, meta["last_session"]["trials"] - warm["measured"])
@@ -399,6 +407,15 @@ def _check_continues(meta: dict, db_dir: Path, tinfo, cfg, prepack: bool) -> Non
     if bool(meta.get("fast_math")) != cfg.fast_math:
         raise UserError(f"{db_dir} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math; "
                         "keep that setting when continuing it (or use another --db)")
+
+
+def _tasks_of(cfg, frontends: list[str], previous: dict | None, tinfo, prepack: bool, log) -> tuple[list, dict, dict, list[str]]:
+    """The tasks of the frontends asked and of those the database already holds (_extract_tasks); the
+    frontends whose import failed, now or when the database was tuned (unless imported now); those that imported."""
+    asked = list(dict.fromkeys([*db_frontends(previous), *frontends]))
+    tasks, calls, failed = _extract_tasks(cfg, asked, tinfo, prepack, log)
+    failed = {**{k: v for k, v in ((previous or {}).get("frontends_failed") or {}).items() if k not in calls}, **failed}
+    return tasks, calls, failed, [f for f in asked if f not in failed]
 
 
 def _extract_tasks(cfg, frontends: list[str], tinfo, prepack: bool, log) -> tuple[list, dict, dict]:
@@ -497,7 +514,9 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
         handler.close()
     if cfg.target == "llvm":
         cpu_tensor_intrinsics()
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), seed=cfg.seed)
+    strategy = ms.search_strategy.EvolutionarySearch(population_size=population(budget_s)) if budget_s else "evolutionary"
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), strategy=strategy,
+                                                                            seed=cfg.seed)
     contexts, weights = _with_design_space(contexts, weights, log)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     t0 = time.perf_counter()

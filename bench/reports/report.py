@@ -245,7 +245,7 @@ def _bundle_lines(bundle: dict) -> list[str]:
 
 
 
-def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
+def _cell_row(c: Cell, has_variant: bool, base_names: list[str], alone: bool = False) -> list:
     t = c.timings
     imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
     par, b, sp = c.parity, c.baselines, c.speedup
@@ -255,13 +255,14 @@ def _cell_row(c: Cell, has_variant: bool, base_names: list[str]) -> list:
         fmt(par and par.rel_l2, ".1e"), fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
     row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
     row += [None if sp.get(n) is None else f"{sp[n]:.3f}x" for n in ("eager", *base_names)]
-    return row + [_peak(c), "unstable" if c.unstable else "ok" if c.timing else None]
+    return row + [_peak(c, alone), "unstable" if c.unstable else "ok" if c.timing else None]
 
 
-def _peak(c: Cell):
-    """The main table's memory: TVM's peak alone where it was measured, else the harness process's peak (older reports)."""
-    if c.memory is not None:
-        return ((c.memory.get("backends") or {}).get("tvm") or {}).get("peak_mb")
+def _peak(c: Cell, alone: bool):
+    """The main table's memory: TVM's peak alone in a report that measured memory (none for a cell without
+    it: a failed cell), else the harness process's peak (reports from before)."""
+    if alone:
+        return ((c.memory or {}).get("backends") or {}).get("tvm", {}).get("peak_mb")
     return c.peak_rss_mb
 
 
@@ -342,9 +343,10 @@ def cells_table(cells: list[Cell]) -> str:
     base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
     has_variant = any(c.variant for c in cells)
     headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
-    memory = "TVM peak MB (alone)" if any(c.memory is not None for c in cells) else "peak RSS MB"
-    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names] + [memory, "timing"]
-    return md_table(headers, [_cell_row(c, has_variant, base_names) for c in cells])
+    alone = any(c.memory is not None for c in cells)
+    headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names]
+    headers += ["TVM peak MB (alone)" if alone else "peak RSS MB", "timing"]
+    return md_table(headers, [_cell_row(c, has_variant, base_names, alone) for c in cells])
 
 
 def _not_ok_lines(cells: list[Cell]) -> list[str]:

@@ -215,7 +215,7 @@ def test_run_tune_budget_extends_a_cached_database_to_the_runs_other_frontends(t
     assert code == 0, err
     assert "tuning database found" in err and "tuning the kernels of onnx it has no record for" in err
     after = read_meta(where)
-    assert after["frontends"] == ["export", "onnx"] and after["sessions"] == 2 and after["records"] > meta["records"]
+    assert after["frontends"] == ["export", "onnx"] and after["sessions"] == meta["sessions"] + 1 and after["records"] > meta["records"]
     assert after["last_session"]["frontends"] == ["onnx"]
     assert "Estimated latency through onnx" in (where / "SUMMARY.md").read_text()
     cells = {c["frontend"]: c for c in json.loads(next((tmp_path / "out").glob("*.json")).read_text())["cells"]}

@@ -291,17 +291,17 @@ def _run_memory(ax: Axes, cells: list[Cell]) -> None:
     names = _in_order(n for c in shown for n in c.memory["backends"])
     width = 0.8 / max(1, len(names))
     for j, name in enumerate(names):
-        color = backend_color(shown[0].frontend if name == "tvm" else name, j)
-        xs, floors, models = [], [], []
+        xs, floors, models, colors = [], [], [], []
         for i, c in enumerate(shown):
             m = c.memory["backends"].get(name) or {}
             if "peak_mb" in m:
                 xs.append(i - 0.4 + width * (j + 0.5))
                 floors.append(m["floor_mb"])
                 models.append(m["model_mb"])
-        label = "TVM" if name == "tvm" else "TVM untuned" if name == "untuned" else name
-        ax.bar(xs, floors, width, color=color, alpha=0.35, edgecolor="black", linewidth=0.5)
-        ax.bar(xs, models, width, bottom=floors, color=color, label=label, edgecolor="black", linewidth=0.5)
+                colors.append(backend_color(c.frontend if name == "tvm" else name, j))  # TVM in its frontend's colour
+        label = "TVM (its frontend's colour)" if name == "tvm" else "TVM untuned" if name == "untuned" else name
+        ax.bar(xs, floors, width, color=colors, alpha=0.35, edgecolor="black", linewidth=0.5)
+        ax.bar(xs, models, width, bottom=floors, color=colors, label=label, edgecolor="black", linewidth=0.5)
     ax.set_xticks(range(len(shown)), [f"{c.model}\n{c.frontend}" for c in shown], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("peak resident memory alone, MB")
     ax.set_title("Memory per backend (pale: runtime imports; solid: model)", fontsize=10)

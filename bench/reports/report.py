@@ -375,7 +375,8 @@ def _tuning_line(c: Cell) -> str:
     t = c.tuning
     line = (f"- {c.model} × {c.frontend}{' ' + c.variant if c.variant else ''}: `{t.get('path')}` (hash {t.get('hash')}, "
             f"{t.get('records')} records from {t.get('trials', '?')} trials and {t.get('tuning_wall_s', '?')} s of tuning, "
-            f"{t.get('matched', '?')} of {t.get('tasks', '?')} kernels tuned)")
+            f"{t.get('matched', '?')} of {t.get('tasks', '?')} kernels tuned"
+            + (f"; tuned through {', '.join(t['tuned_for']['frontends'])}" if (t.get("tuned_for") or {}).get("frontends") else "") + ")")
     if t.get("cut"):
         cut = t["cut"]
         line += (f"; **as it was after {cut['tuning_s']} s of its {cut['of_tuning_s']} s of tuning**: the first {cut['records']} "

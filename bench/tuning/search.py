@@ -93,7 +93,8 @@ def check_database(db_dir, tinfo, mod) -> dict:
     matched = sum(1 for t in tasks if db.query_tuning_record(t.dispatched[0], tinfo.target, t.task_name) is not None)
     info = dict(path=str(db_dir), hash=db_hash(db_dir), records=count_records(db_dir), tasks=len(tasks), matched=matched,
                 prepack=bool(meta.get("prepack")), tuned_for=dict(model=meta.get("model"), scenario=meta.get("scenario"),
-                                                                   shapes=meta.get("shapes")), trials=meta.get("trials"),
+                                                                   shapes=meta.get("shapes"), frontends=db_frontends(meta)),
+                trials=meta.get("trials"),
                 tuning_wall_s=meta.get("wall_s"))
     there, here = target_key_of(meta), target_key(tinfo)
     if there != here:  # run --foreign-db: said in every cell that used it

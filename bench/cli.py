@@ -66,9 +66,9 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="prefill", help="prefill, decode or generate (default prefill)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=128, help="prompt tokens (prefill, generate)")
-    p.add_argument("--past-len", type=int, default=128, help="KV-cache length for --scenario decode")
+    p.add_argument("--batch", default="1", help="batch size (`run`: comma-separated values sweep, e.g. 1,4)")
+    p.add_argument("--seq-len", default="128", help="prompt tokens (prefill, generate; `run`: a comma-separated sweep, e.g. 32,128,512)")
+    p.add_argument("--past-len", default="128", help="KV-cache length for --scenario decode (`run`: a comma-separated sweep)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
     p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
     p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
@@ -106,14 +106,46 @@ def _cuts(text) -> list[float]:
     return [float("inf") if t == "all" else _duration("--tuned-after", t) for t in _csv(text)]
 
 
+def _sizes(flag: str, value) -> list[int]:
+    """A size flag's values: one integer, or (`run`) a comma-separated list of them."""
+    if isinstance(value, int):
+        return [value]
+    try:
+        sizes = [int(v) for v in _csv(str(value))]
+    except ValueError:
+        raise UserError(f"{flag} {value!r}: give an integer, or for `run` comma-separated integers (e.g. 32,128)") from None
+    if not sizes:
+        raise UserError(f"{flag}: give at least one value")
+    return list(dict.fromkeys(sizes))
+
+
+def _sweep(args, opt) -> list[list[int]]:
+    """--batch × --seq-len (prefill, generate) or × --past-len (decode): [batch, seq_len, past_len] per shape,
+    when there is more than one; a list is for `run` only, and only for the scenario's own length."""
+    scenario = opt("scenario", "prefill")
+    batches, seqs, pasts = (_sizes(f, opt(k, d)) for f, k, d in (("--batch", "batch", 1), ("--seq-len", "seq_len", 128),
+                                                                 ("--past-len", "past_len", 128)))
+    other = ("--past-len", pasts) if scenario != "decode" else ("--seq-len", seqs)
+    if len(other[1]) > 1:
+        raise UserError(f"{other[0]} takes one value with --scenario {scenario} (the sweep is over "
+                        f"{'--past-len' if scenario == 'decode' else '--seq-len'} and --batch)")
+    lengths = pasts if scenario == "decode" else seqs
+    shapes = [[b, n if scenario != "decode" else seqs[0], n if scenario == "decode" else pasts[0]] for b in batches for n in lengths]
+    if len(shapes) > 1 and getattr(args, "func", None) is not cmd_run:
+        raise UserError("a list of --batch, --seq-len or --past-len values (a shape sweep) is for `gptbench run`; give one value")
+    return shapes if len(shapes) > 1 else []
+
+
 def config_from_args(args):
     from bench.pipeline.config import RunConfig
 
     opt = vars(args).get
+    sweep = _sweep(args, opt)
+    first = _sizes("--batch", opt("batch", 1))[0], _sizes("--seq-len", opt("seq_len", 128))[0], _sizes("--past-len", opt("past_len", 128))[0]
     try:
         cfg = RunConfig(
             models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=opt("scenario", "prefill"),
-            batch=opt("batch", 1), seq_len=opt("seq_len", 128), past_len=opt("past_len", 128), new_tokens=opt("new_tokens", 32),
+            batch=first[0], seq_len=first[1], past_len=first[2], sweep=sweep, new_tokens=opt("new_tokens", 32),
             warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
             weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
             tol=opt("tol", 0.0), db=args.db, foreign_db=bool(opt("foreign_db", False)), cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
@@ -124,6 +156,7 @@ def config_from_args(args):
             blas=bool(opt("blas", False)), memory=opt("memory", "off") == "on",
             rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
         )
+        cfg.shape_points()  # every shape of a sweep checked before any work (e.g. one beyond the model's context)
     except ValueError as e:
         raise UserError(str(e)) from None
     cfg.threads_given = bool(args.threads)

@@ -41,6 +41,7 @@ class RunConfig:
     batch: int = 1
     seq_len: int = 128
     past_len: int = 128
+    sweep: list = field(default_factory=list)  # [batch, seq_len, past_len] of each shape of a `run` sweep (empty: the one above)
     new_tokens: int = 32
     warmup: int = 5
     repeat: int = 30
@@ -219,6 +220,11 @@ class RunConfig:
                 read_progress(self.db)
             except UserError as e:
                 raise ValueError(f"--tuned-after: {e}") from None
+
+    def shape_points(self) -> list[RunConfig]:
+        """One configuration per shape of a sweep (`run --batch 1,4 --seq-len 32,128`), each checked as the
+        run's own; the run itself when it has one shape."""
+        return [replace(self, batch=b, seq_len=s, past_len=p, sweep=[]) for b, s, p in self.sweep] or [self]
 
     def tuning_points(self) -> list[RunConfig]:
         """One configuration per --tuned-after cut (the run itself when there is none); `all` is the

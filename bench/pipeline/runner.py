@@ -190,13 +190,15 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     previous = signal.signal(signal.SIGTERM, on_term)
     current = None  # the cell in progress, when an interrupt comes
     try:
-        if cfg.tune_budget:
-            ensure_tuned(cfg)
-        todo = _todo(cfg)
+        todo = []
+        for shape in cfg.shape_points():  # a sweep: each shape tuned (its own database) and run in turn
+            if shape.tune_budget:
+                ensure_tuned(shape)
+            todo += _todo(shape)
         for i, (point, model, frontend, env) in enumerate(todo, 1):
             cut = "" if point.tuning_cut is None else f"; the database after {cut_label(point.tuning_cut)} of tuning"
-            log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {cfg.batch}, "
-                f"{'seq ' + str(cfg.seq_len) if cfg.scenario != 'decode' else 'past ' + str(cfg.past_len)}, {cfg.shapes}; TVM {env}{cut})")
+            log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {point.batch}, "
+                f"{'seq ' + str(point.seq_len) if cfg.scenario != 'decode' else 'past ' + str(point.past_len)}, {cfg.shapes}; TVM {env}{cut})")
             current = (i, point, model, frontend, env)
             try:
                 cell = run_cell(point, model, frontend, env)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
 from bench.record import Cell
-from bench.reports.report import load_report, shapes_text
+from bench.reports.report import load_report, shape_label, shapes_text, swept
 
 if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: `gptbench --help` needs neither
     from matplotlib.axes import Axes
@@ -121,8 +121,9 @@ def _title(report: dict) -> str:
     machine = str(env.get("cpu") or "unknown CPU")
     if env.get("gpu"):
         machine += f", GPU {env['gpu'].get('name')}"
-    return (f"{report['name']} ({report['kind']}, {report.get('created')}): target {first.target}, {first.scenario}, "
-            f"{shapes_text(first)}\n{machine}")
+    shape = (f"{first.shapes}, a sweep of {len({shape_label(c) for c in report['cells']})} shapes" if swept(report["cells"])
+             else shapes_text(first))
+    return f"{report['name']} ({report['kind']}, {report.get('created')}): target {first.target}, {first.scenario}, {shape}\n{machine}"
 
 
 def _in_order(values) -> list:
@@ -285,6 +286,56 @@ def _passes_build(cell: Cell, x: float) -> Bar:
     return Bar(x, float(build_s), mismatch=cell.status == "mismatch")
 
 
+def _tokens(c: Cell) -> int:
+    return c.past_len if c.scenario == "decode" else c.seq_len
+
+
+def _sweep_panels(latency_ax: Axes, speedup_ax: Axes, cells: list[Cell]) -> None:
+    """A shape sweep: latency (median, p10-p90) against tokens per backend, one line per model and batch
+    (the first batch solid, the others dashed); TVM's speedup over eager against tokens per frontend."""
+    import numpy as np
+
+    groups = _in_order((c.model, c.batch) for c in cells)
+    backends = _in_order(["tvm:" + c.frontend for c in cells] + [b for c in cells for b in c.baselines if b in BASELINE_ORDER])
+    for j, backend in enumerate(backends):
+        for model, batch in groups:
+            mine = sorted((c for c in cells if (c.model, c.batch) == (model, batch)), key=_tokens)
+            points = []
+            for c in mine:
+                lat = (c.tvm if c.frontend == backend[4:] else None) if backend.startswith("tvm:") else \
+                    (c.baselines[backend].latency if backend in c.baselines else None)
+                if lat is not None and not any(x == _tokens(c) for x, *_ in points):  # a baseline once per length
+                    low, mid, high = np.percentile(lat.samples, [10, 50, 90])
+                    points.append((_tokens(c), mid, low, high))
+            if not points:
+                continue
+            xs, mids, lows, highs = map(list, zip(*points, strict=True))
+            name = f"TVM {backend[4:]}" if backend.startswith("tvm:") else backend
+            color = backend_color(backend[4:] if backend.startswith("tvm:") else backend, j)
+            latency_ax.errorbar(xs, mids, yerr=[np.subtract(mids, lows), np.subtract(highs, mids)], marker="o", capsize=2, color=color,
+                                linestyle="-" if len(groups) == 1 or batch == groups[0][1] else "--",
+                                label=f"{name}" + (f" ({model}, b{batch})" if len(groups) > 1 else ""))
+    for ax in (latency_ax, speedup_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("past tokens" if cells[0].scenario == "decode" else "sequence length, tokens")
+        ax.xaxis.set_major_formatter(_plain)
+    _log_y(latency_ax)
+    latency_ax.set_ylabel("latency, ms (median, p10–p90)")
+    latency_ax.set_title("Latency against sequence length", fontsize=10)
+    latency_ax.legend(fontsize=7)
+    for k, frontend in enumerate(_in_order(c.frontend for c in cells)):
+        for model, batch in groups:
+            pts = sorted((_tokens(c), c.speedup["eager"]) for c in cells if (c.model, c.batch, c.frontend) == (model, batch, frontend)
+                         and c.speedup.get("eager"))
+            if pts:
+                speedup_ax.plot(*zip(*pts, strict=True), marker="o", color=backend_color(frontend, k),
+                                linestyle="-" if batch == groups[0][1] else "--", label=f"TVM {frontend}" + (f" ({model}, b{batch})" if len(groups) > 1 else ""))
+    speedup_ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    speedup_ax.set_ylabel("speedup vs eager (eager median / TVM median)")
+    speedup_ax.set_title("TVM speedup over eager PyTorch against sequence length (> 1: TVM faster)", fontsize=10)
+    speedup_ax.legend(fontsize=7)
+
+
 def _run_memory(ax: Axes, cells: list[Cell]) -> None:
     """Each backend's peak memory alone, per cell: the runtime's imports (pale) and what the model added (solid)."""
     shown = [c for c in cells if c.memory and c.memory.get("backends")]
@@ -328,6 +379,8 @@ def make_figure(report: dict) -> Figure:
     else:
         if any((c.tuning or {}).get("cut") for c in cells):
             _tuning_curves(left, right, cells)
+        elif swept(cells):
+            _sweep_panels(left, right, cells)
         else:
             _run_latency(left, cells)
             _run_speedup(right, cells)

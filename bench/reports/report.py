@@ -245,12 +245,22 @@ def _bundle_lines(bundle: dict) -> list[str]:
 
 
 
-def _cell_row(c: Cell, has_variant: bool, base_names: list[str], alone: bool = False) -> list:
+def shape_label(c: Cell) -> str:
+    """'b1 × 128' (prefill, generate) or 'b1 × past 128' (decode): a cell's shape in a sweep."""
+    return f"b{c.batch} × " + (f"past {c.past_len}" if c.scenario == "decode" else str(c.seq_len))
+
+
+def swept(cells: list[Cell]) -> bool:
+    """Whether the cells are of more than one shape (`run --batch 1,4 --seq-len 32,128`)."""
+    return len({(c.batch, c.seq_len, c.past_len) for c in cells}) > 1
+
+
+def _cell_row(c: Cell, has_variant: bool, base_names: list[str], alone: bool = False, shapes: bool = False) -> list:
     t = c.timings
     imp = (t.get("export_s") or 0) + (t.get("import_s") or 0) if ("import_s" in t or "export_s" in t) else None
     par, b, sp = c.parity, c.baselines, c.speedup
     eager = b.get("eager")
-    row = [c.model, c.frontend] + ([c.variant] if has_variant else []) + [
+    row = [c.model, c.frontend] + ([shape_label(c)] if shapes else []) + ([c.variant] if has_variant else []) + [
         c.status, (c.weights or {}).get("kind"), fmt(imp, ".1f"), fmt(t.get("build_s"), ".1f"),
         fmt(par and par.rel_l2, ".1e"), fmt(par and par.top1_agree, ".3f"), _ms(c.tvm), _ms(eager and eager.latency)]
     row += [_ms(b[n].latency) or b[n].status if n in b else None for n in base_names]
@@ -270,12 +280,17 @@ def to_markdown(report: dict) -> str:
     cells: list[Cell] = report["cells"]
     cfg = report.get("config") or {}
     shape = (f"past {cfg.get('past_len')} + 1 token" if cfg.get("scenario") == "decode" else f"seq {cfg.get('seq_len')}")
+    if cfg.get("sweep"):
+        lengths = sorted({p if cfg.get("scenario") == "decode" else s for _b, s, p in cfg["sweep"]})
+        shape = (f"past {','.join(map(str, lengths))} + 1 token" if cfg.get("scenario") == "decode" else f"seq {','.join(map(str, lengths))}")
+        shape += f" (a sweep of {len(cfg['sweep'])} shapes, each built on its own)"
     out = [
         f"# gptbench {report.get('kind', 'run')}: {report['name']}",
         "",
         *([f"**Partial report**: the run was interrupted ({report.get('interrupted')}); it keeps the cells that finished, "
            "the cell in progress is marked `interrupted` and the cells after it were not run.", ""] if report.get("partial") else []),
-        f"{report['created']} · target {cfg.get('target')} · scenario {cfg.get('scenario')} · batch {cfg.get('batch')} · {shape} · "
+        f"{report['created']} · target {cfg.get('target')} · scenario {cfg.get('scenario')} · batch "
+        f"{','.join(str(b) for b in sorted({x[0] for x in cfg['sweep']})) if cfg.get('sweep') else cfg.get('batch')} · {shape} · "
         f"{cfg.get('shapes')} shapes · {cfg.get('dtype')} · tolerance rel L2 ≤ {cfg.get('tol')}",
         "",
         f"Environment: {environment_line(report.get('environment') or {})}",
@@ -342,11 +357,13 @@ def cells_table(cells: list[Cell]) -> str:
     """The report's main table: one row per cell, a latency and a speedup column per baseline present."""
     base_names = [b for b in BASELINES if b != "eager" and any(b in c.baselines for c in cells)]
     has_variant = any(c.variant for c in cells)
-    headers = ["model", "frontend"] + (["variant"] if has_variant else []) + ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
+    shapes = swept(cells)
+    headers = ["model", "frontend"] + (["shape (batch × tokens)"] if shapes else []) + (["variant"] if has_variant else [])
+    headers += ["status", "weights", "export+import s", "build s", "rel L2", "top-1", "TVM ms", "eager ms"]
     alone = any(c.memory is not None for c in cells)
     headers += [f"{b} ms" for b in base_names] + ["speedup vs eager"] + [f"vs {b}" for b in base_names]
     headers += ["TVM peak MB (alone)" if alone else "peak RSS MB", "timing"]
-    return md_table(headers, [_cell_row(c, has_variant, base_names, alone) for c in cells])
+    return md_table(headers, [_cell_row(c, has_variant, base_names, alone, shapes) for c in cells])
 
 
 def _not_ok_lines(cells: list[Cell]) -> list[str]:

@@ -1,0 +1,26 @@
+"""Shape sweeps: `run --batch 1,2 --seq-len 8,16` runs the cross product, one cell per shape, in one report."""
+
+from __future__ import annotations
+
+import json
+
+from bench.reports.plot import make_figure
+from bench.reports.report import load_report
+
+
+def test_a_sweep_runs_every_shape_and_the_report_and_plot_show_it(gptbench, tmp_path):
+    code, _out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--batch", "1,2", "--seq-len", "8,16",
+                               "--repeat", "2", "--warmup", "0", "--no-isolate", "--no-history", "--out", tmp_path)
+    assert code == 0, err
+    cells = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"]
+    assert sorted((c["batch"], c["seq_len"]) for c in cells) == [(1, 8), (1, 16), (2, 8), (2, 16)]
+    assert all(c["status"] == "ok" and c["parity"]["rel_l2"] < 1e-5 for c in cells)
+    assert len({c["id"] for c in cells}) == 4  # four series in the history, four rows for compare
+    assert "batch 2, seq 16" in err  # the cell's own shape in its progress line
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "shape (batch × tokens)" in md and "| b2 × 16 |" in md and "a sweep of 4 shapes, each built on its own" in md
+    fig = make_figure(load_report(next(tmp_path.glob("*.json"))))
+    latency, speedup = fig.axes[:2]
+    assert latency.get_xlabel() == "sequence length, tokens" and "against sequence length" in speedup.get_title()
+    assert {ln.get_label() for ln in speedup.get_lines() if not ln.get_label().startswith("_")} == {
+        "TVM export (nanogpt-tiny, b1)", "TVM export (nanogpt-tiny, b2)"}

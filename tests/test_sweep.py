@@ -24,3 +24,15 @@ def test_a_sweep_runs_every_shape_and_the_report_and_plot_show_it(gptbench, tmp_
     assert latency.get_xlabel() == "sequence length, tokens" and "against sequence length" in speedup.get_title()
     assert {ln.get_label() for ln in speedup.get_lines() if not ln.get_label().startswith("_")} == {
         "TVM export (nanogpt-tiny, b1)", "TVM export (nanogpt-tiny, b2)"}
+
+
+def test_each_shape_of_a_sweep_keeps_its_own_tuning_database():
+    """--tune-budget fills each shape's database into that shape's configuration: a shared dict gave every
+    shape the last one tuned (the 128-token database applied to 32 and 64 tokens: 5 of 30 kernels matched)."""
+    from bench.pipeline.config import RunConfig
+
+    cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export"], sweep=[[1, 8, 128], [1, 16, 128]])
+    short, long = cfg.shape_points()
+    short.dbs["nanogpt-tiny"], long.dbs["nanogpt-tiny"] = "db-t8", "db-t16"
+    assert (short.db_for("nanogpt-tiny"), long.db_for("nanogpt-tiny"), cfg.db_for("nanogpt-tiny")) == ("db-t8", "db-t16", None)
+    assert (short.seq_len, long.seq_len) == (8, 16) and short.tuned_now is not long.tuned_now

@@ -224,7 +224,9 @@ class RunConfig:
     def shape_points(self) -> list[RunConfig]:
         """One configuration per shape of a sweep (`run --batch 1,4 --seq-len 32,128`), each checked as the
         run's own; the run itself when it has one shape."""
-        return [replace(self, batch=b, seq_len=s, past_len=p, sweep=[]) for b, s, p in self.sweep] or [self]
+        # each shape its own run state: a shape's tuning database is its own (dbs and tuned_now are dicts a shallow copy would share)
+        return [replace(self, batch=b, seq_len=s, past_len=p, sweep=[], dbs=dict(self.dbs), tuned_now=dict(self.tuned_now))
+                for b, s, p in self.sweep] or [self]
 
     def tuning_points(self) -> list[RunConfig]:
         """One configuration per --tuned-after cut (the run itself when there is none); `all` is the

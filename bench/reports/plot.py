@@ -353,7 +353,9 @@ def _run_memory(ax: Axes, cells: list[Cell]) -> None:
         label = "TVM (its frontend's colour)" if name == "tvm" else "TVM untuned" if name == "untuned" else name
         ax.bar(xs, floors, width, color=colors, alpha=0.35, edgecolor="black", linewidth=0.5)
         ax.bar(xs, models, width, bottom=floors, color=colors, label=label, edgecolor="black", linewidth=0.5)
-    ax.set_xticks(range(len(shown)), [f"{c.model}\n{c.frontend}" for c in shown], rotation=30, ha="right", fontsize=8)
+    sweep = swept(shown)
+    ax.set_xticks(range(len(shown)), [f"{c.model}\n{c.frontend}" + (f", {shape_label(c)}" if sweep else "") for c in shown],
+                  rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("peak resident memory alone, MB")
     ax.set_title("Memory per backend (pale: runtime imports; solid: model)", fontsize=10)
     ax.legend(fontsize=8)

@@ -97,11 +97,16 @@ def inline_scalar_initializers(model) -> int:
     scalars included (the 3.0 of GPT-2's `pow(x, 3)`, the 0.5 of GELU), so the Relax graph cannot
     see their values; torch.export hands the same scalars to Relax as constants."""
     import numpy as np
+
+    return _as_constants(model, [t for t in model.graph.initializer if int(np.prod(t.dims)) <= 1])
+
+
+def _as_constants(model, tensors: list) -> int:
+    """Move these initializers into Constant nodes at the top of the graph (in place); returns how many."""
     import onnx
 
-    scalars = [t for t in model.graph.initializer if int(np.prod(t.dims)) <= 1]
-    names = {t.name for t in scalars}
-    for t in reversed(scalars):
+    names = {t.name for t in tensors}
+    for t in reversed(tensors):
         model.graph.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
     keep_inits = [t for t in model.graph.initializer if t.name not in names]
     keep_inputs = [i for i in model.graph.input if i.name not in names]
@@ -109,7 +114,7 @@ def inline_scalar_initializers(model) -> int:
     model.graph.initializer.extend(keep_inits)
     del model.graph.input[:]
     model.graph.input.extend(keep_inputs)
-    return len(scalars)
+    return len(tensors)
 
 
 def inline_mask_initializers(model) -> int:
@@ -120,23 +125,11 @@ def inline_mask_initializers(model) -> int:
     comparison after it run at every call, fused into the attention's score kernel, whose schedule
     space TVM 0.27's MetaSchedule cannot generate (reverse-compute-at fails), so that kernel kept its
     default schedule; as a constant the mask is folded at build time, as torch.export's is."""
-    import onnx
-
     readers: dict[str, set[str]] = {}
     for node in model.graph.node:
         for name in node.input:
             readers.setdefault(name, set()).add(node.op_type)
-    masks = [t for t in model.graph.initializer if readers.get(t.name) == {"Trilu"}]
-    names = {t.name for t in masks}
-    for t in reversed(masks):
-        model.graph.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
-    keep_inits = [t for t in model.graph.initializer if t.name not in names]
-    keep_inputs = [i for i in model.graph.input if i.name not in names]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep_inits)
-    del model.graph.input[:]
-    model.graph.input.extend(keep_inputs)
-    return len(masks)
+    return _as_constants(model, [t for t in model.graph.initializer if readers.get(t.name) == {"Trilu"}])
 
 
 def scalar_constant_of_shape(model) -> int:

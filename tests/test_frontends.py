@@ -93,3 +93,15 @@ def test_symbolic_sequence_length_export_runs_other_lengths(model):
         got = compiled(ids)[0]
         assert got.shape == ref.shape
         assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_onnx_imports_the_causal_mask_as_a_constant(tmp_path):
+    """torch.onnx's causal mask for is_causal attention (an initializer read only by Trilu) comes in as a constant, not a
+    weight parameter, so it folds at build time (as a weight its tril fused into a kernel MetaSchedule cannot schedule)."""
+    loaded = load_model("nanogpt-tiny", "random", seed=0)
+    case = make_case(loaded, "prefill", 1, 128, 0, "static", 0)
+    imported = get_frontend("onnx").import_model(ImportRequest(case.module, case.inputs, case.input_names, None, tmp_path))
+    assert any(p.startswith("2 causal-mask initializer(s)") for p in imported.patches), imported.patches
+    params = [str(v.name) for v in imported.mod["main"].params]
+    trils = [ln for ln in imported.mod.script().splitlines() if "R.tril(" in ln]
+    assert len(trils) == 2 and not any(f"R.tril({p}" in ln for ln in trils for p in params), trils

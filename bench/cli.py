@@ -120,8 +120,8 @@ def _sizes(flag: str, value) -> list[int]:
 
 
 def _sweep(args, opt) -> list[list[int]]:
-    """--batch × --seq-len (prefill, generate) or × --past-len (decode): [batch, seq_len, past_len] per shape,
-    when there is more than one; a list is for `run` only, and only for the scenario's own length."""
+    """--batch × --seq-len (prefill, generate) or × --past-len (decode): [batch, seq_len, past_len] per shape, the
+    first first; more than one is a sweep, for `run` only, and only over the scenario's own length."""
     scenario = opt("scenario", "prefill")
     batches, seqs, pasts = (_sizes(f, opt(k, d)) for f, k, d in (("--batch", "batch", 1), ("--seq-len", "seq_len", 128),
                                                                  ("--past-len", "past_len", 128)))
@@ -133,15 +133,15 @@ def _sweep(args, opt) -> list[list[int]]:
     shapes = [[b, n if scenario != "decode" else seqs[0], n if scenario == "decode" else pasts[0]] for b in batches for n in lengths]
     if len(shapes) > 1 and getattr(args, "func", None) is not cmd_run:
         raise UserError("a list of --batch, --seq-len or --past-len values (a shape sweep) is for `gptbench run`; give one value")
-    return shapes if len(shapes) > 1 else []
+    return shapes
 
 
 def config_from_args(args):
     from bench.pipeline.config import RunConfig
 
     opt = vars(args).get
-    sweep = _sweep(args, opt)
-    first = _sizes("--batch", opt("batch", 1))[0], _sizes("--seq-len", opt("seq_len", 128))[0], _sizes("--past-len", opt("past_len", 128))[0]
+    shapes = _sweep(args, opt)
+    first, sweep = shapes[0], (shapes if len(shapes) > 1 else [])
     try:
         cfg = RunConfig(
             models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=opt("scenario", "prefill"),
@@ -484,7 +484,7 @@ def cmd_passes(args) -> int:
     from bench.reports.report import check_out_dir
 
     cfg = config_from_args(args)
-    if len(cfg.models) != 1:
+    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
         raise UserError("passes takes one --model and one --frontend")
     if cfg.scenario == "generate":
         raise UserError("passes measures prefill or decode, not generate")
@@ -510,7 +510,7 @@ def _single(args, scenario: str, seq_len: int):
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
     cfg = config_from_args(ns)
-    if len(cfg.models) != 1:
+    if len(cfg.models) != 1 or len(cfg.frontends) != 1:
         raise UserError(f"{args.command} takes one --model and one --frontend")
     cell = new_cell(cfg, cfg.models[0], cfg.frontends[0])
     loaded, tinfo, device = setup_cell(cfg, cfg.models[0], cell)

@@ -46,6 +46,8 @@ import pytest
         (["ppl", "--model", "gpt2-tiny", "--text", "README.md", "--max-tokens", "-5"], ["--max-tokens must not be negative"]),
         (["run", "--model", "gpt2-tiny", "--target", "cuda", "--cuda-arch", "sm_90", "--dlight"], ["--dlight", "cuda pipeline"]),
         (["report", "/no/such/report.json"], ["cannot read report"]),
+        (["passes", "--model", "gpt2-tiny", "--frontend", "export,onnx"], ["passes takes one --model and one --frontend"]),
+        (["generate", "--model", "gpt2-tiny", "--frontend", "export,onnx", "--prompt", "hi"], ["generate takes one --model and one --frontend"]),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(gptbench, argv, expected):

@@ -99,26 +99,33 @@ def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir
     if not info["onnx_reused"]:
         onnx_path = workdir / "ort" / ONNX_FILE
         export_onnx(ImportRequest(case.module, case.inputs, case.input_names, None, workdir), onnx_path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-    available = ort.get_available_providers()
-    if providers[0] not in available:
-        raise RuntimeError(f"ONNX Runtime has no {providers[0]} (available: {', '.join(available)})")
-    session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
-    info.update(session_options(opts), onnx_file=onnx_file_info(onnx_path))
+    provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+    session = ort_session(onnx_path, threads, provider)
+    info.update(session_options(session.get_session_options()), onnx_file=onnx_file_info(onnx_path))
     names = [i.name for i in session.get_inputs()]
     if len(names) != len(case.inputs):
         raise RuntimeError(f"ONNX model takes {len(names)} inputs ({names}), the case has {len(case.inputs)}")
     feeds = {n: x.detach().cpu().numpy() for n, x in zip(names, case.inputs, strict=True)}
     setup = time.perf_counter() - t0
-    info.update(provider=providers[0], ort=ort.__version__)
+    info.update(provider=provider, ort=ort.__version__)
 
     def run():
         return session.run(None, feeds)
 
     return Prepared("ort", run, wall_timer(session.run, None, feeds), setup, info, alone=lambda _dir: dict(kind="ort", onnx=str(onnx_path)))
+
+
+def ort_session(onnx_path, threads: int, provider: str = "CPUExecutionProvider"):
+    """The harness's ONNX Runtime session on `onnx_path`: `threads` intra-op threads, one inter-op, one provider
+    (the baseline, its independent timer and its memory process all open it so)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        raise RuntimeError(f"ONNX Runtime has no {provider} (available: {', '.join(available)})")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(onnx_path), opts, providers=[provider])
 
 
 def session_options(opts) -> dict:

@@ -73,12 +73,12 @@ def _run_tvm(spec: dict) -> float:
 
 def _run_ort(spec: dict) -> float:
     import numpy  # noqa: F401 - counted in the floor, as in any ONNX Runtime server
-    import onnxruntime as ort
+    import onnxruntime  # noqa: F401 - likewise
+
+    from bench.baselines import ort_session
 
     floor = _status_mb("VmRSS")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = spec["threads"], 1
-    session = ort.InferenceSession(spec["onnx"], opts, providers=["CPUExecutionProvider"])
+    session = ort_session(spec["onnx"], spec["threads"])
     feeds = dict(zip([i.name for i in session.get_inputs()], _inputs(spec["inputs"]), strict=True))
     for _ in range(MEMORY_CALLS):
         session.run(None, feeds)
@@ -92,7 +92,6 @@ def _run_torch(spec: dict) -> float:
     floor = _status_mb("VmRSS")
     torch.manual_seed(spec["seed"])
     loaded = load_model(spec["model"], spec["weights"], seed=spec["seed"])
-    loaded.module.eval()
     if spec["dtype"] == "float16":
         loaded.module.half()
     case = make_case(loaded, spec["scenario"], spec["batch"], spec["seq_len"], spec["past_len"], spec["shapes"], spec["seed"])

@@ -82,12 +82,7 @@ def _time_eager(bundle: Path, inputs: list, threads: int, repeat: int) -> dict:
 
 def _time_ort(bundle: Path, inputs: list, threads: int, repeat: int) -> dict:
     """model.onnx in ONNX Runtime (the harness's session options), a plain perf_counter loop."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(bundle / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    session = bl.ort_session(bundle / "model.onnx", threads)
     feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
     for _ in range(5):
         session.run(None, feeds)

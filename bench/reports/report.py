@@ -322,7 +322,7 @@ def memory_markdown(cells: list[Cell]) -> list[str]:
         return []
     out = ["## Memory", ""]
     if measured:
-        names = _in_order(n for c in measured for n in c.memory["backends"])
+        names = list(dict.fromkeys(n for c in measured for n in c.memory["backends"]))
         rows = []
         for c in measured:
             got = c.memory["backends"]
@@ -335,10 +335,6 @@ def memory_markdown(cells: list[Cell]) -> list[str]:
                           *[f"{'TVM' if n == 'tvm' else n} MB" for n in names]], rows), ""]
     out += [f"- {c.model} × {c.frontend}: memory not measured: {c.memory['skipped']}" for c in skipped]
     return out + ([""] if skipped else [])
-
-
-def _in_order(values) -> list:
-    return list(dict.fromkeys(values))
 
 
 def tvm_builds_lines(cells: list[Cell]) -> list[str]:

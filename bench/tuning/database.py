@@ -232,8 +232,9 @@ def estimate_lines(meta: dict) -> list[str]:
     rows, fronts = meta["task_summary"], db_frontends(meta)
     out = []
     for fe in fronts if len(fronts) > 1 else [None]:
-        mine = [r for r in rows if fe is None or fe in (r.get("calls") or {fe: 0})]
-        calls = [(r.get("calls") or {}).get(fe, r["weight"]) for r in mine]
+        # a row without per-frontend calls (a single-frontend database, or one from before them) is every frontend's
+        mine = [r for r in rows if fe is None or not r.get("calls") or fe in r["calls"]]
+        calls = [r["calls"][fe] if fe and r.get("calls") else r["weight"] for r in mine]
         known = [n * r["best_ms"] for n, r in zip(calls, mine, strict=True) if r["best_ms"] is not None]
         untuned = sum(1 for r in mine if r["best_ms"] is None)
         out.append(f"Estimated latency{' through ' + fe if fe else ''} from the best measured kernels: {sum(known):.2f} ms "

@@ -477,6 +477,54 @@ def cmd_timers(args) -> int:
     return EXIT_OK if worst <= GOAL else EXIT_FAIL
 
 
+# --------------------------------------------------------------------------------------- profile
+def cmd_profile(args) -> int:
+    """Per-kernel times of TVM's build of one model through each frontend, joined across them; 0 when a frontend was
+    profiled (one that failed is in the report with its reason), 1 when none was."""
+    import datetime as _dt
+    import json
+
+    from bench.core.env import collect
+    from bench.core.files import atomic_write
+    from bench.reports.report import check_out_dir, environment_line
+    from frontends import FRONTENDS
+
+    cfg = config_from_args(args)
+    if len(cfg.models) != 1:
+        raise UserError("profile takes one --model")
+    relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
+    if relay:
+        raise UserError(f"profile times the Relax VM's calls (this TVM): {', '.join(relay)} runs on TVM 0.19's Relay VM; "
+                        "give Relax frontends (export, onnx, fx)")
+    if cfg.scenario == "generate":
+        raise UserError("profile takes --scenario prefill or decode (one call of the model)")
+    if args.top < 1:
+        raise UserError(f"--top must be >= 1, got {args.top}")
+    check_out_dir(args.out)
+    if cfg.tune_budget:
+        from bench.pipeline.autotune import tune_here
+
+        tune_here(cfg)
+    from bench.pipeline.profile import METHOD, SCHEMA, SCHEMA_VERSION, profile, to_markdown
+
+    created = _dt.datetime.now(_dt.timezone.utc)
+    result = profile(cfg, _err)
+    env = collect(cfg.threads)  # after the cells set the thread pools
+    tinfo = cfg.target_info()
+    result = dict(schema=SCHEMA, schema_version=SCHEMA_VERSION, created=created.isoformat(timespec="seconds"), command=sys.argv,
+                  environment=env, environment_line=environment_line(env), method=METHOD,
+                  config=dict(model=cfg.models[0], scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
+                              target=tinfo.spec, threads=env.get("threads", cfg.threads), fast_math=cfg.fast_math, weights=cfg.weights,
+                              db=cfg.db_for(cfg.models[0]), warmup=cfg.warmup, repeat=cfg.repeat), **result)
+    stem = Path(args.out) / f"{created.strftime('%Y%m%dT%H%M%SZ')}-{args.name}"
+    md = to_markdown(result, args.top)
+    atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
+    atomic_write(stem.with_suffix(".md"), md)
+    _out(md)
+    _err(f"wrote {stem}.json, .md")
+    return EXIT_OK if any(p["status"] == "ok" for p in result["profiles"]) else EXIT_FAIL
+
+
 # ---------------------------------------------------------------------------------------- passes
 def cmd_passes(args) -> int:
     from dataclasses import asdict
@@ -732,7 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
-    for add in (_add_run, _add_ab, _add_bisect, _add_envs, _add_measure, _add_passes, _add_timers, _add_ppl, _add_generate, _add_tune, _add_rpc, _add_report):
+    for add in (_add_run, _add_ab, _add_bisect, _add_envs, _add_measure, _add_passes, _add_timers, _add_profile, _add_ppl, _add_generate,
+                _add_tune, _add_rpc, _add_report):
         add(sub)
     from bench import compare, history
     from bench.reports import plot
@@ -892,6 +941,21 @@ def _add_timers(sub) -> None:
     add_timing_args(p, warmup=5, repeat=30)
     add_output_args(p, "timers", history=False)
     p.set_defaults(func=cmd_timers)
+
+
+def _add_profile(sub) -> None:
+    p = sub.add_parser("profile", help="per-kernel times of TVM's build through each frontend (the Relax VM's instrument), "
+                       "the same kernels joined across frontends; write a profile report")
+    add_model_args(p)
+    add_shape_args(p)
+    p.add_argument("--warmup", type=int, default=3, help="calls before the profiled ones, discarded (default 3)")
+    p.add_argument("--repeat", type=int, default=20, help="profiled calls; each call site's time is the median (default 20)")
+    p.add_argument("--top", type=int, default=15, help="kernels in the report's table (default 15; the JSON has all)")
+    p.add_argument("--tune-budget", default=None, help="build with the database `run --tune-budget` finds for this model and "
+                   "shape (tuning for at most this long where there is none); default: --db, else untuned")
+    p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget finds its databases (default results/tuning)")
+    add_output_args(p, "profile", history=False)
+    p.set_defaults(func=cmd_profile, no_isolate=True)
 
 
 def _add_ppl(sub) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ("results/*.json", "results/reference/**/*.json")
-OTHER_SCHEMAS = {"gptbench.timers", "gptbench.ab", "gptbench.bisect"}  # committed JSON that is no report (`timers`, `ab`, `bisect`'s state): not for report/compare
+# committed JSON that is no report (`timers`, `ab`, `bisect`'s state, `profile`): not for report/compare
+OTHER_SCHEMAS = {"gptbench.timers", "gptbench.ab", "gptbench.bisect", "gptbench.profile"}
 
 
 def _committed_json() -> list[Path]:

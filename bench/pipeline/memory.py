@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.baselines import ort_session
 from bench.build.relax import Compiled
 from bench.core import tvm_compat
 from bench.models import load_model
@@ -74,8 +75,6 @@ def _run_tvm(spec: dict) -> float:
 def _run_ort(spec: dict) -> float:
     import numpy  # noqa: F401 - counted in the floor, as in any ONNX Runtime server
     import onnxruntime  # noqa: F401 - likewise
-
-    from bench.baselines import ort_session
 
     floor = _status_mb("VmRSS")
     session = ort_session(spec["onnx"], spec["threads"])

@@ -65,7 +65,8 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
 
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", default="prefill", help="prefill, decode or generate (default prefill)")
+    p.add_argument("--scenario", default="prefill", help="prefill, decode, generate or classify (a classification head on "
+                   "padded pairs; default prefill)")
     p.add_argument("--batch", default="1", help="batch size (`run`: comma-separated values sweep, e.g. 1,4)")
     p.add_argument("--seq-len", default="128", help="prompt tokens (prefill, generate; `run`: a comma-separated sweep, e.g. 32,128,512)")
     p.add_argument("--past-len", default="128", help="KV-cache length for --scenario decode (`run`: a comma-separated sweep)")
@@ -497,7 +498,7 @@ def cmd_profile(args) -> int:
         raise UserError(f"profile times the Relax VM's calls (this TVM): {', '.join(relay)} runs on TVM 0.19's Relay VM; "
                         "give Relax frontends (export, onnx, fx)")
     if cfg.scenario == "generate":
-        raise UserError("profile takes --scenario prefill or decode (one call of the model)")
+        raise UserError("profile takes --scenario prefill, decode or classify (one call of the model)")
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
     check_out_dir(args.out)
@@ -681,8 +682,8 @@ def cmd_tune(args) -> int:
     if relay:
         raise UserError(f"tune is for the Relax frontends; a Relay cell ({', '.join(relay)}) tunes its own database in TVM 0.19: "
                         f"`gptbench run --frontend {relay[0]} --tune-budget DURATION`")
-    if cfg.scenario not in ("prefill", "decode"):
-        raise UserError("tune takes --scenario prefill or decode (generate uses both: tune each)")
+    if cfg.scenario == "generate":
+        raise UserError("tune takes --scenario prefill, decode or classify (generate uses prefill and decode: tune each)")
     if cfg.shapes != "static":
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
     tinfo = cfg.target_info()

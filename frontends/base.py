@@ -80,6 +80,10 @@ def short_error(e: BaseException, limit: int = 600) -> str:
     if "## Exception summary" in text:  # torch.onnx's report: the first summary line is the cause
         summary = [ln for ln in text.split("## Exception summary", 1)[1].splitlines() if ln.strip()]
         text = summary[0] if summary else text
+    if "\nWhile executing %" in text:  # torch.fx's interpreter (torch.export's decompositions): the cause is first,
+        cause, rest = text.split("\nWhile executing %", 1)  # then the node, the model's source line, a tlparse hint
+        where = re.search(r'File "([^"]+)", line (\d+)', rest)
+        text = cause.strip() + (f" (at {Path(where[1]).name}:{where[2]}, node %{rest.split(' ', 1)[0]})" if where else "")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     last = lines[-1] if lines else text
     msg = f"{type(e).__name__}: {last}" if len(lines) > 1 else f"{type(e).__name__}: {text}"

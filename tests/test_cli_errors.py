@@ -48,7 +48,7 @@ import pytest
         (["report", "/no/such/report.json"], ["cannot read report"]),
         (["passes", "--model", "gpt2-tiny", "--frontend", "export,onnx"], ["passes takes one --model and one --frontend"]),
         (["profile", "--model", "gpt2-tiny", "--frontend", "export,relay-onnx"], ["relay-onnx runs on TVM 0.19's Relay VM"]),
-        (["profile", "--model", "gpt2-tiny", "--scenario", "generate", "--seq-len", "16"], ["profile takes --scenario prefill or decode"]),
+        (["profile", "--model", "gpt2-tiny", "--scenario", "generate", "--seq-len", "16"], ["profile takes --scenario prefill, decode or classify"]),
         (["profile", "--model", "gpt2-tiny", "--top", "0"], ["--top must be >= 1"]),
         (["profile", "--model", "gpt2-tiny,nanogpt-tiny"], ["profile takes one --model"]),
         (["profile", "--model", "gpt2-tiny", "--seq-len", "8,16"], ["a shape sweep", "is for `gptbench run`"]),

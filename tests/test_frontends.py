@@ -105,3 +105,15 @@ def test_onnx_imports_the_causal_mask_as_a_constant(tmp_path):
     params = [str(v.name) for v in imported.mod["main"].params]
     trils = [ln for ln in imported.mod.script().splitlines() if "R.tril(" in ln]
     assert len(trils) == 2 and not any(f"R.tril({p}" in ln for ln in trils for p in params), trils
+
+
+def test_a_torch_fx_interpreter_error_is_said_by_its_cause_and_where():
+    """torch.export's decompositions end their errors with a tlparse hint; the cause is the first line."""
+    from frontends.base import short_error
+
+    err = ValueError("Cannot view a tensor with shape torch.Size([4, 16, 64]) and strides (64, 256, 1) as a tensor with shape (64, 64)!\n\n"
+                     "While executing %view_7 : [num_users=1] = call_function[target=torch.ops.aten.view.default](args = (%reshape_1, [-1, 64]))\n"
+                     "Original traceback:\nFile \"/x/transformers/pytorch_utils.py\", line 115, in forward\n"
+                     "Use tlparse to see full graph. (https://github.com/pytorch/tlparse)")
+    assert short_error(err) == ("ValueError: Cannot view a tensor with shape torch.Size([4, 16, 64]) and strides (64, 256, 1) as a "
+                                "tensor with shape (64, 64)! (at pytorch_utils.py:115, node %view_7)")

@@ -89,3 +89,27 @@ class HFPrompt(nn.Module):
     def forward(self, input_ids: torch.Tensor):
         out = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
         return out.logits, stack_cache(out.past_key_values, self.model.config.n_layer)
+
+
+class HFClassify(nn.Module):
+    """input_ids (B, T), right-padded -> logits (B, num_labels): transformers' GPT2ForSequenceClassification
+    (its own pooling at the last non-pad token), with an all-ones attention mask as HFPrefill (a right pad is
+    after the pooled token, so causal attention never sees it)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @classmethod
+    def around(cls, lm: nn.Module, score: nn.Linear, pad: int) -> HFClassify:
+        """The classifier on `lm`'s transformer (shared, not copied) with `score` as its head."""
+        from transformers import GPT2ForSequenceClassification
+
+        config = lm.config.__class__.from_dict({**lm.config.to_dict(), "num_labels": score.out_features, "pad_token_id": pad})
+        with torch.device("meta"):  # its own transformer and head are replaced: allocate neither
+            clf = GPT2ForSequenceClassification(config)
+        clf.transformer, clf.score = lm.transformer, score
+        return cls(clf)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False).logits  # (B, num_labels)

@@ -277,7 +277,7 @@ def _measure_one(cfg, rec: dict, cell: Cell, tag: str, log) -> None:
     import tvm
 
     loaded = load_cell_model(cfg, rec["model"], cell)
-    case = cell_case(cfg, loaded)
+    case = cell_case(cfg, loaded, cell)
     cell.stage = "verify"
     case.inputs = _bundle_inputs(rec, case, cell)
     named = dict(case.module.named_parameters(remove_duplicate=False))

@@ -48,9 +48,12 @@ def load_cell_model(cfg: RunConfig, model: str, cell: Cell):
     return loaded
 
 
-def cell_case(cfg: RunConfig, loaded):
-    """The scenario's inputs for the loaded model (float inputs in the run's dtype)."""
+def cell_case(cfg: RunConfig, loaded, cell: Cell | None = None):
+    """The scenario's inputs for the loaded model (float inputs in the run's dtype); what the scenario says about
+    its module (e.g. a workaround) goes into the cell's notes."""
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
+    if cell is not None:
+        cell.notes.update(case.notes)
     if cfg.dtype == "float16":
         case.inputs = tuple(x.half() if x.is_floating_point() else x for x in case.inputs)
     return case

@@ -140,7 +140,7 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.threads < 0 or self.cell_timeout < 0 or self.tol < 0:
             raise ValueError("--warmup, --threads, --cell-timeout and --tol must not be negative")
-        if self.scenario == "prefill" and self.shapes == "symbolic" and self.seq_len < 2:
+        if self.scenario in ("prefill", "classify") and self.shapes == "symbolic" and self.seq_len < 2:
             raise ValueError("symbolic shapes need --seq-len >= 2 (torch.export specialises sizes 0 and 1)")
         if self.scenario == "decode" and self.shapes == "symbolic" and self.past_len < 2:
             raise ValueError("symbolic shapes need --past-len >= 2 (torch.export specialises sizes 0 and 1)")
@@ -161,7 +161,7 @@ class RunConfig:
         if self.tune_budget and self.db:
             raise ValueError("--tune-budget finds or makes a database itself; drop --db (or drop --tune-budget to use yours)")
         if self.tune_budget and self.scenario == "generate":
-            raise ValueError("--tune-budget tunes prefill or decode; for generate, tune each with `gptbench tune` and pass --db")
+            raise ValueError("--tune-budget tunes prefill, decode or classify; for generate, tune each with `gptbench tune` and pass --db")
         if self.tune_budget and self.shapes != "static":
             raise ValueError("--tune-budget needs --shapes static (MetaSchedule tunes fixed shapes)")
         if self.baselines and "eager" not in self.baselines:

@@ -56,7 +56,7 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
     loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
     if cfg.scenario == "generate":
         return generate_cell(cfg, loaded, frontend, tinfo, torch_device, cell, log)
-    case = cell_case(cfg, loaded)
+    case = cell_case(cfg, loaded, cell)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")

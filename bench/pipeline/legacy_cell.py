@@ -39,7 +39,7 @@ def execute_relax_legacy(cfg, model: str, frontend: str, cell: Cell, log) -> Non
         cell.notes["blas"] = "not applied: -libs=cblas is relay.build's (Relax legalizes its matmuls to TIR)"
     cfg = replace(cfg, db=None, dbs={}, tune_budget=0.0, tuned_now={}, tuning_cut=None, dlight=False)
     loaded = load_cell_model(cfg, model, cell)
-    case = cell_case(cfg, loaded)
+    case = cell_case(cfg, loaded, cell)
     tinfo = TargetInfo("llvm", tvm.target.Target(spec), spec, True, "")
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)

@@ -126,7 +126,7 @@ def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
     tuned = cfg.tune_budget > 0
     cfg, spec, mcpu = tvm019_setup(cfg, cell, cfg.blas, tuned)
     loaded = load_cell_model(cfg, model, cell)  # RunConfig took llvm, float32, static shapes, prefill or decode
-    case = cell_case(cfg, loaded)
+    case = cell_case(cfg, loaded, cell)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.markdown import md_table
+from bench.scenarios import SCENARIOS
 
 META_FILE = "gptbench-db.json"
 
@@ -59,7 +60,7 @@ def default_db_dir(model: str, scenario: str, batch: int, seq_len: int, past_len
                    fast_math: bool = False, root: str | Path | None = None) -> Path:
     import tvm
 
-    shape = f"t{seq_len}" if scenario == "prefill" else f"p{past_len}"
+    shape = f"t{seq_len}" if SCENARIOS[scenario].length == "seq_len" else f"p{past_len}"
     name = f"{model}-{scenario}-b{batch}-{shape}" + ("-prepack" if prepack else "") + ("-fastmath" if fast_math else "")
     return Path(root or TUNING_ROOT) / build_tag(tvm.__version__) / target_key(tinfo) / name
 

@@ -33,6 +33,7 @@ from bench.core.env import cpu_flags, cpu_model
 from bench.core.files import atomic_write
 from bench.core.log import log
 from bench.core.threads import configure_threads
+from bench.scenarios import SCENARIOS
 from bench.tuning.database import count_records, db_hash, unpack
 from bench.tuning.progress import Progress
 from bench.tuning.search import UNLIMITED_TRIALS, Budget, _progress_callback, _scheduler
@@ -50,7 +51,7 @@ def cpu_tag() -> str:
 def relay_db_dir(cfg, model: str, frontend: str, mcpu: str, blas: bool) -> Path:
     import tvm
 
-    shape = f"t{cfg.seq_len}" if cfg.scenario == "prefill" else f"p{cfg.past_len}"
+    shape = f"t{cfg.seq_len}" if SCENARIOS[cfg.scenario].length == "seq_len" else f"p{cfg.past_len}"
     key = f"llvm{int(tvm.target.codegen.llvm_version_major())}-{mcpu}-{cfg.threads}c-{cpu_tag()}" + ("-cblas" if blas else "")
     name = f"{model}-{cfg.scenario}-b{cfg.batch}-{shape}-{frontend}"
     return Path(cfg.tune_cache) / f"tvm-{tvm.__version__}" / key / re.sub(r"[^\w.+-]", "_", name)

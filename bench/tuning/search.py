@@ -42,7 +42,7 @@ from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.core.threads import configure_threads
 from bench.models import load_model
-from bench.scenarios import make_case
+from bench.scenarios import SCENARIOS, make_case
 from bench.targets.remote import parse_address
 from bench.tuning.builder import close_builder, export_shared, pooled_builder
 from bench.tuning.database import (
@@ -390,8 +390,8 @@ def _new_progress(db_dir: Path, previous: dict) -> Progress:
 
 def _shapes(cfg) -> dict:
     """The tuned shapes as a database's meta records them."""
-    return dict(batch=cfg.batch, seq_len=cfg.seq_len if cfg.scenario == "prefill" else 1,
-                past_len=cfg.past_len if cfg.scenario == "decode" else 0)
+    by_seq = SCENARIOS[cfg.scenario].length == "seq_len"
+    return dict(batch=cfg.batch, seq_len=cfg.seq_len if by_seq else 1, past_len=0 if by_seq else cfg.past_len)
 
 
 def _check_continues(meta: dict, db_dir: Path, tinfo, cfg, prepack: bool) -> None:

@@ -36,3 +36,31 @@ def test_each_shape_of_a_sweep_keeps_its_own_tuning_database():
     short.dbs["nanogpt-tiny"], long.dbs["nanogpt-tiny"] = "db-t8", "db-t16"
     assert (short.db_for("nanogpt-tiny"), long.db_for("nanogpt-tiny"), cfg.db_for("nanogpt-tiny")) == ("db-t8", "db-t16", None)
     assert (short.seq_len, long.seq_len) == (8, 16) and short.tuned_now is not long.tuned_now
+
+
+def test_a_symbolic_sweep_builds_once_per_batch_and_runs_that_build_at_every_length(gptbench, tmp_path):
+    """--shapes symbolic: the first length of each model × frontend × batch imports and builds; the later lengths
+    load that build (no import, no build of their own), pass parity at their own length, and the report says so."""
+    code, out, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--shapes", "symbolic",
+                              "--seq-len", "8,24", "--batch", "1,2", "--warmup", "1", "--repeat", "3", "--solo", "0",
+                              "--memory", "on", "--out", tmp_path, "--no-history")
+    assert code == 0, err
+    cells = json.loads(next(tmp_path.glob("*-run.json")).read_text())["cells"]
+    assert [(c["batch"], c["seq_len"]) for c in cells] == [(1, 8), (1, 24), (2, 8), (2, 24)]
+    for c in cells:
+        assert c["status"] == "ok" and c["parity"]["ok"], c.get("error")
+        first = c["seq_len"] == 8
+        assert ("build_s" in c["timings"]) == first and ("shared_build" in c["notes"]) == (not first)
+        if not first:
+            assert c["notes"]["shared_build"]["built_at"] == {"batch": c["batch"], "seq_len": 8, "past_len": c["past_len"]}
+            assert c["relax_ops"], "what the building cell's import recorded comes along"
+        assert "peak_mb" in c["memory"]["backends"]["tvm"], "a loaded build is measured alone as a built one"
+    assert "## Shared builds" in out and "nanogpt-tiny × export, b2 × 24: the build of b2 × 8" in out
+
+
+def test_a_static_sweep_builds_every_shape(gptbench, tmp_path):
+    code, _, err = gptbench("run", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "8,16", "--warmup", "1",
+                            "--repeat", "3", "--solo", "0", "--memory", "off", "--out", tmp_path, "--no-history")
+    assert code == 0, err
+    cells = json.loads(next(tmp_path.glob("*-run.json")).read_text())["cells"]
+    assert all("build_s" in c["timings"] and "shared_build" not in c["notes"] for c in cells)

@@ -17,6 +17,7 @@ Under TVM 0.19's API (bench.core.tvm_compat; the Relax cells of that environment
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from contextlib import ExitStack
@@ -213,12 +214,13 @@ class Compiled:
 
     imported = None  # the frontend's ImportResult it was built from, when the runner keeps it
 
-    def __init__(self, ex, device, params, func: str = "main"):
+    def __init__(self, ex, device, params, func: str = "main", lib_path: Path | None = None):
         import tvm
 
         self.device = device
         self.func = func
         self.ex = ex
+        self.lib_path = lib_path  # where `ex` was loaded from (load_library), else None: it is exported when needed
         self.raw_params = list(params)  # as imported, before any layout transform
         self.vm = tvm_compat.virtual_machine()(ex, device)  # the runtime's VM: a module loaded by a runtime-only TVM works too
         if tvm_compat.device_kind(device) == tvm_compat.device_kind(tvm.cpu()):
@@ -249,9 +251,19 @@ class Compiled:
         import numpy as np
 
         lib, params = Path(directory) / f"{name}.so", Path(directory) / f"{name}-params.npz"
-        self.ex.export_library(str(lib))
+        if self.lib_path is not None:  # a library loaded from a file cannot be exported again: the file is the build
+            shutil.copyfile(self.lib_path, lib)
+        else:
+            self.ex.export_library(str(lib))
         np.savez(params, **{f"arg{i}": p.numpy() for i, p in enumerate(self.raw_params)})
         return dict(kind="tvm", lib=str(lib), params=str(params))
+
+
+def load_library(path: str | Path):
+    """A build exported by `export_library`, loaded into this process (Compiled takes it as an executable)."""
+    import tvm
+
+    return tvm.runtime.load_module(str(path))
 
 
 class RemoteCompiled(Compiled):

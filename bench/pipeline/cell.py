@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import baselines as bl
-from bench.build.relax import Compiled, build, remote_compiled
+from bench.build.relax import Compiled, build, load_library, remote_compiled
 from bench.build.rewrites import rewrite_counts
+from bench.core import tvm_compat
 from bench.core.errors import UserError
 from bench.core.log import log, round_progress
 from bench.core.threads import configure_threads
@@ -19,6 +20,7 @@ from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
 from bench.measure.textdata import window_loss
 from bench.measure.timing import MachineProbe, measure
 from bench.models import load_model
+from bench.pipeline import shared_build
 from bench.pipeline.config import RunConfig
 from bench.pipeline.memory import METHOD, measure_alone
 from bench.record import Baseline, Cell, Latency, Parity
@@ -88,7 +90,15 @@ def import_case(frontend: str, case, workdir: Path, cell: Cell, tag: str):
 def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: Cell, tag: str, export=None):
     """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
     None means the cell's status says why (import_failed, build_failed, no_device, or bundled: `export`,
-    when given, takes the build (imported, executable) instead of this device, e.g. into a --bundle)."""
+    when given, takes the build (imported, executable) instead of this device, e.g. into a --bundle). In a sweep with
+    symbolic shapes, a later length loads the first length's build (bench.pipeline.shared_build) instead."""
+    shared = shared_build.shared_dir(cfg, cell)
+    if shared is not None and (shared / shared_build.META).is_file() and tinfo.device_available:
+        lib, params = shared_build.load(shared, tinfo.device(), cell)
+        log(f"{tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], cfg.scenario)} "
+            "(symbolic length): not imported or built again")
+        cell.stage = "run"
+        return Compiled(load_library(lib), tinfo.device(), [tvm_compat.to_device(p, tinfo.device()) for p in params], lib_path=lib)
     imported = import_case(frontend, case, workdir, cell, tag)
     if imported is None:
         return None
@@ -125,6 +135,8 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     if export is not None:
         export(imported, ex)
         return None
+    if shared is not None:
+        shared_build.save(shared, ex, imported.params, cell)
     if not tinfo.device_available:
         cell.set(status="no_device", stage="run", error=f"built for {tinfo.spec} in {build_s:.1f} s; not run: {tinfo.device_reason}")
         log(f"{tag} {cell.error}")
@@ -157,7 +169,8 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
     ref = eager.run()
     cell.parity = Parity.from_json(compare(ref, compiled(*case.inputs), cfg.tol, case.output_names))
     rel_l2 = cell.parity.rel_l2 if cell.parity.rel_l2 is not None else float("nan")
-    log(f"{tag} built in {cell.timings['build_s']:.1f} s; parity rel L2 {rel_l2:.2e} "
+    built = f"built in {cell.timings['build_s']:.1f} s" if "build_s" in cell.timings else "the shared build"
+    log(f"{tag} {built}; parity rel L2 {rel_l2:.2e} "
         f"({'ok' if cell.parity.ok else 'MISMATCH: ' + cell.parity.reason})")
     if cfg.val_text and cfg.scenario == "prefill":
         _text_metrics(cfg, loaded, compiled, case, cell, tag)

@@ -81,6 +81,7 @@ class RunConfig:
     memory: bool = False  # each backend's memory, in a fresh process of its own after the timing (bench.pipeline.memory)
     tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
     tuning_cut: float | None = None  # this cell's cut: the database as it was after this many seconds of tuning
+    build_cache: str | None = None  # a symbolic sweep's builds, shared across its lengths (bench.pipeline.shared_build)
 
     def __post_init__(self) -> None:
         """Each step checks its flags in turn (the first bad value is the error) and fills the defaults."""

@@ -13,6 +13,7 @@ is the cell's own.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -189,9 +190,13 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     current = None  # the cell in progress, when an interrupt comes
+    points = cfg.shape_points()
+    builds = tempfile.mkdtemp(prefix="gptbench-builds-") if cfg.shapes == "symbolic" and len(points) > 1 else None
+    if builds:  # one build per model × frontend × batch, run at every length (bench.pipeline.shared_build)
+        points = [replace(p, build_cache=builds) for p in points]
     try:
         todo = []
-        for shape in cfg.shape_points():  # a sweep: each shape tuned (its own database) and run in turn
+        for shape in points:  # a sweep: each shape tuned (its own database) and run in turn
             if shape.tune_budget:
                 ensure_tuned(shape)
             todo += _todo(shape)
@@ -221,4 +226,6 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
         raise Interrupted(signame, 143 if signame == "SIGTERM" else 130, cells) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if builds:
+            shutil.rmtree(builds, ignore_errors=True)
     return cells

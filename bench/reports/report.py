@@ -245,6 +245,11 @@ def _bundle_lines(bundle: dict) -> list[str]:
 
 
 
+def _built_at(c: Cell) -> str:
+    at = c.notes["shared_build"]["built_at"]
+    return f"b{at['batch']} × " + (f"past {at['past_len']}" if c.scenario == "decode" else str(at["seq_len"]))
+
+
 def shape_label(c: Cell) -> str:
     """'b1 × 128' (prefill, generate) or 'b1 × past 128' (decode): a cell's shape in a sweep."""
     return f"b{c.batch} × " + (f"past {c.past_len}" if c.scenario == "decode" else str(c.seq_len))
@@ -377,6 +382,13 @@ def _not_ok_lines(cells: list[Cell]) -> list[str]:
     if patched:
         out += ["## Frontend workarounds applied", ""]
         out += [f"- {c.model} × {c.frontend}: {'; '.join(c.patches)}" for c in patched]
+        out.append("")
+    shared = [c for c in cells if c.notes.get("shared_build")]
+    if shared:
+        out += ["## Shared builds", "", "With symbolic shapes a sweep imports and builds each model × frontend × batch once, "
+                "at its first length; these cells ran that build at their own length (parity checked at theirs):", ""]
+        out += [f"- {c.model} × {c.frontend}, {shape_label(c)}: the build of {_built_at(c)}"
+                for c in shared]
         out.append("")
     tuned = [c for c in cells if c.tuning]
     if tuned:

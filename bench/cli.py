@@ -479,6 +479,20 @@ def cmd_timers(args) -> int:
 
 
 # --------------------------------------------------------------------------------------- profile
+def _one_model_relax(cfg, one_model: str, relay_message, generate: str):
+    """cfg, when it has one model, Relax frontends only and a scenario of one call; else UserError with the command's words."""
+    from frontends import FRONTENDS
+
+    if len(cfg.models) != 1:
+        raise UserError(one_model)
+    relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
+    if relay:
+        raise UserError(relay_message(relay))
+    if cfg.scenario == "generate":
+        raise UserError(generate)
+    return cfg
+
+
 def cmd_profile(args) -> int:
     """Per-kernel times of TVM's build of one model through each frontend, joined across them; 0 when a frontend was
     profiled (one that failed is in the report with its reason), 1 when none was."""
@@ -488,17 +502,11 @@ def cmd_profile(args) -> int:
     from bench.core.env import collect
     from bench.core.files import atomic_write
     from bench.reports.report import check_out_dir, environment_line
-    from frontends import FRONTENDS
 
-    cfg = config_from_args(args)
-    if len(cfg.models) != 1:
-        raise UserError("profile takes one --model")
-    relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
-    if relay:
-        raise UserError(f"profile times the Relax VM's calls (this TVM): {', '.join(relay)} runs on TVM 0.19's Relay VM; "
-                        "give Relax frontends (export, onnx, fx)")
-    if cfg.scenario == "generate":
-        raise UserError("profile takes --scenario prefill, decode or classify (one call of the model)")
+    cfg = _one_model_relax(config_from_args(args), "profile takes one --model",
+                           lambda relay: f"profile times the Relax VM's calls (this TVM): {', '.join(relay)} runs on TVM 0.19's "
+                                         "Relay VM; give Relax frontends (export, onnx, fx)",
+                           "profile takes --scenario prefill, decode or classify (one call of the model)")
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
     check_out_dir(args.out)
@@ -659,7 +667,6 @@ def cmd_generate(args) -> int:
 
 # ------------------------------------------------------------------------------------------ tune
 def cmd_tune(args) -> int:
-    from bench.pipeline.config import FRONTENDS
     from bench.tuning.database import default_db_dir, summary_markdown
     from bench.tuning.search import tune
 
@@ -675,15 +682,10 @@ def cmd_tune(args) -> int:
         raise UserError("--foreign-db is for `run --db`; to start tuning from another CPU's database use --warm-start DIR")
     db = args.db
     args.db = None  # RunConfig would validate it as an existing database; tune may create it
-    cfg = config_from_args(args)
-    if len(cfg.models) != 1:
-        raise UserError("tune takes one --model (and one or more Relax frontends: their kernels go into one database)")
-    relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
-    if relay:
-        raise UserError(f"tune is for the Relax frontends; a Relay cell ({', '.join(relay)}) tunes its own database in TVM 0.19: "
-                        f"`gptbench run --frontend {relay[0]} --tune-budget DURATION`")
-    if cfg.scenario == "generate":
-        raise UserError("tune takes --scenario prefill, decode or classify (generate uses prefill and decode: tune each)")
+    cfg = _one_model_relax(config_from_args(args), "tune takes one --model (and one or more Relax frontends: their kernels go into one "
+                           "database)", lambda relay: f"tune is for the Relax frontends; a Relay cell ({', '.join(relay)}) tunes its own "
+                           f"database in TVM 0.19: `gptbench run --frontend {relay[0]} --tune-budget DURATION`",
+                           "tune takes --scenario prefill, decode or classify (generate uses prefill and decode: tune each)")
     if cfg.shapes != "static":
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
     tinfo = cfg.target_info()

@@ -94,11 +94,7 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     symbolic shapes, a later length loads the first length's build (bench.pipeline.shared_build) instead."""
     shared = shared_build.shared_dir(cfg, cell)
     if shared is not None and (shared / shared_build.META).is_file() and tinfo.device_available:
-        lib, params = shared_build.load(shared, tinfo.device(), cell)
-        log(f"{tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], cfg.scenario)} "
-            "(symbolic length): not imported or built again")
-        cell.stage = "run"
-        return Compiled(load_library(lib), tinfo.device(), [tvm_compat.to_device(p, tinfo.device()) for p in params], lib_path=lib)
+        return _load_shared(cfg, shared, tinfo, cell, tag)
     imported = import_case(frontend, case, workdir, cell, tag)
     if imported is None:
         return None
@@ -106,22 +102,10 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
 
     cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-    db = whole = cfg.db_for(cell.model)
-    cut = None
-    if db and cfg.tuning_cut is not None:
-        try:
-            db, cut = database_at(db, cfg.tuning_cut, workdir / "tuning-cut")
-        except UserError as e:
-            cell.set(status="build_failed", error=f"--tuned-after {cut_label(cfg.tuning_cut)}: {e}")
-            log(f"{tag} {cell.error}")
-            return None
-    if db:
-        cell.tuning = check_database(db, tinfo, imported.mod)
-        cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
-        if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
-            cell.tuning.update(path=whole, cut=cut)
-    elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
-        cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
+    found, db = _cell_database(cfg, imported, tinfo, workdir, cell)
+    if not found:
+        log(f"{tag} {cell.error}")
+        return None
     stats: dict = {}
     try:
         ex, build_s = build(imported.mod, tinfo.target, db, dlight=cfg.dlight, fast_math=cfg.fast_math, prepack=prepacked(db), stats=stats)
@@ -145,6 +129,36 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
     compiled = Compiled(ex, tinfo.device(), imported.params)
     compiled.imported = imported
     return compiled
+
+
+def _cell_database(cfg: RunConfig, imported, tinfo, workdir: Path, cell: Cell) -> tuple[bool, str | None]:
+    """(False, None) when the --tuned-after cut cannot be made (the cell says why), else (True, the tuning database
+    the cell builds with, recorded in the cell; None: untuned)."""
+    db = whole = cfg.db_for(cell.model)
+    cut = None
+    if db and cfg.tuning_cut is not None:
+        try:
+            db, cut = database_at(db, cfg.tuning_cut, workdir / "tuning-cut")
+        except UserError as e:
+            cell.set(status="build_failed", error=f"--tuned-after {cut_label(cfg.tuning_cut)}: {e}")
+            return False, None
+    if db:
+        cell.tuning = check_database(db, tinfo, imported.mod)
+        cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
+        if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
+            cell.tuning.update(path=whole, cut=cut)
+    elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
+        cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
+    return True, db
+
+
+def _load_shared(cfg: RunConfig, shared: Path, tinfo, cell: Cell, tag: str) -> Compiled:
+    """The build an earlier length of this symbolic sweep made (bench.pipeline.shared_build), on this device."""
+    lib, params = shared_build.load(shared, tinfo.device(), cell)
+    log(f"{tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], cfg.scenario)} "
+        "(symbolic length): not imported or built again")
+    cell.stage = "run"
+    return Compiled(load_library(lib), tinfo.device(), [tvm_compat.to_device(p, tinfo.device()) for p in params], lib_path=lib)
 
 
 def _on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from bench.build.rewrites import rewrite_passes
 from bench.core import quiet, tvm_compat
+from bench.core.files import save_arrays
 from bench.targets.remote import session
 
 if TYPE_CHECKING:
@@ -248,14 +249,12 @@ class Compiled:
     def alone(self, directory: Path, name: str = "tvm") -> dict:
         """This build as a fresh process loads it (bench.pipeline.memory): the exported library and the
         weights as imported (the process transforms them as this one did)."""
-        import numpy as np
-
         lib, params = Path(directory) / f"{name}.so", Path(directory) / f"{name}-params.npz"
         if self.lib_path is not None:  # a library loaded from a file cannot be exported again: the file is the build
             shutil.copyfile(self.lib_path, lib)
         else:
             self.ex.export_library(str(lib))
-        np.savez(params, **{f"arg{i}": p.numpy() for i, p in enumerate(self.raw_params)})
+        save_arrays(params, [p.numpy() for p in self.raw_params])
         return dict(kind="tvm", lib=str(lib), params=str(params))
 
 

@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def save_arrays(path, arrays) -> None:
+    """numpy arrays into an .npz, in order (arg0, arg1, ...): a build's weights, a case's inputs."""
+    import numpy as np
+
+    np.savez(path, **{f"arg{i}": a for i, a in enumerate(arrays)})
+
+
+def load_arrays(path) -> list:
+    """The arrays `save_arrays` wrote, in order."""
+    import numpy as np
+
+    with np.load(path) as z:
+        return [z[f"arg{i}"] for i in range(len(z.files))]
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write text to path through a temporary file in the same directory and a rename: a reader (or a
     full disk) never sees half a file; on failure nothing is left behind."""

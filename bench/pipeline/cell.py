@@ -13,6 +13,7 @@ from bench.build.relax import Compiled, build, load_library, remote_compiled
 from bench.build.rewrites import rewrite_counts
 from bench.core import tvm_compat
 from bench.core.errors import UserError
+from bench.core.files import save_arrays
 from bench.core.log import log, round_progress
 from bench.core.threads import configure_threads
 from bench.measure.parity import compare
@@ -154,7 +155,7 @@ def _cell_database(cfg: RunConfig, imported, tinfo, workdir: Path, cell: Cell) -
 
 def _load_shared(cfg: RunConfig, shared: Path, tinfo, cell: Cell, tag: str) -> Compiled:
     """The build an earlier length of this symbolic sweep made (bench.pipeline.shared_build), on this device."""
-    lib, params = shared_build.load(shared, tinfo.device(), cell)
+    lib, params = shared_build.load(shared, cell)
     log(f"{tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], cfg.scenario)} "
         "(symbolic length): not imported or built again")
     cell.stage = "run"
@@ -212,8 +213,6 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
 def backend_memory(cfg: RunConfig, model: str, case, compiled, prepared: dict, workdir: Path, torch_device: str, tinfo, tag: str) -> dict:
     """Each backend of the cell loaded and run alone in a fresh process (bench.pipeline.memory), one after
     the other, after the timing; and the model's weight bytes. What could not be measured says why."""
-    import numpy as np
-
     weights = sum(p.numel() * p.element_size() for p in case.module.parameters())
     memory: dict = dict(method=METHOD, weights_mb=round(weights / 2**20, 1), backends={})
     why = ("host memory is not the GPU's: measured on the CPU only" if torch_device != "cpu"
@@ -226,7 +225,7 @@ def backend_memory(cfg: RunConfig, model: str, case, compiled, prepared: dict, w
     directory = workdir / "memory"
     directory.mkdir(exist_ok=True)
     inputs = directory / "inputs.npz"
-    np.savez(inputs, **{f"arg{i}": x.detach().cpu().numpy() for i, x in enumerate(case.inputs)})
+    save_arrays(inputs, [x.detach().cpu().numpy() for x in case.inputs])
     common = dict(threads=cfg.threads, inputs=str(inputs), model=model, weights=cfg.weights, seed=cfg.seed,
                   dtype=cfg.dtype, scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
                   shapes=cfg.shapes)

@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 from bench.baselines import ort_session
-from bench.build.relax import Compiled
+from bench.build.relax import Compiled, load_library
 from bench.core import tvm_compat
+from bench.core.files import load_arrays
 from bench.models import load_model
 from bench.scenarios import make_case
 from frontends.base import short_error
@@ -50,23 +51,14 @@ def _threads(n: int) -> None:
     os.environ["OMP_NUM_THREADS"] = os.environ["TVM_NUM_THREADS"] = str(n)
 
 
-def _inputs(path: str) -> list:
-    import numpy as np
-
-    with np.load(path) as z:
-        return [z[f"arg{i}"] for i in range(len(z.files))]
-
-
 def _run_tvm(spec: dict) -> float:
-    import numpy as np
+    import numpy  # noqa: F401 - counted in the floor, as in any TVM server
     import tvm
 
     floor = _status_mb("VmRSS")
-    lib = tvm.runtime.load_module(spec["lib"])
-    with np.load(spec["params"]) as z:
-        params = [tvm_compat.to_device(z[f"arg{i}"], tvm.cpu()) for i in range(len(z.files))]
-    compiled = Compiled(lib, tvm.cpu(), params)
-    inputs = _inputs(spec["inputs"])
+    params = [tvm_compat.to_device(a, tvm.cpu()) for a in load_arrays(spec["params"])]
+    compiled = Compiled(load_library(spec["lib"]), tvm.cpu(), params)
+    inputs = load_arrays(spec["inputs"])
     for _ in range(MEMORY_CALLS):
         compiled(*inputs)
     return floor
@@ -78,7 +70,7 @@ def _run_ort(spec: dict) -> float:
 
     floor = _status_mb("VmRSS")
     session = ort_session(spec["onnx"], spec["threads"])
-    feeds = dict(zip([i.name for i in session.get_inputs()], _inputs(spec["inputs"]), strict=True))
+    feeds = dict(zip([i.name for i in session.get_inputs()], load_arrays(spec["inputs"]), strict=True))
     for _ in range(MEMORY_CALLS):
         session.run(None, feeds)
     return floor

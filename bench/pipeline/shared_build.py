@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.core.files import load_arrays, save_arrays
+
 META = "build.json"
 
 
@@ -29,12 +31,10 @@ def shared_dir(cfg, cell) -> Path | None:
 
 def save(directory: Path, ex, params, cell) -> None:
     """The build and what its cell recorded of the import, for the sweep's later lengths (written whole, then renamed)."""
-    import numpy as np
-
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True)
     ex.export_library(str(tmp / "lib.so"))
-    np.savez(tmp / "params.npz", **{f"arg{i}": p.numpy() for i, p in enumerate(params)})
+    save_arrays(tmp / "params.npz", [p.numpy() for p in params])
     (tmp / META).write_text(json.dumps(dict(
         built_at=dict(batch=cell.batch, seq_len=cell.seq_len, past_len=cell.past_len),
         timings={k: v for k, v in cell.timings.items() if k in ("export_s", "import_s", "build_s")},
@@ -46,13 +46,10 @@ def save(directory: Path, ex, params, cell) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(directory: Path, device, cell):
+def load(directory: Path, cell):
     """(library path, weights as imported, what the building cell recorded); the cell's notes say whose build it runs."""
-    import numpy as np
-
     meta = json.loads((directory / META).read_text())
-    with np.load(directory / "params.npz") as z:
-        params = [z[f"arg{i}"] for i in range(len(z.files))]
+    params = load_arrays(directory / "params.npz")
     cell.source_ops, cell.relax_ops, cell.rewrites, cell.patches = meta["source_ops"], meta["relax_ops"], meta["rewrites"], meta["patches"]
     cell.tuning = meta.get("tuning")
     cell.notes["shared_build"] = dict(built_at=meta["built_at"], build_timings=meta["timings"])

@@ -39,13 +39,8 @@ class Scenario:
     summary: str
     length: str  # the flag its shape is named and swept by: "seq_len" (T tokens) or "past_len" (a KV cache of P)
     tokens: Callable[[int, int, int], int]  # (seq_len, past_len, new_tokens) -> the context it needs
+    what: Callable[[int, int, int], str]  # (seq_len, past_len, new_tokens) -> those tokens in the flags' words, for a message
     case: Callable | None  # (loaded, batch, seq_len, past_len, symbolic, seed) -> Case; None: not one call (generate)
-
-    def what(self, seq_len: int, past_len: int, new_tokens: int) -> str:
-        """Its tokens in the flags' words, for a message."""
-        return {"prefill": f"--seq-len {seq_len}", "classify": f"--seq-len {seq_len}",
-                "decode": f"--past-len {past_len} + 1 new token",
-                "generate": f"--seq-len {seq_len} + --new-tokens {new_tokens}"}.get(self.name, f"{self.tokens(seq_len, past_len, new_tokens)} tokens")
 
 
 def _prefill(loaded, batch, seq_len, _past_len, symbolic, seed) -> Case:
@@ -71,11 +66,14 @@ def _classify(loaded, batch, seq_len, _past_len, symbolic, seed) -> Case:
 
 
 SCENARIO_LIST: list[Scenario] = [
-    Scenario("prefill", "a prompt's forward pass: logits for every position", "seq_len", lambda t, p, n: t, _prefill),
-    Scenario("decode", "one generation step with a KV cache of --past-len tokens", "past_len", lambda t, p, n: p + 1, _decode),
-    Scenario("generate", "greedy generation: prefill, then --new-tokens decode steps", "seq_len", lambda t, p, n: t + n, None),
+    Scenario("prefill", "a prompt's forward pass: logits for every position", "seq_len", lambda t, p, n: t,
+             lambda t, p, n: f"--seq-len {t}", _prefill),
+    Scenario("decode", "one generation step with a KV cache of --past-len tokens", "past_len", lambda t, p, n: p + 1,
+             lambda t, p, n: f"--past-len {p} + 1 new token", _decode),
+    Scenario("generate", "greedy generation: prefill, then --new-tokens decode steps", "seq_len", lambda t, p, n: t + n,
+             lambda t, p, n: f"--seq-len {t} + --new-tokens {n}", None),
     Scenario("classify", "sequence classification of padded pairs, pooled at the last non-pad token", "seq_len",
-             lambda t, p, n: t, _classify),
+             lambda t, p, n: t, lambda t, p, n: f"--seq-len {t}", _classify),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in SCENARIO_LIST}
 SHAPES = ("static", "symbolic")

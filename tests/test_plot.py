@@ -66,6 +66,23 @@ def test_run_report_png_is_valid(tmp_path):
     assert_valid_png(path)
 
 
+def test_the_png_is_kept_in_256_colours_that_look_like_matplotlibs_own(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    raw = io.BytesIO()
+    make_figure(run_report()).savefig(raw, format="png", dpi=DPI)
+    path = plot_report(run_report(), tmp_path / "run.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["run.png"]  # no temporary file left beside it
+    kept = Image.open(path)
+    assert kept.mode == "P" and path.stat().st_size < len(raw.getvalue()) / 2
+    full = np.asarray(Image.open(raw).convert("RGB"), dtype=float)
+    diff = np.abs(full - np.asarray(kept.convert("RGB"), dtype=float))
+    assert diff.mean() < 0.5  # on 0..255: only anti-aliased edges move, and only a little
+
+
 def test_failed_and_mismatched_cells_are_labelled_not_dropped():
     fig = make_figure(run_report())
     latency_ax, speedup_ax = fig.axes

@@ -20,15 +20,15 @@ def load_arrays(path) -> list:
         return [z[f"arg{i}"] for i in range(len(z.files))]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same directory and a rename: a reader (or a
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write text (or bytes) to path through a temporary file in the same directory and a rename: a reader (or a
     full disk) never sees half a file; on failure nothing is left behind."""
     import os
     import tempfile
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -27,6 +27,17 @@ def test_zoo_names_are_unique_and_cover_the_issue():
         assert required in MODELS
 
 
+def test_every_family_is_one_record_whose_code_provides_the_interface():
+    from bench.models.families import FAMILIES, FAMILY_LIST
+
+    assert len(FAMILIES) == len(FAMILY_LIST)  # unique names
+    assert {m.family for m in ZOO} <= set(FAMILIES)
+    for family in FAMILY_LIST:
+        code = family.torch()
+        needed = ["from_arch", "prefill", "prompt", "decode", "classify"] + (["load_pretrained"] if family.hf_hub else [])
+        assert not [n for n in needed if not callable(getattr(code, n, None))], (family.name, code.__name__)
+
+
 @pytest.mark.parametrize("name,params", [("gpt2", 124_439_808), ("gpt2-xl", 1_557_611_200), ("distilgpt2", 81_912_576),
                                          ("nanogpt-124m", 124_475_904)])
 def test_param_counts_match_the_published_architectures(name, params):
@@ -38,7 +49,7 @@ def test_counted_parameters_equal_the_torch_modules(name):
     """`gptbench models` counts parameters from the architecture (no torch): it must agree with the
     module actually built, tied weights counted once (nanoGPT, HF) and minGPT's untied head twice."""
     spec = MODELS[name]
-    assert archs.param_count(spec.family, spec.arch) == meta_param_count(spec)
+    assert archs.param_count(spec.arch, spec.kind.untied_head) == meta_param_count(spec)
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)

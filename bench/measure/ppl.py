@@ -39,7 +39,7 @@ def tokenize(loaded, text: str) -> Tokens:
         if missing:
             raise UserError(f"the text has characters outside {spec.name}'s vocabulary: {''.join(missing)[:40]!r}")
         return Tokens([stoi[c] for c in text], "char-vocab")
-    if spec.family == "hf-gpt2" and loaded.weights.kind == "pretrained":
+    if spec.kind.hf_hub and loaded.weights.kind == "pretrained":
         from transformers import AutoTokenizer
 
         hub_id = loaded.weights.source.removeprefix("hf-cache:")

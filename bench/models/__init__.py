@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError, unknown
 from bench.models import archs
+from bench.models.families import FAMILIES, Family
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 WEIGHT_CHOICES = ("auto", "random", "pretrained")
@@ -28,10 +29,15 @@ CHECKPOINT_FORMAT = "gptbench-checkpoint-v1"
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "nanogpt" | "mingpt" | "hf-gpt2"
+    family: str  # a name in bench.models.families.FAMILIES
     arch: dict  # n_layer, n_head, n_embd, context, vocab
     summary: str
     checkpoint: str | None = None  # embedded checkpoint, relative to bench/checkpoints/
+
+    @property
+    def kind(self) -> Family:
+        """The family's record: its torch code and what weights it can carry."""
+        return FAMILIES[self.family]
 
     @property
     def n_layer(self) -> int:
@@ -68,30 +74,34 @@ class ModelSpec:
         if self.checkpoint:
             path = self.checkpoint_path()
             return str(path) if path.is_file() else None
-        if self.family == "hf-gpt2":
+        if self.kind.hf_hub:
             return archs.cached_hub_id(self.name)
         return None
 
     def pretrained_help(self) -> str:
         if self.checkpoint:
             return f"embedded checkpoint bench/checkpoints/{self.checkpoint}"
-        if self.family == "hf-gpt2":
+        if self.kind.hf_hub:
             ids = archs.HF_HUB_IDS.get(self.name)
             if ids:
                 return f"local HF cache ({ids[0]})"
         return "none (random init only)"
 
 
-def _nano(name, preset, summary, checkpoint=None):
-    return ModelSpec(name, "nanogpt", dict(archs.NANOGPT[preset]), summary, checkpoint)
+def _member(family: str, name: str, preset: str, summary: str) -> ModelSpec:
+    return ModelSpec(name, family, dict(FAMILIES[family].presets[preset]), summary)
+
+
+def _nano(name, preset, summary):
+    return _member("nanogpt", name, preset, summary)
 
 
 def _min(name, preset, summary):
-    return ModelSpec(name, "mingpt", dict(archs.MINGPT[preset]), summary)
+    return _member("mingpt", name, preset, summary)
 
 
 def _hf(name, summary):
-    return ModelSpec(name, "hf-gpt2", dict(archs.HF_GPT2[name]), summary)
+    return _member("hf-gpt2", name, name, summary)
 
 
 SHAKESPEARE_ARCH = dict(n_layer=4, n_head=4, n_embd=256, block_size=128, vocab_size=65)
@@ -157,17 +167,7 @@ def _init_random(spec: ModelSpec, seed: int):
     import torch
 
     torch.manual_seed(seed)
-    if spec.family == "nanogpt":
-        from bench.models.nanogpt import GPT, GPTConfig
-
-        return GPT(GPTConfig(**spec.arch))
-    if spec.family == "mingpt":
-        from bench.models.mingpt import MinGPT, MinGPTConfig
-
-        return MinGPT(MinGPTConfig(**spec.arch))
-    from bench.models import hf_gpt2
-
-    return hf_gpt2.random_init(spec.arch)
+    return spec.kind.torch().from_arch(spec.arch)
 
 
 def count_params(module) -> int:
@@ -196,19 +196,13 @@ def load_checkpoint(path: Path, spec: ModelSpec) -> tuple[object, list[str] | No
     if ckpt.get("family") != spec.family:
         raise UserError(f"checkpoint {path} holds a {ckpt.get('family')} model, not {spec.family} ({spec.name})")
     arch = ckpt["config"]
-    if spec.family == "nanogpt":
-        from bench.models.nanogpt import GPT, GPTConfig
-
-        module = GPT(GPTConfig(**arch))
-    elif spec.family == "mingpt":
-        from bench.models.mingpt import MinGPT, MinGPTConfig
-
-        module = MinGPT(MinGPTConfig(**arch))
-    else:
-        raise UserError(f"{spec.name}: gptbench checkpoints hold nanogpt/mingpt models only")
+    if not spec.kind.checkpoints:
+        holders = "/".join(f.name for f in FAMILIES.values() if f.checkpoints)
+        raise UserError(f"{spec.name}: gptbench checkpoints hold {holders} models only")
     mismatch = {k: (arch.get(k), v) for k, v in spec.arch.items() if arch.get(k) != v}
     if mismatch:
         raise UserError(f"checkpoint {path} does not match {spec.name}'s architecture: {mismatch} (checkpoint, zoo)")
+    module = spec.kind.torch().from_arch(arch)
     module.load_state_dict(ckpt["state_dict"])
     return module, ckpt.get("vocab"), ckpt.get("meta", {})
 
@@ -242,14 +236,12 @@ def _load_path(spec: ModelSpec, weights: str):
     path = Path(weights)
     if not path.exists():
         raise UserError(f"--weights {weights}: no such file or directory (or use one of {', '.join(WEIGHT_CHOICES)})")
-    if spec.family != "hf-gpt2":
+    if not spec.kind.hf_hub:
         return load_checkpoint(path, spec)
     if not (path / "config.json").is_file():
         raise UserError(f"--weights {weights}: not a Hugging Face model directory (no config.json)")
-    from bench.models import hf_gpt2
-
     try:
-        module = hf_gpt2.load_pretrained(str(path))
+        module = spec.kind.torch().load_pretrained(str(path))
     except Exception as e:  # noqa: BLE001
         raise UserError(f"--weights {weights}: cannot load a GPT-2 from it: {e}") from None
     cfg = module.config
@@ -271,7 +263,7 @@ def _load_pretrained(spec: ModelSpec, weights: str, seed: int):
             + (
                 " (e.g. one written by `save_pretrained` on a machine with hub access, or fill the HF cache "
                 "with `huggingface-cli download` there and copy ~/.cache/huggingface)"
-                if spec.family == "hf-gpt2"
+                if spec.kind.hf_hub
                 else ""
             )
         )
@@ -281,69 +273,22 @@ def _load_pretrained(spec: ModelSpec, weights: str, seed: int):
     if spec.checkpoint:
         module, vocab, extra = load_checkpoint(Path(source), spec)
         return module, vocab, extra, WeightsInfo("pretrained", f"{spec.checkpoint}@{_file_digest(Path(source))}", weights)
-    from bench.models import hf_gpt2
-
-    return hf_gpt2.load_pretrained(source), None, {}, WeightsInfo("pretrained", f"hf-cache:{source}", weights)
+    return spec.kind.torch().load_pretrained(source), None, {}, WeightsInfo("pretrained", f"hf-cache:{source}", weights)
 
 
 def prefill_module(loaded: LoadedModel):
     """input_ids (B, T) -> logits (B, T, V)."""
-    import torch.nn as nn
-
-    if loaded.spec.family == "hf-gpt2":
-        from bench.models.hf_gpt2 import HFPrefill
-
-        return HFPrefill(loaded.module).eval()
-
-    class Prefill(nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids):
-            return self.model(input_ids)
-
-    return Prefill(loaded.module).eval()
+    return loaded.spec.kind.torch().prefill(loaded.module).eval()
 
 
 def prompt_module(loaded: LoadedModel):
     """input_ids (B, T) -> (logits (B, T, V), present (L, 2, B, nh, T, hs)): generation's first step."""
-    import torch.nn as nn
-
-    if loaded.spec.family == "hf-gpt2":
-        from bench.models.hf_gpt2 import HFPrompt
-
-        return HFPrompt(loaded.module).eval()
-
-    class Prompt(nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids):
-            return self.model(input_ids, return_cache=True)
-
-    return Prompt(loaded.module).eval()
+    return loaded.spec.kind.torch().prompt(loaded.module).eval()
 
 
 def decode_module(loaded: LoadedModel):
     """(input_ids (B, T), past (L, 2, B, nh, P, hs)) -> (logits (B, T, V), present (L, 2, B, nh, P+T, hs))."""
-    import torch.nn as nn
-
-    if loaded.spec.family == "hf-gpt2":
-        from bench.models.hf_gpt2 import HFDecode
-
-        return HFDecode(loaded.module).eval()
-
-    class Decode(nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, past):
-            return self.model(input_ids, past)
-
-    return Decode(loaded.module).eval()
+    return loaded.spec.kind.torch().decode(loaded.module).eval()
 
 
 def describe(spec: ModelSpec) -> dict:
@@ -351,7 +296,7 @@ def describe(spec: ModelSpec) -> dict:
     return dict(
         name=spec.name,
         family=spec.family,
-        params=archs.param_count(spec.family, spec.arch),
+        params=archs.param_count(spec.arch, spec.kind.untied_head),
         layers=spec.n_layer,
         heads=spec.n_head,
         embd=spec.n_embd,

@@ -45,11 +45,7 @@ HF_HUB_IDS: dict[str, tuple[str, ...]] = {
     "gpt2-tiny": (),
 }
 
-# Families whose output projection has its own weight (the others tie it to the token embedding).
-UNTIED_HEAD = ("mingpt",)
-
-
-def param_count(family: str, arch: dict) -> int:
+def param_count(arch: dict, untied_head: bool) -> int:
     """Parameters of a zoo architecture, counted without building it (tied weights once).
 
     Every family has the same GPT-2 block with biases: two LayerNorms (2E each), the QKV
@@ -59,7 +55,7 @@ def param_count(family: str, arch: dict) -> int:
     """
     e, layers, vocab = arch["n_embd"], arch["n_layer"], arch["vocab_size"]
     context = arch.get("block_size") or arch["n_positions"]
-    head = vocab * e if family in UNTIED_HEAD else 0
+    head = vocab * e if untied_head else 0  # an output projection of its own (bench.models.families)
     return vocab * e + context * e + layers * (12 * e * e + 13 * e) + 2 * e + head
 
 

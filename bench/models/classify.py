@@ -3,7 +3,7 @@
 The seed's way is Hugging Face's `GPT2ForSequenceClassification`: the transformer's last hidden states go
 through `score`, a bias-free Linear (n_embd -> num_labels), and each row's logits are taken at its last
 non-pad token (the rightmost position whose id is not `pad_token_id`). The GPT-2 family uses that class
-itself; nanoGPT and minGPT get the same head and the same pooling here. The head's weights are a seeded
+itself (bench.models.hf_gpt2); nanoGPT and minGPT get the same head and the same pooling here. The head's weights are a seeded
 random init (no trained head is on this machine): the cell's weights say so.
 
     classify: input_ids (B, T) int64, right-padded with PAD -> logits (B, num_labels)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from bench.models.hf_gpt2 import HFClassify
+from bench.models.families import FAMILIES
 
 NUM_LABELS = 2  # a pair is paraphrase or not (MRPC)
 
@@ -54,26 +54,11 @@ class LastTokenClassifier(nn.Module):
         return logits[rows, last_non_pad(input_ids, self.pad)]  # (B, num_labels)
 
 
-HEAD_ATTR = {"nanogpt": "lm_head", "mingpt": "head"}  # the LM head of each family's model
-
-
-# torch 2.13's core-ATen decomposition of scaled_dot_product_attention gives its output other strides than the
-# export traced, and HF GPT-2's Conv1D view of it then fails for a batch > 1 ("Cannot view a tensor with shape
-# (B, T, C) and strides ..."): the same failure any HF GPT-2 prefill at batch > 1 records through export. The
-# classifier, whose batch is the point, runs HF's eager attention (the same math: matmul, mask, softmax, matmul).
-HF_ATTENTION = "eager"
-
-
 def classify_module(loaded, seed: int) -> tuple[nn.Module, dict]:
-    """(input_ids (B, T) -> logits (B, num_labels), notes). The loaded model is taken over: its LM head is replaced
-    by the seeded classification head (HF GPT-2: its transformer goes into a GPT2ForSequenceClassification)."""
+    """(input_ids (B, T) -> logits (B, num_labels), notes). The loaded model is taken over: its family
+    (bench.models.families) puts the seeded classification head where its LM head was."""
     spec = loaded.spec
-    head = score_head(spec.n_embd, seed)
-    notes = {"classify": dict(labels=NUM_LABELS, pad_id=pad_id(spec), head=f"seeded random init (seed {seed + 2}): no trained head here",
-                              pooling="last non-pad token")}
-    if spec.family == "hf-gpt2":
-        loaded.module.config._attn_implementation = HF_ATTENTION
-        notes["classify"]["attention"] = f"HF {HF_ATTENTION} attention (torch.export's SDPA decomposition fails at batch > 1)"
-        return HFClassify.around(loaded.module, head, pad_id(spec)).eval(), notes
-    setattr(loaded.module, HEAD_ATTR[spec.family], head)  # nanoGPT's wte keeps the embedding it was tied to
-    return LastTokenClassifier(loaded.module, pad_id(spec)).eval(), notes
+    module, family_notes = FAMILIES[spec.family].torch().classify(loaded.module, score_head(spec.n_embd, seed), pad_id(spec))
+    notes = dict(labels=NUM_LABELS, pad_id=pad_id(spec), head=f"seeded random init (seed {seed + 2}): no trained head here",
+                 pooling="last non-pad token", **family_notes)
+    return module.eval(), {"classify": notes}

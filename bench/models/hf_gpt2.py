@@ -113,3 +113,21 @@ class HFClassify(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False).logits  # (B, num_labels)
+
+
+# The family's interface (bench.models.families).
+from_arch = random_init
+prefill, prompt, decode = HFPrefill, HFPrompt, HFDecode
+
+# torch 2.13's core-ATen decomposition of scaled_dot_product_attention gives its output other strides than the
+# export traced, and HF GPT-2's Conv1D view of it then fails for a batch > 1 ("Cannot view a tensor with shape
+# (B, T, C) and strides ..."): the same failure any HF GPT-2 prefill at batch > 1 records through export. The
+# classifier, whose batch is the point, runs HF's eager attention (the same math: matmul, mask, softmax, matmul).
+CLASSIFY_ATTENTION = "eager"
+
+
+def classify(model: nn.Module, score: nn.Linear, pad: int):
+    """transformers' GPT2ForSequenceClassification on `model`'s transformer, with HF's eager attention (above)."""
+    model.config._attn_implementation = CLASSIFY_ATTENTION
+    note = f"HF {CLASSIFY_ATTENTION} attention (torch.export's SDPA decomposition fails at batch > 1)"
+    return HFClassify.around(model, score, pad), {"attention": note}

@@ -18,6 +18,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from bench.models.classify import LastTokenClassifier
+from bench.models.convention import Decode, Prefill, Prompt
+
 
 @dataclass
 class MinGPTConfig:
@@ -138,3 +141,17 @@ class MinGPT(nn.Module):
         if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
+
+
+# The family's interface (bench.models.families).
+prefill, prompt, decode = Prefill, Prompt, Decode  # the zoo's calling conventions
+
+
+def from_arch(arch: dict) -> MinGPT:
+    return MinGPT(MinGPTConfig(**arch))
+
+
+def classify(model: MinGPT, score: nn.Linear, pad: int):
+    """The LM head becomes `score`, pooled at the last non-pad token."""
+    model.head = score
+    return LastTokenClassifier(model, pad), {}

@@ -17,6 +17,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from bench.models.classify import LastTokenClassifier
+from bench.models.convention import Decode, Prefill, Prompt
+
 
 @dataclass
 class GPTConfig:
@@ -153,3 +156,17 @@ class GPT(nn.Module):
         if past is None and not return_cache:
             return logits
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
+
+
+# The family's interface (bench.models.families).
+prefill, prompt, decode = Prefill, Prompt, Decode  # the zoo's calling conventions
+
+
+def from_arch(arch: dict) -> GPT:
+    return GPT(GPTConfig(**arch))
+
+
+def classify(model: GPT, score: nn.Linear, pad: int):
+    """The LM head becomes `score` (wte keeps the embedding it was tied to), pooled at the last non-pad token."""
+    model.lm_head = score
+    return LastTokenClassifier(model, pad), {}

@@ -335,14 +335,14 @@ def cmd_measure(args) -> int:
 def cmd_ab(args) -> int:
     """Two TVM builds on the same cells, alternated; exit 0 no regression, 1 a regression, 2 bad input."""
     from bench.ab import parse_rules, run_ab, sides_of, to_markdown
-    from bench.compare import _fraction
+    from bench.compare import parse_fraction
     from bench.core.env import collect
     from bench.core.log import log
 
     cfg = config_from_args(args)
     sides_of(cfg)
     rules, parity = parse_rules(args.fail_on)
-    alpha, min_effect = _fraction(args.alpha, "--alpha"), _fraction(args.min_effect, "--min-effect")
+    alpha, min_effect = parse_fraction(args.alpha, "--alpha"), parse_fraction(args.min_effect, "--min-effect")
     if alpha == 0:
         raise UserError("--alpha must be greater than 0")
     if args.rounds < 1:
@@ -408,7 +408,7 @@ def cmd_bisect(args) -> int:
     """The first commit between --good and --bad whose A/B against --good regresses; 0 found, 1 not found, 2 bad input."""
     from bench.ab import parse_rules
     from bench.bisect import bisect, cells_key
-    from bench.compare import _fraction
+    from bench.compare import parse_fraction
     from bench.core.env import collect
     from bench.core.log import log
     from bench.reports.report import check_out_dir
@@ -422,8 +422,8 @@ def cmd_bisect(args) -> int:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
     out = check_out_dir(args.out)
     cfg.threads_given = True  # a bisect's steps must all run with the same threads
-    opts = dict(rounds=args.rounds, rules=rules, parity=parity, alpha=_fraction(args.alpha, "--alpha"),
-                min_effect=_fraction(args.min_effect, "--min-effect"), env=collect(cfg.threads), command=sys.argv,
+    opts = dict(rounds=args.rounds, rules=rules, parity=parity, alpha=parse_fraction(args.alpha, "--alpha"),
+                min_effect=parse_fraction(args.min_effect, "--min-effect"), env=collect(cfg.threads), command=sys.argv,
                 cells_key=cells_key(cfg, args.fail_on, args.rounds))
     try:
         outcome = bisect(cfg, args.good, args.bad, Path(out), opts, log)

@@ -11,6 +11,7 @@ imported)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -144,14 +145,26 @@ def test_function_level_imports_only_keep_light_modules_light():
     assert not bad, "\n".join(bad)
 
 
+def test_no_module_imports_another_ones_private_names():
+    """A name with a leading underscore is its module's own: another module that needs it needs a public name."""
+    bad = []
+    for mod, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("bench", "frontends"):
+                bad += [f"{path.relative_to(ROOT)}:{node.lineno}: {mod} imports {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("registry", ["bench.models:MODELS", "frontends:FRONTENDS", "bench.targets:TARGETS",
-                                      "bench.baselines:BASELINES", "bench.scenarios:SCENARIOS", "bench.core.tvm_envs:ENVS"])
+                                      "bench.baselines:BASELINES", "bench.scenarios:SCENARIOS", "bench.core.tvm_envs:ENVS",
+                                      "bench.models.families:FAMILY_LIST"])
 def test_registries_have_unique_names(registry):
     import importlib
 
     mod, name = registry.split(":")
     table = getattr(importlib.import_module(mod), name)
-    names = list(table) if not isinstance(table, dict) else list(table.keys())
+    names = [getattr(entry, "name", entry) for entry in table]
     assert names and len(names) == len(set(names)), f"{registry}: {names}"
 
 
@@ -189,3 +202,34 @@ def test_no_long_functions():
     assert not new, (f"functions over {MAX_FUNCTION_LINES} lines: split them into named steps, or add them to "
                      "LONG_FUNCTIONS with the reason they stay long:\n" + "\n".join(new))
     assert not stale, f"LONG_FUNCTIONS entries no longer over {MAX_FUNCTION_LINES} lines: remove them:\n" + "\n".join(stale)
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {e.id for t in targets for e in ast.walk(t) if isinstance(e, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+DOTTED = re.compile(r"\b(?:bench|frontends)(?:\.[A-Za-z_]\w*)+")
+
+
+def test_every_dotted_path_in_a_docstring_names_what_exists():
+    """`bench.x.y` in a docstring is a module of the repository, or a name defined at the top of one."""
+    bad = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for dotted in DOTTED.findall(ast.get_docstring(node) or ""):
+                parts = dotted.split(".")
+                k = max((i for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in MODULES), default=0)
+                if k == 0 or (parts[k:] and parts[k] not in _top_level_names(MODULES[".".join(parts[:k])])):
+                    bad.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 1)}: {dotted}")
+    assert not bad, "names in docstrings that do not exist:\n" + "\n".join(bad)

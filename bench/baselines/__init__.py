@@ -33,10 +33,7 @@ class BaselineRequest:
     device: str  # the torch device: cpu | cuda
     threads: int
     workdir: Path  # a scratch directory of the cell
-    compiled: Any = None  # the cell's TVM build (bench.build.relax.Compiled, with .imported)
-    tinfo: Any = None  # the cell's target (bench.targets)
-    dlight: bool = False
-    fast_math: bool = False
+    compiled: Any = None  # the cell's TVM build (bench.build.relax.Compiled or a Relay cell's), with .untuned where it has one
     onnx_file: Path | None = None  # the onnx frontend's own file, when that frontend ran in the cell
 
 
@@ -163,7 +160,13 @@ BASELINES: dict[str, Callable[[BaselineRequest], Prepared]] = {
     "eager": lambda r: prepare_eager(r.case, r.device),
     "compile": lambda r: prepare_compile(r.case, r.device),
     "ort": lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir),
-    # a Relay cell's build brings its own (the plain relay.build: bench.pipeline.relay_cell)
-    "untuned": lambda r: (r.compiled.untuned(r.case.inputs) if hasattr(r.compiled, "untuned")
-                          else prepare_untuned(r.compiled.imported, r.tinfo, r.case.inputs, r.dlight, r.fast_math)),
+    # the cell's build knows its untuned twin: the same pipeline without the database (prepare_untuned), or a
+    # Relay cell's plain relay.build (bench.pipeline.relay_cell)
+    "untuned": lambda r: _untuned(r.compiled, r.case.inputs),
 }
+
+
+def _untuned(compiled, inputs) -> Prepared:
+    if compiled.untuned is None:
+        raise RuntimeError("this cell's build has no untuned twin (a shared, loaded or remote build): nothing to compare with")
+    return compiled.untuned(inputs)

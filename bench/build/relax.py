@@ -211,13 +211,16 @@ def _flatten(out) -> list:
 
 
 class Compiled:
-    """A built module on a device, with its weights: call it, time it."""
+    """A built module on a device, with its weights: call it, time it.
 
-    imported = None  # the frontend's ImportResult it was built from, when the runner keeps it
+    `imported`: the frontend's ImportResult it was built from, where the cell keeps it (the profile reads it);
+    `untuned`: inputs -> the `untuned` baseline (bench.baselines.Prepared), where the cell can build one."""
 
-    def __init__(self, ex, device, params, func: str = "main", lib_path: Path | None = None):
+    def __init__(self, ex, device, params, func: str = "main", lib_path: Path | None = None, imported=None, untuned=None):
         import tvm
 
+        self.imported = imported
+        self.untuned = untuned
         self.device = device
         self.func = func
         self.ex = ex
@@ -235,7 +238,7 @@ class Compiled:
     def _args(self, inputs) -> list:
         import numpy as np
 
-        return [tvm_compat.to_device(np.ascontiguousarray(_numpy(x)), self.device) for x in inputs] + self.params
+        return [tvm_compat.to_device(np.ascontiguousarray(as_numpy(x)), self.device) for x in inputs] + self.params
 
     def __call__(self, *inputs) -> list[np.ndarray]:
         return [o.numpy() for o in _flatten(self.vm[self.func](*self._args(inputs)))]
@@ -267,7 +270,12 @@ def load_library(path: str | Path):
 
 class RemoteCompiled(Compiled):
     """Compiled on an RPC session's device (bench.targets.remote): the outputs are fetched one tensor at a
-    time, since a tuple returned over RPC stays on the device."""
+    time, since a tuple returned over RPC stays on the device. It keeps the session (`remote`) alive as long as
+    itself, and says what the upload took."""
+
+    def __init__(self, ex, device, params, remote, upload_s: float, lib_bytes: int):
+        super().__init__(ex, device, params)
+        self.remote, self.upload_s, self.lib_bytes = remote, upload_s, lib_bytes
 
     def __call__(self, *inputs) -> list[np.ndarray]:
         self.vm.set_input(self.func, *self._args(inputs))
@@ -275,14 +283,14 @@ class RemoteCompiled(Compiled):
         return [o.numpy() for o in _flatten(self.vm.get_outputs(self.func))]
 
 
-def _numpy(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
     import numpy as np
 
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def remote_compiled(compiled, address: str, key: str):
-    """`compiled` exported, uploaded to a server of the key and loaded there (bench.build.Compiled
+    """`compiled` exported, uploaded to a server of the key and loaded there (bench.build.relax.Compiled
     on the device: its calls run there, its timer is the device's own time evaluator)."""
     remote = session(address, key)
     with tempfile.TemporaryDirectory(prefix="gptbench-rpc-") as tmp:
@@ -291,6 +299,4 @@ def remote_compiled(compiled, address: str, key: str):
         t0 = time.perf_counter()
         remote.upload(str(path))
         upload_s, lib_bytes = time.perf_counter() - t0, path.stat().st_size
-    on_device = RemoteCompiled(remote.load_module("tvm.so"), remote.cpu(), compiled.raw_params)
-    on_device.remote, on_device.upload_s, on_device.lib_bytes = remote, upload_s, lib_bytes  # the session lives as long as it
-    return on_device
+    return RemoteCompiled(remote.load_module("tvm.so"), remote.cpu(), compiled.raw_params, remote, upload_s, lib_bytes)

@@ -431,7 +431,7 @@ def cell_label(cell: Cell) -> str:
 
 
 def _stat(key: str, ms: np.ndarray) -> float:
-    """One of LATENCY_STATS of samples in ms, computed as bench.timing.Stats does."""
+    """One of LATENCY_STATS of samples in ms, computed as bench.record.Latency.from_seconds does."""
     import numpy as np
 
     if key in ("p90", "p99"):
@@ -685,7 +685,7 @@ def _markdown(r: CompareResult) -> str:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def _fraction(text: str, what: str) -> float:
+def parse_fraction(text: str, what: str) -> float:
     """'2%' or '0.02' → 0.02."""
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
@@ -705,10 +705,10 @@ def _write(path: str, text: str) -> None:
 
 def cmd_compare(args) -> int:
     rules = [Rule.parse(text) for text in args.fail_on]
-    alpha = _fraction(args.alpha, "--alpha")
+    alpha = parse_fraction(args.alpha, "--alpha")
     if alpha == 0:
         raise UserError("--alpha must be greater than 0")
-    min_effect = _fraction(args.min_effect, "--min-effect")
+    min_effect = parse_fraction(args.min_effect, "--min-effect")
     result = compare_reports(read_report(args.base), read_report(args.new), rules, alpha, min_effect,
                              base_name=str(args.base), new_name=str(args.new))
     md = result.to_markdown()

@@ -7,7 +7,7 @@ beside it says the same for people.
 
 The validation loss reported in the card is the mean cross-entropy (nats per character) over the
 whole validation split in non-overlapping windows of the context length, so it is deterministic
-and can be recomputed through a TVM build (`bench.textdata.window_loss`).
+and can be recomputed through a TVM build (`bench.measure.textdata.window_loss`).
 """
 
 from __future__ import annotations

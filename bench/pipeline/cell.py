@@ -127,9 +127,8 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
         log(f"{tag} {cell.error}")
         return None
     cell.stage = "run"
-    compiled = Compiled(ex, tinfo.device(), imported.params)
-    compiled.imported = imported
-    return compiled
+    return Compiled(ex, tinfo.device(), imported.params, imported=imported,
+                    untuned=lambda inputs: bl.prepare_untuned(imported, tinfo, inputs, cfg.dlight, cfg.fast_math))
 
 
 def _cell_database(cfg: RunConfig, imported, tinfo, workdir: Path, cell: Cell) -> tuple[bool, str | None]:
@@ -162,7 +161,7 @@ def _load_shared(cfg: RunConfig, shared: Path, tinfo, cell: Cell, tag: str) -> C
     return Compiled(load_library(lib), tinfo.device(), [tvm_compat.to_device(p, tinfo.device()) for p in params], lib_path=lib)
 
 
-def _on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
+def on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
     cell.stage = "upload"
     remote = remote_compiled(compiled, cfg.rpc, cfg.rpc_key)
     cell.notes["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
@@ -189,8 +188,7 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
         f"({'ok' if cell.parity.ok else 'MISMATCH: ' + cell.parity.reason})")
     if cfg.val_text and cfg.scenario == "prefill":
         _text_metrics(cfg, loaded, compiled, case, cell, tag)
-    request = bl.BaselineRequest(case, torch_device, cfg.threads, workdir, compiled, tinfo, cfg.dlight, cfg.fast_math,
-                                 onnx_file=workdir / ONNX_FILE if frontend == "onnx" else None)
+    request = bl.BaselineRequest(case, torch_device, cfg.threads, workdir, compiled, onnx_file=workdir / ONNX_FILE if frontend == "onnx" else None)
     prepared = _prepare_baselines(cfg, request, ref, cell, tag)
     if cfg.baselines:
         prepared = {"eager": eager, **prepared}

@@ -1,5 +1,5 @@
 """One cell in this interpreter, for a run whose parent is another TVM environment's:
-`python -m bench.pipeline.env_worker CONFIG.json MODEL FRONTEND ENV OUT.json` (bench.runner.run_in_env)."""
+`python -m bench.pipeline.env_worker CONFIG.json MODEL FRONTEND ENV OUT.json` (bench.pipeline.runner.run_in_env)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ from bench.core.log import log
 from bench.core.threads import peak_rss_mb
 from bench.pipeline.bundle import write_cell
 from bench.pipeline.cell import (
-    _on_device,
     cell_case,
     import_and_build,
     measure_compiled,
+    on_device,
     setup_cell,
 )
 from bench.pipeline.config import RunConfig, new_cell
@@ -65,5 +65,5 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
         if compiled is None:
             return
         if cfg.rpc:
-            compiled = _on_device(cfg, compiled, cell, tag)
+            compiled = on_device(cfg, compiled, cell, tag)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class TVMGenerator:
-    prompt: object  # bench.build.Compiled
-    decode: object  # bench.build.Compiled
+    prompt: object  # bench.build.relax.Compiled
+    decode: object  # bench.build.relax.Compiled
 
     def __call__(self, ids, new_tokens: int) -> np.ndarray:
         """Greedy: (B, T) prompt ids -> (B, new_tokens) generated ids."""

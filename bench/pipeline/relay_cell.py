@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.baselines import Prepared
-from bench.build.relax import _numpy
+from bench.build.relax import as_numpy
 from bench.core.env import cpu_flags
 from bench.pipeline.cell import (
     cell_case,
@@ -51,10 +51,11 @@ def relay_mcpu() -> tuple[str, str]:
 class RelayCompiled:
     """A relay.build library in the graph executor: call it, time it (Compiled's interface)."""
 
-    def __init__(self, lib, input_names: list[str]):
+    def __init__(self, lib, input_names: list[str], untuned=None):
         import tvm
         from tvm.contrib import graph_executor
 
+        self.untuned = untuned  # inputs -> the `untuned` baseline (a tuned cell's plain relay.build), else None
         self.device = tvm.cpu(0)
         self.input_names = list(input_names)
         self.module = graph_executor.GraphModule(lib["default"](self.device))
@@ -63,7 +64,7 @@ class RelayCompiled:
         import numpy as np
 
         for name, x in zip(self.input_names, inputs, strict=True):
-            self.module.set_input(name, np.ascontiguousarray(_numpy(x)))
+            self.module.set_input(name, np.ascontiguousarray(as_numpy(x)))
 
     def __call__(self, *inputs) -> list[np.ndarray]:
         self._set(inputs)
@@ -147,9 +148,8 @@ def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
             log(f"{tag} build failed: {cell.error}")
             return
         cell.stage = "run"
-        compiled = RelayCompiled(lib, case.input_names)
-        if tuned:
-            compiled.untuned = untuned_baseline(imported.mod, imported.params, spec, case.input_names)
+        untuned = untuned_baseline(imported.mod, imported.params, spec, case.input_names) if tuned else None
+        compiled = RelayCompiled(lib, case.input_names, untuned)
         measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, None, "cpu", workdir)
 
 

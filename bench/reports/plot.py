@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.baselines import BASELINES
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.record import Cell
@@ -34,7 +35,6 @@ if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: 
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-BASELINE_ORDER = ("eager", "compile", "ort", "untuned")
 FIGSIZE = (13.0, 5.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -150,7 +150,7 @@ def _baseline_bar(cells: list[Cell], baseline: str, x: float) -> Bar:
 def _run_latency(ax: Axes, cells: list[Cell]) -> None:
     models = _in_order(c.model for c in cells)
     frontends = _in_order(c.frontend for c in cells)
-    baselines = [b for b in BASELINE_ORDER if any(b in c.baselines for c in cells)]
+    baselines = [b for b in BASELINES if any(b in c.baselines for c in cells)]
     width = 0.8 / (len(frontends) + len(baselines))
     by_key = {(c.model, c.frontend): c for c in cells}
 
@@ -297,7 +297,7 @@ def _sweep_panels(latency_ax: Axes, speedup_ax: Axes, cells: list[Cell]) -> None
     import numpy as np
 
     groups = _in_order((c.model, c.batch) for c in cells)
-    backends = _in_order(["tvm:" + c.frontend for c in cells] + [b for c in cells for b in c.baselines if b in BASELINE_ORDER])
+    backends = _in_order(["tvm:" + c.frontend for c in cells] + [b for c in cells for b in c.baselines if b in BASELINES])
     for j, backend in enumerate(backends):
         for model, batch in groups:
             mine = sorted((c for c in cells if (c.model, c.batch) == (model, batch)), key=_tokens)

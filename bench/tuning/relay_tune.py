@@ -36,7 +36,7 @@ from bench.core.threads import configure_threads
 from bench.scenarios import SCENARIOS
 from bench.tuning.database import count_records, db_hash, unpack
 from bench.tuning.progress import Progress
-from bench.tuning.search import UNLIMITED_TRIALS, Budget, _progress_callback, _scheduler
+from bench.tuning.search import UNLIMITED_TRIALS, Budget, progress_callback, task_scheduler
 
 META = "gptbench-relay-db.json"
 BATCH = 16  # candidates per measurement batch (as a budgeted Relax session)
@@ -95,8 +95,8 @@ def tune_relay(mod, params, target, db_dir: Path, budget_s: float, threads: int,
             runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)),
             database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
             measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
-                               _progress_callback(UNLIMITED_TRIALS, best, history, progress)],
-            task_scheduler=_scheduler(budget, best, history, "budget", seed),
+                               progress_callback(UNLIMITED_TRIALS, best, history, progress)],
+            task_scheduler=task_scheduler(budget, best, history, "budget", seed),
         )
     finally:
         progress.save()

@@ -67,7 +67,7 @@ from frontends.base import ImportRequest, short_error
 
 
 def fused_module(mod, target, prepack: bool, fast_math: bool = False):
-    """The module as MetaSchedule sees it (see `bench.build.tuning_passes`)."""
+    """The module as MetaSchedule sees it (see `bench.build.relax.tuning_passes`)."""
     import tvm
 
     with target, tvm.transform.PassContext(opt_level=3):
@@ -202,7 +202,7 @@ def population(budget_s: float | None) -> int:
 GRADIENT_ALPHA, GRADIENT_WINDOW = 0.2, 3  # MetaSchedule's defaults for its gradient scheduler
 
 
-def _scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int = 0):
+def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: int = 0):
     """The task scheduler of every tuning session: MetaSchedule's task-selection rules, written in
     Python so that a session can stop between measurement batches (a deadline, Ctrl-C) instead of
     unwinding through C++ (an exception raised inside MetaSchedule's loop can abort the process).
@@ -282,7 +282,7 @@ def _pick_task(alive: list[int], tasks, best: dict, history: dict, mode: str, rn
     return rng.choice(alive) if top == min(grads.values()) else max(alive, key=grads.get)
 
 
-def _progress_callback(total: int, best: dict, history: dict, progress: Progress):
+def progress_callback(total: int, best: dict, history: dict, progress: Progress):
     """The measure callback of a session: the progress bar; each task's best time (`best`) and its value
     after each batch (`history`), for the task scheduler; a row of the database's progress log."""
     from tqdm import tqdm
@@ -537,10 +537,10 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
     profile: dict = {}
     try:
         if limit > 0:
-            scheduler = _scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
+            scheduler = task_scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
             with ms.Profiler() as prof:
                 _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
-                            _progress_callback(trials or None, best, history, progress))
+                            progress_callback(trials or None, best, history, progress))
             profile = {str(k): round(float(v), 2) for k, v in prof.get().items()}
     finally:
         signal.signal(signal.SIGINT, previous_handler)

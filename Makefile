@@ -6,10 +6,18 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: history-site setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
 
+# xgboost (MetaSchedule's cost model) is, on Linux x86_64, a CUDA build that pulls nvidia-nccl-cu12, which CPU
+# tuning never loads: where pip installed that library, both are swapped for xgboost-cpu of the same version (the
+# same `xgboost` module, without CUDA), as the cpu image does (docker/Dockerfile, docker/README.md).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	if $(BIN)/python -m pip show --quiet nvidia-nccl-cu12 2>/dev/null; then \
+		v="$$($(BIN)/python -m pip show xgboost | sed -n 's/^Version: //p')"; \
+		$(BIN)/python -m pip uninstall --yes --quiet xgboost nvidia-nccl-cu12 \
+		&& $(BIN)/python -m pip install --quiet --no-deps "xgboost-cpu==$$v"; \
+	fi
 	touch $@
 
 setup: $(STAMP)

@@ -580,7 +580,7 @@ def cmd_ppl(args) -> int:
 
     from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
     from bench.models import get_spec
-    from bench.pipeline.cell import TEXT_TOL, import_and_build
+    from bench.pipeline.cell import TEXT_TOL, CellContext, import_and_build
     from bench.record import Parity
     from bench.scenarios import make_case
 
@@ -606,7 +606,7 @@ def cmd_ppl(args) -> int:
     tag = f"[{loaded.spec.name} × {cfg.frontends[0]} ppl]"
     case = make_case(loaded, "prefill", 1, length, 0, "static", cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
-        compiled = import_and_build(cfg, cfg.frontends[0], case, tinfo, Path(tmp), cell, tag)
+        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo), case)
     if compiled is not None:
         _err(f"{tag} scoring {len(ids)} tokens in windows of {length}, stride {stride}, eager and TVM")
         m = text_parity(loaded, compiled, case.module, ids, length, stride)

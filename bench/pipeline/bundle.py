@@ -32,7 +32,7 @@ from pathlib import Path
 from bench.build.relax import Compiled
 from bench.core.env import cpu_flags
 from bench.core.errors import Interrupted, UserError
-from bench.pipeline.cell import cell_case, load_cell_model, measure_compiled
+from bench.pipeline.cell import CellContext, cell_case, load_cell_model, measure_compiled
 from bench.pipeline.config import RunConfig
 from bench.record import Cell, RecordError
 from frontends.base import short_error
@@ -306,5 +306,4 @@ def _measure_one(cfg, rec: dict, cell: Cell, tag: str, log) -> None:
     log(f"{tag} loaded {LIB} in {cell.timings['load_s']:.1f} s, first call {cell.timings['first_call_s']:.1f} s; weights and inputs "
         f"match the bundle's ({len(weights)} + {len(case.inputs)} tensors by sha256)")
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
-        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend=rec["frontend"], tinfo=None, torch_device=torch_device,
-                         workdir=Path(tmp))
+        measure_compiled(CellContext(cfg, cell, tag, Path(tmp), torch_device=torch_device), loaded, case, compiled)

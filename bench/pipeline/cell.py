@@ -5,8 +5,9 @@ and the Relay cells all go through these steps; whatever fails is recorded in th
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import baselines as bl
 from bench.build.relax import Compiled, build, load_library, remote_compiled
@@ -34,6 +35,21 @@ from frontends.base import FrontendError, ImportRequest, short_error
 from frontends.onnx_import import ONNX_FILE
 
 TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative difference
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What every step of one cell shares: the run's flags, the cell's record (which names its model and
+    frontend), the log tag, the cell's scratch directory, its target, and the torch device eager runs on.
+    `tinfo` is None where the build was made elsewhere (a bundle, another TVM environment): nothing here
+    builds, and the memory step says why it measures nothing."""
+
+    cfg: RunConfig
+    cell: Cell
+    tag: str
+    workdir: Path
+    tinfo: Any = None  # bench.targets.TargetInfo
+    torch_device: str = "cpu"
 
 
 def load_cell_model(cfg: RunConfig, model: str, cell: Cell):
@@ -88,22 +104,23 @@ def import_case(frontend: str, case, workdir: Path, cell: Cell, tag: str):
     return imported
 
 
-def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, cell: Cell, tag: str, export=None):
+def import_and_build(ctx: CellContext, case, export=None):
     """Frontend import and TVM build of a case, recorded in `cell`. Returns (Compiled or None).
     None means the cell's status says why (import_failed, build_failed, no_device, or bundled: `export`,
     when given, takes the build (imported, executable) instead of this device, e.g. into a --bundle). In a sweep with
     symbolic shapes, a later length loads the first length's build (bench.pipeline.shared_build) instead."""
+    cfg, cell, tag, tinfo = ctx.cfg, ctx.cell, ctx.tag, ctx.tinfo
     shared = shared_build.shared_dir(cfg, cell)
     if shared is not None and (shared / shared_build.META).is_file() and tinfo.device_available:
-        return _load_shared(cfg, shared, tinfo, cell, tag)
-    imported = import_case(frontend, case, workdir, cell, tag)
+        return _load_shared(ctx, shared)
+    imported = import_case(cell.frontend, case, ctx.workdir, cell, tag)
     if imported is None:
         return None
     cell.stage = "build"
 
     cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
-    found, db = _cell_database(cfg, imported, tinfo, workdir, cell)
+    found, db = _cell_database(ctx, imported)
     if not found:
         log(f"{tag} {cell.error}")
         return None
@@ -131,19 +148,20 @@ def import_and_build(cfg: RunConfig, frontend: str, case, tinfo, workdir: Path, 
                     untuned=lambda inputs: bl.prepare_untuned(imported, tinfo, inputs, cfg.dlight, cfg.fast_math))
 
 
-def _cell_database(cfg: RunConfig, imported, tinfo, workdir: Path, cell: Cell) -> tuple[bool, str | None]:
+def _cell_database(ctx: CellContext, imported) -> tuple[bool, str | None]:
     """(False, None) when the --tuned-after cut cannot be made (the cell says why), else (True, the tuning database
     the cell builds with, recorded in the cell; None: untuned)."""
+    cfg, cell = ctx.cfg, ctx.cell
     db = whole = cfg.db_for(cell.model)
     cut = None
     if db and cfg.tuning_cut is not None:
         try:
-            db, cut = database_at(db, cfg.tuning_cut, workdir / "tuning-cut")
+            db, cut = database_at(db, cfg.tuning_cut, ctx.workdir / "tuning-cut")
         except UserError as e:
             cell.set(status="build_failed", error=f"--tuned-after {cut_label(cfg.tuning_cut)}: {e}")
             return False, None
     if db:
-        cell.tuning = check_database(db, tinfo, imported.mod)
+        cell.tuning = check_database(db, ctx.tinfo, imported.mod)
         cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
         if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
             cell.tuning.update(path=whole, cut=cut)
@@ -152,13 +170,14 @@ def _cell_database(cfg: RunConfig, imported, tinfo, workdir: Path, cell: Cell) -
     return True, db
 
 
-def _load_shared(cfg: RunConfig, shared: Path, tinfo, cell: Cell, tag: str) -> Compiled:
+def _load_shared(ctx: CellContext, shared: Path) -> Compiled:
     """The build an earlier length of this symbolic sweep made (bench.pipeline.shared_build), on this device."""
+    cell, device = ctx.cell, ctx.tinfo.device()
     lib, params = shared_build.load(shared, cell)
-    log(f"{tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], cfg.scenario)} "
+    log(f"{ctx.tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], ctx.cfg.scenario)} "
         "(symbolic length): not imported or built again")
     cell.stage = "run"
-    return Compiled(load_library(lib), tinfo.device(), [tvm_compat.to_device(p, tinfo.device()) for p in params], lib_path=lib)
+    return Compiled(load_library(lib), device, [tvm_compat.to_device(p, device) for p in params], lib_path=lib)
 
 
 def on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
@@ -172,10 +191,10 @@ def on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
     return remote
 
 
-def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: str, frontend: str, tinfo, torch_device: str,
-                     workdir: Path) -> None:
+def measure_compiled(ctx: CellContext, loaded, case, compiled) -> None:
     """Parity against eager, the baselines, the timing: everything after the build (here, or on the
     machine that measures a bundle; `tinfo` is None there)."""
+    cfg, cell, tag, workdir, torch_device = ctx.cfg, ctx.cell, ctx.tag, ctx.workdir, ctx.torch_device
     if torch_device == "cuda":
         case.module.to("cuda")
         case.inputs = tuple(x.to("cuda") for x in case.inputs)
@@ -187,9 +206,10 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
     log(f"{tag} {built}; parity rel L2 {rel_l2:.2e} "
         f"({'ok' if cell.parity.ok else 'MISMATCH: ' + cell.parity.reason})")
     if cfg.val_text and cfg.scenario == "prefill":
-        _text_metrics(cfg, loaded, compiled, case, cell, tag)
-    request = bl.BaselineRequest(case, torch_device, cfg.threads, workdir, compiled, onnx_file=workdir / ONNX_FILE if frontend == "onnx" else None)
-    prepared = _prepare_baselines(cfg, request, ref, cell, tag)
+        _text_metrics(ctx, loaded, compiled, case)
+    request = bl.BaselineRequest(case, torch_device, cfg.threads, workdir, compiled,
+                                 onnx_file=workdir / ONNX_FILE if cell.frontend == "onnx" else None)
+    prepared = _prepare_baselines(ctx, request, ref)
     if cfg.baselines:
         prepared = {"eager": eager, **prepared}
         cell.baselines["eager"] = Baseline("ok", setup_s=0.0, info={})
@@ -200,7 +220,7 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
         cell.baselines[name].latency = stats[name]
         cell.speedup[name] = round(stats[name].median / stats["tvm"].median, 4)
     if cfg.memory:
-        cell.memory = backend_memory(cfg, cell.model, case, compiled, prepared, workdir, torch_device, tinfo, tag)
+        cell.memory = backend_memory(ctx, case, compiled, prepared)
     cell.status = "ok" if cell.parity.ok else "mismatch"
     if not cell.parity.ok:
         cell.error = f"parity: {cell.parity.reason}"
@@ -208,23 +228,24 @@ def measure_compiled(cfg: RunConfig, loaded, case, compiled, cell: Cell, tag: st
     log(f"{tag} {cell.status}: TVM median {stats['tvm'].median:.3f} ms{versus}")
 
 
-def backend_memory(cfg: RunConfig, model: str, case, compiled, prepared: dict, workdir: Path, torch_device: str, tinfo, tag: str) -> dict:
+def backend_memory(ctx: CellContext, case, compiled, prepared: dict) -> dict:
     """Each backend of the cell loaded and run alone in a fresh process (bench.pipeline.memory), one after
     the other, after the timing; and the model's weight bytes. What could not be measured says why."""
+    cfg, tag = ctx.cfg, ctx.tag
     weights = sum(p.numel() * p.element_size() for p in case.module.parameters())
     memory: dict = dict(method=METHOD, weights_mb=round(weights / 2**20, 1), backends={})
-    why = ("host memory is not the GPU's: measured on the CPU only" if torch_device != "cpu"
+    why = ("host memory is not the GPU's: measured on the CPU only" if ctx.torch_device != "cpu"
            else "TVM runs on an RPC server" if cfg.rpc
-           else "a build of another TVM environment or a bundle: measured for this environment's Relax builds" if tinfo is None
+           else "a build of another TVM environment or a bundle: measured for this environment's Relax builds" if ctx.tinfo is None
            else None)
     if why:
         memory["skipped"] = why
         return memory
-    directory = workdir / "memory"
+    directory = ctx.workdir / "memory"
     directory.mkdir(exist_ok=True)
     inputs = directory / "inputs.npz"
     save_arrays(inputs, [x.detach().cpu().numpy() for x in case.inputs])
-    common = dict(threads=cfg.threads, inputs=str(inputs), model=model, weights=cfg.weights, seed=cfg.seed,
+    common = dict(threads=cfg.threads, inputs=str(inputs), model=ctx.cell.model, weights=cfg.weights, seed=cfg.seed,
                   dtype=cfg.dtype, scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
                   shapes=cfg.shapes)
     alone = {"tvm": compiled.alone, **{name: p.alone for name, p in prepared.items()}}
@@ -241,9 +262,10 @@ def backend_memory(cfg: RunConfig, model: str, case, compiled, prepared: dict, w
     return memory
 
 
-def _prepare_baselines(cfg: RunConfig, request, ref, cell: Cell, tag: str) -> dict:
+def _prepare_baselines(ctx: CellContext, request, ref) -> dict:
     """Every baseline asked for but eager, set up from the registry and checked against eager's outputs;
     one that fails is recorded in the cell, and the cell goes on without it."""
+    cfg, cell, tag = ctx.cfg, ctx.cell, ctx.tag
     prepared = {}
     for name in (b for b in cfg.baselines if b != "eager"):
         try:
@@ -280,12 +302,13 @@ def time_backends(plan, timers: dict, tag: str, remote: bool = False) -> tuple[d
     return {n: Latency.from_seconds(s) for n, s in m.samples.items()}, timing
 
 
-def _text_metrics(cfg: RunConfig, loaded, compiled, case, cell: Cell, tag: str) -> None:
+def _text_metrics(ctx: CellContext, loaded, compiled, case) -> None:
     """Validation loss on the held-out 10% of --val-text (needs batch 1): eager over the whole split
     (the model's validation loss), and eager against TVM over its first --val-tokens tokens (an
     untuned TVM build can be ~100x slower than eager: the whole split would take it many minutes)."""
     import torch
 
+    cfg, cell, tag = ctx.cfg, ctx.cell, ctx.tag
     if cfg.batch != 1:
         cell.notes["val_text"] = "not computed: validation loss needs --batch 1"
         return

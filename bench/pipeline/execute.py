@@ -15,6 +15,7 @@ from bench.core.log import log
 from bench.core.threads import peak_rss_mb
 from bench.pipeline.bundle import write_cell
 from bench.pipeline.cell import (
+    CellContext,
     cell_case,
     import_and_build,
     measure_compiled,
@@ -61,9 +62,10 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
         export = (lambda imported, ex: write_cell(cfg, cell, case, imported, ex, log)) if cfg.bundle else None
-        compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag, export)
+        ctx = CellContext(cfg, cell, tag, workdir, tinfo, torch_device)
+        compiled = import_and_build(ctx, case, export)
         if compiled is None:
             return
         if cfg.rpc:
             compiled = on_device(cfg, compiled, cell, tag)
-        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, tinfo, torch_device, workdir)
+        measure_compiled(ctx, loaded, case, compiled)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.build.relax import LEGACY_PIPELINE
 from bench.pipeline.cell import (
+    CellContext,
     cell_case,
     import_and_build,
     load_cell_model,
@@ -44,7 +45,7 @@ def execute_relax_legacy(cfg, model: str, frontend: str, cell: Cell, log) -> Non
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
-        compiled = import_and_build(cfg, frontend, case, tinfo, workdir, cell, tag)
+        compiled = import_and_build(CellContext(cfg, cell, tag, workdir, tinfo), case)
         if compiled is None:
             return
-        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, None, "cpu", workdir)
+        measure_compiled(CellContext(cfg, cell, tag, workdir), loaded, case, compiled)  # measured as another environment's build

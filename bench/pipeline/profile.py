@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.core import tvm_compat
 from bench.core.log import log as default_log
 from bench.core.markdown import md_table as _md_table
-from bench.pipeline.cell import import_and_build, setup_cell
+from bench.pipeline.cell import CellContext, import_and_build, setup_cell
 from bench.pipeline.config import RunConfig, new_cell
 from bench.scenarios import make_case
 from bench.tuning.database import prepacked
@@ -147,7 +147,7 @@ def profile_frontend(cfg: RunConfig, frontend: str, log=default_log) -> tuple[di
     loaded, tinfo, _ = setup_cell(cfg, model, cell)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-profile-") as tmp:
-        compiled = import_and_build(cfg, frontend, case, tinfo, Path(tmp), cell, tag)
+        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo), case)
     out = dict(frontend=frontend, status=cell.status if compiled is None else "ok", weights=cell.weights, tuning=cell.tuning,
                build_s=cell.timings.get("build_s"), kernels_built=cell.notes.get("kernels"))
     if compiled is None:

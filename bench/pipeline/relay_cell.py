@@ -18,6 +18,7 @@ from bench.baselines import Prepared
 from bench.build.relax import as_numpy
 from bench.core.env import cpu_flags
 from bench.pipeline.cell import (
+    CellContext,
     cell_case,
     import_case,
     load_cell_model,
@@ -150,7 +151,7 @@ def execute_relay(cfg, model: str, frontend: str, cell: Cell, log) -> None:
         cell.stage = "run"
         untuned = untuned_baseline(imported.mod, imported.params, spec, case.input_names) if tuned else None
         compiled = RelayCompiled(lib, case.input_names, untuned)
-        measure_compiled(cfg, loaded, case, compiled, cell, tag, frontend, None, "cpu", workdir)
+        measure_compiled(CellContext(cfg, cell, tag, workdir), loaded, case, compiled)
 
 
 def _tuned_lib(cfg, model: str, frontend: str, imported, spec: str, mcpu: str, cell: Cell, tag: str, log):

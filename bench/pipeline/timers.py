@@ -35,7 +35,7 @@ import numpy as np
 from bench import baselines as bl
 from bench.core.markdown import md_table
 from bench.models import load_model
-from bench.pipeline.cell import import_and_build, setup_cell, time_backends
+from bench.pipeline.cell import CellContext, import_and_build, setup_cell, time_backends
 from bench.pipeline.config import new_cell
 from bench.scenarios import make_case
 from frontends.onnx_import import ONNX_FILE
@@ -156,7 +156,7 @@ def validate(cfg, frontend: str, log) -> dict:
         work, bundle = Path(tmp) / "work", Path(tmp) / "bundle"
         work.mkdir()
         bundle.mkdir()
-        compiled = import_and_build(cfg, frontend, case, tinfo, work, cell, tag)
+        compiled = import_and_build(CellContext(cfg, cell, tag, work, tinfo), case)
         if compiled is None:
             raise RuntimeError(f"{cell.status}: {cell.error}")
         result["tuning"] = cell.tuning

@@ -123,6 +123,21 @@ def test_tuning_again_continues_the_same_database(tuned_db, gptbench):
     assert after["trials"] == before["trials"] + after["last_session"]["trials"]
 
 
+def _tuned_workloads(db: Path) -> set[int]:
+    return {json.loads(line)[0] for line in (db / "database_tuning_record.json").open() if line.strip()}
+
+
+def test_a_session_on_a_database_gives_its_first_batches_to_the_kernels_without_records(tuned_db, gptbench, tmp_path):
+    """16 trials tuned two of nanogpt-tiny's tasks (8 a batch); one more batch must go to a third task, not to a
+    task the database already has (the extraction order would give it to the first task again)."""
+    db = tmp_path / "db"
+    shutil.copytree(tuned_db, db)
+    before = _tuned_workloads(db)
+    code, _, err = gptbench("tune", "--model", "nanogpt-tiny", "--frontend", "export", "--seq-len", "16", "--trials", "8", "--db", db)
+    assert code == 0, err
+    assert len(before) >= 1 and len(_tuned_workloads(db)) > len(before), (before, _tuned_workloads(db))
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("tvm_version", "0.19.0", "made with TVM 0.19.0"),
     ("target", {"kind": "llvm", "mcpu": "sapphirerapids", "num_cores": 2}, "for another target: mcpu 'sapphirerapids'"),

@@ -207,7 +207,9 @@ def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: i
     Python so that a session can stop between measurement batches (a deadline, Ctrl-C) instead of
     unwinding through C++ (an exception raised inside MetaSchedule's loop can abort the process).
 
-    Both modes start with one round over every task (each task's first batch). Then:
+    Both modes start with one round over every task (each task's first batch), those without a record in the
+    database first: a session that extends a database, or whose budget ends within that round, gives its first
+    batches to the kernels that would otherwise keep TVM's default schedule. Then:
     - mode "gradient" (a session with only --trials): MetaSchedule's gradient rule, as in its
       C++ scheduler: the live task with the largest weight × (0.2·recent improvement per batch
       over a window of 3 + 0.8·best/batches), ties broken at random;
@@ -228,7 +230,7 @@ def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: i
     class HarnessScheduler(ms.task_scheduler.PyTaskScheduler):
         def __init__(self):
             super().__init__()
-            self.first_round = 0
+            self.first_round: list[int] | None = None  # the tasks still to get their first batch, in order
 
         def next_task_id(self) -> int:
             ts = self._outer()
@@ -238,9 +240,10 @@ def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: i
                 return -1
             for i in range(n):
                 ts.touch_task(i)  # joins every batch that has finished (its records reach the database, its times `best`)
-            if self.first_round < n:
-                self.first_round += 1
-                return self.first_round - 1
+            if self.first_round is None:
+                self.first_round = first_round_order(ts)
+            if self.first_round:
+                return self.first_round.pop(0)
             alive = _live_tasks(ts, tasks, history, mode)
             if not alive:
                 return -1
@@ -250,6 +253,19 @@ def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: i
             return pick
 
     return HarnessScheduler()
+
+
+def first_round_order(ts) -> list[int]:
+    """Every task of the scheduler `ts` once: those with no valid record in its database first, then the others,
+    each group in extraction order."""
+    db = ts.database_
+
+    def has_record(task) -> bool:
+        mod = task.ctx.mod
+        return db is not None and db.has_workload(mod) and bool(db.get_top_k(db.commit_workload(mod), 1))
+
+    recorded = [has_record(t) for t in ts.tasks_]
+    return [i for i, r in enumerate(recorded) if not r] + [i for i, r in enumerate(recorded) if r]
 
 
 def _gradient(h: list[float], weight: float) -> float:

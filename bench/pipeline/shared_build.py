@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from bench.core.files import load_arrays, save_arrays
+from bench.scenarios import shape_text
 
 META = "build.json"
 
@@ -60,4 +61,4 @@ def load(directory: Path, cell):
 
 def describe(built_at: dict, scenario: str) -> str:
     """'b1 × 32': the shape a shared build was made at."""
-    return f"b{built_at['batch']} × " + (f"past {built_at['past_len']}" if scenario == "decode" else str(built_at["seq_len"]))
+    return shape_text(scenario, built_at["batch"], built_at["seq_len"], built_at["past_len"])

@@ -21,6 +21,7 @@ from bench.core.files import atomic_write
 from bench.core.markdown import fmt, md_table
 from bench.core.tvm_envs import identity_line
 from bench.record import Cell, Latency, RecordError
+from bench.scenarios import shape_text
 
 SCHEMA = "gptbench.report"
 SCHEMA_VERSION = 1
@@ -247,12 +248,12 @@ def _bundle_lines(bundle: dict) -> list[str]:
 
 def _built_at(c: Cell) -> str:
     at = c.notes["shared_build"]["built_at"]
-    return f"b{at['batch']} × " + (f"past {at['past_len']}" if c.scenario == "decode" else str(at["seq_len"]))
+    return shape_text(c.scenario, at["batch"], at["seq_len"], at["past_len"])
 
 
 def shape_label(c: Cell) -> str:
     """'b1 × 128' (prefill, generate) or 'b1 × past 128' (decode): a cell's shape in a sweep."""
-    return f"b{c.batch} × " + (f"past {c.past_len}" if c.scenario == "decode" else str(c.seq_len))
+    return shape_text(c.scenario, c.batch, c.seq_len, c.past_len)
 
 
 def swept(cells: list[Cell]) -> bool:

@@ -79,6 +79,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in SCENARIO_LIST}
 SHAPES = ("static", "symbolic")
 
 
+def shape_text(scenario: str, batch: int, seq_len: int, past_len: int) -> str:
+    """'b1 × 128', or 'b1 × past 128' for a scenario whose shape is named by its past length (decode); a scenario
+    that is not in the registry (an older report's, `ppl`) by its sequence length."""
+    entry = SCENARIOS.get(scenario)
+    return f"b{batch} × " + (f"past {past_len}" if entry is not None and entry.length == "past_len" else str(seq_len))
+
+
 def check_fits(spec, scenario: str, seq_len: int, past_len: int, new_tokens: int) -> None:
     """UserError when the scenario's tokens exceed the model's context."""
     sc = SCENARIOS[scenario]

@@ -207,9 +207,8 @@ def task_scheduler(budget: Budget, best: dict, history: dict, mode: str, seed: i
     Python so that a session can stop between measurement batches (a deadline, Ctrl-C) instead of
     unwinding through C++ (an exception raised inside MetaSchedule's loop can abort the process).
 
-    Both modes start with one round over every task (each task's first batch), those without a record in the
-    database first: a session that extends a database, or whose budget ends within that round, gives its first
-    batches to the kernels that would otherwise keep TVM's default schedule. Then:
+    Both modes start with one round over every task (each task's first batch), those without a record first
+    (first_round_order: kernels that would otherwise keep TVM's default schedule). Then:
     - mode "gradient" (a session with only --trials): MetaSchedule's gradient rule, as in its
       C++ scheduler: the live task with the largest weight × (0.2·recent improvement per batch
       over a window of 3 + 0.8·best/batches), ties broken at random;

@@ -511,9 +511,9 @@ def cmd_profile(args) -> int:
         raise UserError(f"--top must be >= 1, got {args.top}")
     check_out_dir(args.out)
     if cfg.tune_budget:
-        from bench.pipeline.autotune import tune_here
+        from bench.pipeline.autotune import ensure_tuned
 
-        tune_here(cfg)
+        ensure_tuned(cfg)  # in this TVM, and in each other --tvm environment that can tune
     from bench.pipeline.profile import METHOD, SCHEMA, SCHEMA_VERSION, profile, to_markdown
 
     created = _dt.datetime.now(_dt.timezone.utc)
@@ -524,7 +524,8 @@ def cmd_profile(args) -> int:
                   environment=env, environment_line=environment_line(env), method=METHOD,
                   config=dict(model=cfg.models[0], scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
                               target=tinfo.spec, threads=env.get("threads", cfg.threads), fast_math=cfg.fast_math, weights=cfg.weights,
-                              db=cfg.db_for(cfg.models[0]), warmup=cfg.warmup, repeat=cfg.repeat), **result)
+                              db=cfg.db_for(cfg.models[0]), warmup=cfg.warmup, repeat=cfg.repeat,
+                              tvm=[s.name for s in cfg.env_specs()] if cfg.tvm else None), **result)
     stem = Path(args.out) / f"{created.strftime('%Y%m%dT%H%M%SZ')}-{args.name}"
     md = to_markdown(result, args.top)
     atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
@@ -957,6 +958,9 @@ def _add_profile(sub) -> None:
     p.add_argument("--tune-budget", default=None, help="build with the database `run --tune-budget` finds for this model and "
                    "shape (tuning for at most this long where there is none); default: --db, else untuned")
     p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget finds its databases (default results/tuning)")
+    p.add_argument("--tvm", default=None, help="profile every frontend in each of these TVM environments, each in its own process "
+                   "(columns FRONTEND@ENV): " + TVM_HELP + ". Default: this process's TVM")
+    add_tvm_source_args(p)
     add_output_args(p, "profile", history=False)
     p.set_defaults(func=cmd_profile, no_isolate=True)
 

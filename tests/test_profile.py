@@ -77,3 +77,47 @@ def _reimport(cfg, tmp_path):
     imported = get_frontend("export").import_model(ImportRequest(case.module, case.inputs, case.input_names, None, tmp_path))
     return imported.mod, cfg.target_info().target, False, False
 
+
+
+def _row(symbol: str, ms: float, buffers: list[str]) -> dict:
+    return dict(symbol=symbol, kernel=None if symbol.startswith("vm.") else symbol, kind=kind_of(symbol), calls=1, ms=ms, buffers=buffers)
+
+
+def test_kernels_of_two_tvm_builds_join_by_kind_and_buffers_preferring_the_same_name():
+    """Across TVM environments no structural key travels: a kernel joins the other build's kernel of its kind over the
+    same buffers, and where two fit, the one of its own name; a kernel only one build has stays its own."""
+    two_adds = ["float32×64", "float32×64", "float32×64"]
+    old = [_row("fused_matmul_add", 3.0, ["float32×64", "float32×4096", "float32×64"]), _row("add", 0.2, two_adds),
+           _row("add1", 0.1, two_adds), _row("vm.builtin.alloc_tensor", 0.01, [])]
+    new = [_row("add1", 0.1, two_adds), _row("fused_matmul_add", 2.0, ["float32×64", "float32×4096", "float32×64"]),
+           _row("add", 0.3, two_adds), _row("take", 0.05, ["int64×16", "float32×1024"]), _row("vm.builtin.alloc_tensor", 0.01, [])]
+    profiles = [dict(frontend="export@0.26", kernels=old), dict(frontend="export@0.27", kernels=new)]
+    rows = join(profiles, {"export@0.26": None, "export@0.27": None})
+    by_symbols = {tuple(sorted((c, r["symbol"]) for c, r in g["by"].items())): g["match"] for g in rows}
+    assert by_symbols == {
+        (("export@0.26", "fused_matmul_add"), ("export@0.27", "fused_matmul_add")): "buffers",
+        (("export@0.26", "add"), ("export@0.27", "add")): "buffers",
+        (("export@0.26", "add1"), ("export@0.27", "add1")): "buffers",
+        (("export@0.27", "take"),): "own",
+        (("export@0.26", "vm.builtin.alloc_tensor"), ("export@0.27", "vm.builtin.alloc_tensor")): "name",
+    }
+
+
+def test_profile_across_tvm_builds_runs_each_in_its_own_process_and_joins_their_kernels(gptbench, tmp_path):
+    """--tvm: the same frontend profiled in this project's TVM and in a PyPI release (installed once, cached), each
+    column labelled with the TVM that ran it; the same import's kernels find each other across the builds."""
+    code, out, err = gptbench("profile", "--model", "gpt2-tiny", "--frontend", "export", "--seq-len", "16", "--warmup", "1",
+                              "--repeat", "3", "--tvm", "0.27,pypi:0.26.0", "--out", tmp_path)
+    assert code == 0, err[-3000:]
+    report = json.loads(next(tmp_path.glob("*-profile.json")).read_text())
+    assert report["config"]["tvm"] == ["0.27", "pypi-0.26.0"]
+    by = {p["frontend"]: p for p in report["profiles"]}
+    assert set(by) == {"export@0.27", "export@pypi-0.26.0"}
+    assert by["export@0.27"]["tvm_version"] == "0.27.0.post1" and by["export@pypi-0.26.0"]["tvm_version"] == "0.26.0"
+    for p in by.values():
+        assert p["status"] == "ok" and sum(r["calls"] for r in p["kernels"]) == p["calls"] > 0, p
+    kernels = [g for g in report["rows"] if g["kind"] != BUILTIN_KIND]
+    joined = [g for g in kernels if len(g["by"]) == 2]
+    assert joined and all(g["match"] == "buffers" for g in joined)
+    assert len(joined) >= 0.8 * len(kernels), [[r["symbol"] for r in g["by"].values()] for g in kernels]
+    assert "Columns are FRONTEND@ENV (export@0.27: TVM 0.27.0.post1; export@pypi-0.26.0: TVM 0.26.0)" in out

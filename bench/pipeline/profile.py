@@ -14,6 +14,11 @@ Kernels are joined across frontends by structure: two frontends' kernels are the
 their TIR after FuseTIR (before any schedule) is structurally equal, as MetaSchedule's database
 matches them, whatever each import named them. A kernel one frontend has and another has not is
 where their imports differ. VM builtins are joined by name.
+
+With `--tvm`, every frontend is profiled in every TVM environment named, each other environment in its
+own interpreter (bench.pipeline.profile_worker); a column is then FRONTEND@ENV. Structural equality
+holds within one TVM only, so another environment's kernels join a row by kind and buffers, preferring
+a kernel of the same name where several fit.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from bench.core import tvm_compat
 from bench.core.log import log as default_log
 from bench.core.markdown import md_table as _md_table
+from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher
 from bench.pipeline.cell import CellContext, import_and_build, setup_cell
 from bench.pipeline.config import RunConfig, new_cell
 from bench.scenarios import make_case
@@ -148,7 +154,9 @@ def profile_frontend(cfg: RunConfig, frontend: str, log=default_log) -> tuple[di
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-profile-") as tmp:
         compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo), case)
-    out = dict(frontend=frontend, status=cell.status if compiled is None else "ok", weights=cell.weights, tuning=cell.tuning,
+    import tvm
+
+    out = dict(frontend=frontend, tvm_version=tvm.__version__, status=cell.status if compiled is None else "ok", weights=cell.weights, tuning=cell.tuning,
                build_s=cell.timings.get("build_s"), kernels_built=cell.notes.get("kernels"))
     if compiled is None:
         return dict(out, error=cell.error), {}
@@ -172,10 +180,13 @@ def join(profiles: list[dict], keys: dict[str, dict]) -> list[dict]:
     groups: list[dict] = []
     by_hash: dict[int, list[tuple]] = {}
     for p in profiles:
-        fe = p["frontend"]
+        fe, elsewhere = p["frontend"], keys.get(p["frontend"]) is None  # elsewhere: built in another TVM, no structural keys
         for row in p.get("kernels", []):
-            key = keys.get(fe, {}).get(row["kernel"]) if row["kernel"] else None
-            if key is None:  # a VM builtin, or a function the build added
+            key = keys[fe].get(row["kernel"]) if row["kernel"] and not elsewhere else None
+            if key is None and row["kernel"] and elsewhere:  # joined by kind and buffers below
+                group = dict(match="structure", buffers=(row["kind"], tuple(row["buffers"])), by={})
+                groups.append(group)
+            elif key is None:  # a VM builtin, or a function the build added
                 group = next((g for g in groups if g["match"] == "name" and g["name"] == row["symbol"]), None)
                 if group is None:
                     group = dict(match="name", name=row["symbol"], by={})
@@ -191,8 +202,10 @@ def join(profiles: list[dict], keys: dict[str, dict]) -> list[dict]:
     paired: list[dict] = []
     for g in groups:
         alone = g["match"] == "structure" and len(g["by"]) == 1
-        mate = next((m for m in paired if alone and m.get("buffers") == g["buffers"] and not set(m["by"]) & set(g["by"])
-                     and (m["match"] == "buffers" or len(m["by"]) == 1)), None)
+        fits = [m for m in paired if alone and m.get("buffers") == g["buffers"] and not set(m["by"]) & set(g["by"])
+                and (m["match"] == "buffers" or len(m["by"]) == 1 or _another_build(m, g))]
+        symbol = next(iter(g["by"].values()))["symbol"] if alone else None
+        mate = next((m for m in fits if any(r["symbol"] == symbol for r in m["by"].values())), fits[0] if fits else None)
         if mate is None:
             paired.append(g)
         else:
@@ -202,18 +215,47 @@ def join(profiles: list[dict], keys: dict[str, dict]) -> list[dict]:
     return sorted(out, key=lambda g: -max(r["ms"] for r in g["by"].values()))
 
 
+def _another_build(paired: dict, group: dict) -> bool:
+    """Whether `group`'s one kernel comes from a TVM environment that `paired`'s kernels do not (a column FRONTEND@ENV)."""
+    envs = {c.partition("@")[2] for c in paired["by"]}
+    return next(iter(group["by"])).partition("@")[2] not in envs
+
+
 def profile(cfg: RunConfig, log=default_log) -> dict:
-    """Every frontend of cfg profiled, its kernels joined (`join`)."""
+    """Every frontend of cfg profiled in every TVM environment of the run (--tvm; else this process's), its kernels
+    joined (`join`). A profile's "frontend" is its column: FRONTEND, or FRONTEND@ENV with several environments."""
+    envs = [s.name for s in cfg.env_specs()] if cfg.tvm else [current()]
     profiles, keys = [], {}
-    for fe in cfg.frontends:
-        try:
-            p, k = profile_frontend(cfg, fe, log)
-        except Exception as e:  # noqa: BLE001 - recorded, the other frontends go on
-            p, k = dict(frontend=fe, status="profile_failed", error=short_error(e)), {}
-            log(f"[{cfg.models[0]} × {fe} profile] failed: {p['error']}")
-        profiles.append(p)
-        keys[fe] = k
+    for env in envs:
+        for fe in cfg.frontends:
+            column = f"{fe}@{env}" if len(envs) > 1 else fe
+            try:
+                p, k = profile_frontend(cfg, fe, log) if env == current() else (profile_in_env(cfg, fe, env), None)
+            except Exception as e:  # noqa: BLE001 - recorded, the other frontends go on
+                p, k = dict(status="profile_failed", error=short_error(e)), {}
+                log(f"[{cfg.models[0]} × {column} profile] failed: {p['error']}")
+            profiles.append(dict(p, frontend=column, tvm=env))
+            keys[column] = k
     return dict(profiles=profiles, rows=join(profiles, keys))
+
+
+def profile_in_env(cfg: RunConfig, frontend: str, env: str) -> dict:
+    """profile_frontend in environment `env`'s interpreter (bench.pipeline.profile_worker), with the database --tune-budget
+    found or made there, if any; its log goes to our stderr."""
+    import json
+    import subprocess
+    from dataclasses import asdict, replace
+
+    with tempfile.TemporaryDirectory(prefix="gptbench-profile-env-") as tmp:
+        cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "profile.json"
+        mine = {k.split("|", 1)[1]: v for k, v in cfg.dbs.items() if k.startswith(env + "|")}
+        tuned = {k.split("|", 1)[1]: v for k, v in cfg.tuned_now.items() if k.startswith(env + "|")}
+        cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, db=None, dbs=mine, tuned_now=tuned, tune_budget=0.0, isolate=False))))
+        code = subprocess.run([*launcher(env), "bench.pipeline.profile_worker", str(cfg_path), frontend, str(out)],
+                              env=launch_env(env, {CURRENT_VAR: env})).returncode
+        if not out.exists():
+            raise RuntimeError(f"the TVM {env} profile worker exited {code} without a profile")
+        return json.loads(out.read_text())
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -265,6 +307,15 @@ JOIN_TEXT = ("One row per kernel. Frontends' kernels share a row (match) when th
              "matmul with or without the activation after it); VM builtins by name; *own*: one frontend's kernel that no other has.")
 
 
+def _envs_note(result: dict) -> list[str]:
+    """With several TVM environments (--tvm): which TVM each column ran, and how their kernels are joined."""
+    if len(result["config"].get("tvm") or []) < 2:
+        return []
+    ran = "; ".join(f"{p['frontend']}: TVM {p.get('tvm_version') or '(did not start)'}" for p in result["profiles"])
+    return [f"Columns are FRONTEND@ENV ({ran}). Kernels of different TVM builds join a row by kind and buffers, preferring the "
+            "same kernel name where several fit: structural equality holds within one TVM only.", ""]
+
+
 def to_markdown(result: dict, top: int = 15) -> str:
     c = result["config"]
     ok = [p for p in result["profiles"] if p["status"] == "ok"]
@@ -276,7 +327,8 @@ def to_markdown(result: dict, top: int = 15) -> str:
     target = c["target"].get("kind") + "".join(f" ({c['target'][k]})" for k in ("mcpu", "arch") if c["target"].get(k))
     lines = [f"# Per-kernel profile: {c['model']}, {c['scenario']} batch {c['batch']} × "
              f"{c['past_len'] if c['scenario'] == 'decode' else c['seq_len']} tokens, {target}, {c['threads']} threads", "",
-             f"{result['environment_line']}. Created {result['created']}.", "", f"Method: {result['method']}.", "", *_summary(result)]
+             f"{result['environment_line']}. Created {result['created']}.", "", f"Method: {result['method']}.", "", *_envs_note(result),
+             *_summary(result)]
     fes = [p["frontend"] for p in ok]
     if not ok:
         return "\n".join(lines)
@@ -287,12 +339,17 @@ def to_markdown(result: dict, top: int = 15) -> str:
                        [[kind, *[f"{by[fe][0]} ({by[fe][1]})" if fe in by else "—" for fe in fes],
                          *[share(fe, by[fe][2]) if fe in by else "—" for fe in fes]] for kind, by in kinds.items()]), ""]
     rows = result["rows"][:top]
-    lines += [f"## Top {len(rows)} kernels" + (", joined across frontends" if len(fes) > 1 else ""), "",
+    builds = len(result["config"].get("tvm") or []) > 1
+    lines += [f"## Top {len(rows)} kernels" + (f", joined across {'columns' if builds else 'frontends'}" if len(fes) > 1 else ""), "",
               *([JOIN_TEXT, ""] if len(fes) > 1 else []),
               md_table(["kind", *(["match"] if len(fes) > 1 else []), *[h for fe in fes for h in (f"{fe} kernel", "calls", "ms")]],
                        [[g["kind"], *([g["match"]] if len(fes) > 1 else []), *[v for fe in fes for v in _cells(g["by"].get(fe), fe, share)]]
                         for g in rows]), ""]
-    if len(fes) > 1:
+    if len(fes) > 1 and builds:
+        both = sum(1 for g in result["rows"] if len(g["by"]) == len(fes) and g["match"] != "name")
+        lines += [f"Of the kernels the VM calls, {both} are in every column (by structure within one TVM, by kind and buffers "
+                  "across TVM builds); the rest are one column's own.", ""]
+    elif len(fes) > 1:
         same = sum(1 for g in result["rows"] if len(g["by"]) == len(fes) and g["match"] == "structure")
         role = sum(1 for g in result["rows"] if len(g["by"]) == len(fes) and g["match"] == "buffers")
         lines += [f"Of the kernels the VM calls, {same} are the same in {' and '.join(fes)} and {role} more compute over the same "

@@ -65,6 +65,18 @@ class Frontend:
         raise NotImplementedError
 
 
+def torch_dynamic_shapes(req: ImportRequest) -> dict | None:
+    """torch.export's `dynamic_shapes` for the request (input name -> {axis: Dim}, None for a static input): one Dim
+    per name in `req.dynamic`, shared by every input that names it; None when every shape is static."""
+    if not req.dynamic:
+        return None
+    from torch.export import Dim
+
+    dims: dict[str, object] = {}
+    return {name: {axis: dims.setdefault(d, Dim(d, min=lo, max=hi)) for axis, (d, lo, hi) in (req.dynamic.get(name) or {}).items()}
+            or None for name in req.input_names}
+
+
 @contextmanager
 def timed(timings: dict, key: str):
     t0 = time.perf_counter()

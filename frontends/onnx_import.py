@@ -25,6 +25,7 @@ from frontends.base import (
     relax_op_counts,
     short_error,
     timed,
+    torch_dynamic_shapes,
 )
 
 ONNX_FILE = "model.onnx"
@@ -59,15 +60,8 @@ def export_onnx_torchscript(req: ImportRequest, path: Path):
 def export_onnx(req: ImportRequest, path: Path):
     """torch.onnx.export(dynamo=True) of the request to `path`; returns the ModelProto."""
     import torch
-    from torch.export import Dim
 
-    dynamic_shapes = None
-    if req.dynamic:
-        dims: dict[str, object] = {}
-        dynamic_shapes = {}
-        for name in req.input_names:
-            spec = req.dynamic.get(name) or {}
-            dynamic_shapes[name] = {a: dims.setdefault(d, Dim(d, min=lo, max=hi)) for a, (d, lo, hi) in spec.items()} or None
+    dynamic_shapes = torch_dynamic_shapes(req)
     quiet.silence_torchvision_skips()  # four known lines per export (bench.core.quiet)
     chatter = io.StringIO()  # the exporter prints its progress; keep it for error messages only
     with contextlib.redirect_stdout(chatter), torch.no_grad():

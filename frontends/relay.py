@@ -27,8 +27,7 @@ from frontends.base import (
     short_error,
     timed,
 )
-
-ONNX_OPSET = 17
+from frontends.onnx_import import TORCHSCRIPT_OPSET, export_onnx_torchscript
 
 
 def relay_op_counts(mod) -> dict[str, int]:
@@ -83,25 +82,21 @@ class RelayTorchFrontend(_Relay):
 class RelayOnnxFrontend(_Relay):
     name = "relay-onnx"
     tvm_api = "tvm.relay.frontend.from_onnx"
-    title = f"torch.onnx.export (TorchScript, opset {ONNX_OPSET}) → relay.frontend.from_onnx (TVM 0.19)"
+    title = f"torch.onnx.export (TorchScript, opset {TORCHSCRIPT_OPSET}) → relay.frontend.from_onnx (TVM 0.19)"
 
     def import_model(self, req: ImportRequest) -> Imported:
-        import onnx
-        import torch
         from tvm import relay
         from tvm.relay.frontend import onnx as relay_onnx
 
         timings: dict[str, float] = {}
         path = req.workdir / "model-relay.onnx"
         try:
-            with timed(timings, "export_s"), torch.no_grad():
-                torch.onnx.export(req.module, tuple(req.inputs), str(path), input_names=list(req.input_names),
-                                  output_names=req.output_names, opset_version=ONNX_OPSET, dynamo=False)
-            model = onnx.load(str(path))
+            with timed(timings, "export_s"):
+                model = export_onnx_torchscript(req, path)
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "export", short_error(e)) from e
         ops = Counter(n.op_type for n in model.graph.node)
-        missing = sorted(set(ops) - set(relay_onnx._get_convert_map(ONNX_OPSET)))
+        missing = sorted(set(ops) - set(relay_onnx._get_convert_map(TORCHSCRIPT_OPSET)))
         if missing:
             raise FrontendError(self.name, "import", "", unsupported=missing)
         try:
@@ -110,5 +105,5 @@ class RelayOnnxFrontend(_Relay):
                                                        freeze_params=True)
         except Exception as e:  # noqa: BLE001
             raise FrontendError(self.name, "import", short_error(e)) from e
-        notes = dict(onnx_exporter=f"TorchScript (dynamo=False), opset {ONNX_OPSET}", onnx_bytes=path.stat().st_size)
+        notes = dict(onnx_exporter=f"TorchScript (dynamo=False), opset {TORCHSCRIPT_OPSET}", onnx_bytes=path.stat().st_size)
         return Imported(mod, params, dict(sorted(ops.items())), relay_op_counts(mod), timings, notes=notes)

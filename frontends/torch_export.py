@@ -27,6 +27,7 @@ from frontends.base import (
     short_error,
     tensor_type,
     timed,
+    torch_dynamic_shapes,
 )
 
 
@@ -148,23 +149,9 @@ def import_program(ep):
 def export_program(req: ImportRequest):
     """torch.export.export of the request, with its symbolic dims."""
     import torch
-    from torch.export import Dim
 
-    dynamic_shapes = None
-    if req.dynamic:
-        dims: dict[str, object] = {}
-        dynamic_shapes = {}
-        for name in req.input_names:
-            spec = req.dynamic.get(name)
-            if not spec:
-                dynamic_shapes[name] = None
-                continue
-            dynamic_shapes[name] = {}
-            for axis, (dim_name, lo, hi) in spec.items():
-                dims.setdefault(dim_name, Dim(dim_name, min=lo, max=hi))
-                dynamic_shapes[name][axis] = dims[dim_name]
     with torch.no_grad():
-        return torch.export.export(req.module, tuple(req.inputs), dynamic_shapes=dynamic_shapes)
+        return torch.export.export(req.module, tuple(req.inputs), dynamic_shapes=torch_dynamic_shapes(req))
 
 
 def aten_op_counts(ep) -> Counter:

@@ -54,6 +54,13 @@ class LastTokenClassifier(nn.Module):
         return logits[rows, last_non_pad(input_ids, self.pad)]  # (B, num_labels)
 
 
+def with_head(model: nn.Module, head_attr: str, score: nn.Linear, pad: int) -> tuple[nn.Module, dict]:
+    """A model of this repository (nanoGPT, minGPT) whose LM head, the attribute `head_attr`, becomes `score`,
+    pooled at the last non-pad token: a family's `classify` (bench.models.families)."""
+    setattr(model, head_attr, score)
+    return LastTokenClassifier(model, pad), {}
+
+
 def classify_module(loaded, seed: int) -> tuple[nn.Module, dict]:
     """(input_ids (B, T) -> logits (B, num_labels), notes). The loaded model is taken over: its family
     (bench.models.families) puts the seeded classification head where its LM head was."""

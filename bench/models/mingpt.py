@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from bench.models.classify import LastTokenClassifier
+from bench.models.classify import with_head
 from bench.models.convention import Decode, Prefill, Prompt
 
 
@@ -143,8 +143,9 @@ class MinGPT(nn.Module):
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
 
 
-# The family's interface (bench.models.families).
-prefill, prompt, decode = Prefill, Prompt, Decode  # the zoo's calling conventions
+# The family's interface (bench.models.families): the zoo's calling conventions, fresh weights, and the
+# classifier with its LM head `head` replaced.
+prefill, prompt, decode = Prefill, Prompt, Decode
 
 
 def from_arch(arch: dict) -> MinGPT:
@@ -152,6 +153,4 @@ def from_arch(arch: dict) -> MinGPT:
 
 
 def classify(model: MinGPT, score: nn.Linear, pad: int):
-    """The LM head becomes `score`, pooled at the last non-pad token."""
-    model.head = score
-    return LastTokenClassifier(model, pad), {}
+    return with_head(model, "head", score, pad)

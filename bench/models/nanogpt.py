@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from bench.models.classify import LastTokenClassifier
+from bench.models.classify import with_head
 from bench.models.convention import Decode, Prefill, Prompt
 
 
@@ -158,8 +158,9 @@ class GPT(nn.Module):
         return logits, torch.stack(presents)  # (L, 2, B, nh, P+T, hs)
 
 
-# The family's interface (bench.models.families).
-prefill, prompt, decode = Prefill, Prompt, Decode  # the zoo's calling conventions
+# The family's interface (bench.models.families): the zoo's calling conventions, fresh weights, and the
+# classifier with its LM head `lm_head` replaced (wte keeps the embedding it was tied to).
+prefill, prompt, decode = Prefill, Prompt, Decode
 
 
 def from_arch(arch: dict) -> GPT:
@@ -167,6 +168,4 @@ def from_arch(arch: dict) -> GPT:
 
 
 def classify(model: GPT, score: nn.Linear, pad: int):
-    """The LM head becomes `score` (wte keeps the embedding it was tied to), pooled at the last non-pad token."""
-    model.lm_head = score
-    return LastTokenClassifier(model, pad), {}
+    return with_head(model, "lm_head", score, pad)

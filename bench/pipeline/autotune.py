@@ -53,6 +53,15 @@ def tune_in_env(cfg: RunConfig, env: str) -> None:
         cfg.tuned_now[f"{env}|{model}"] = tuned.get("tuned_now", {}).get(model) or dict(tuning_error=f"tuning in TVM {env} exited {code}")
 
 
+def env_databases(cfg: RunConfig, env: str) -> tuple[dict, dict]:
+    """What tune_in_env filled for environment `env`, keyed by model as that environment's own process reads them:
+    (dbs, tuned_now)."""
+    def mine(table: dict) -> dict:
+        return {k.split("|", 1)[1]: v for k, v in table.items() if k.startswith(env + "|")}
+
+    return mine(cfg.dbs), mine(cfg.tuned_now)
+
+
 def tune_here(cfg: RunConfig) -> None:
     """--tune-budget in this process's TVM: for each model, use the cached database for (TVM version, target, model, scenario,
     shapes, fast-math) when it holds the kernels of every frontend of the run, else tune for at most the budget and keep

@@ -26,7 +26,7 @@ from bench.pipeline import shared_build
 from bench.pipeline.config import RunConfig
 from bench.pipeline.memory import METHOD, measure_alone
 from bench.record import Baseline, Cell, Latency, Parity
-from bench.scenarios import make_case
+from bench.scenarios import make_case, shape_text
 from bench.tuning.database import prepacked
 from bench.tuning.progress import cut_label, database_at
 from bench.tuning.search import check_database
@@ -174,7 +174,8 @@ def _load_shared(ctx: CellContext, shared: Path) -> Compiled:
     """The build an earlier length of this symbolic sweep made (bench.pipeline.shared_build), on this device."""
     cell, device = ctx.cell, ctx.tinfo.device()
     lib, params = shared_build.load(shared, cell)
-    log(f"{ctx.tag} running the build of {shared_build.describe(cell.notes['shared_build']['built_at'], ctx.cfg.scenario)} "
+    at = cell.notes["shared_build"]["built_at"]
+    log(f"{ctx.tag} running the build of {shape_text(ctx.cfg.scenario, at['batch'], at['seq_len'], at['past_len'])} "
         "(symbolic length): not imported or built again")
     cell.stage = "run"
     return Compiled(load_library(lib), device, [tvm_compat.to_device(p, device) for p in params], lib_path=lib)

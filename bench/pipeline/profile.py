@@ -33,6 +33,7 @@ from bench.core import tvm_compat
 from bench.core.log import log as default_log
 from bench.core.markdown import md_table as _md_table
 from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher
+from bench.pipeline.autotune import env_databases
 from bench.pipeline.cell import CellContext, import_and_build, setup_cell
 from bench.pipeline.config import RunConfig, new_cell
 from bench.scenarios import make_case
@@ -248,8 +249,7 @@ def profile_in_env(cfg: RunConfig, frontend: str, env: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="gptbench-profile-env-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "profile.json"
-        mine = {k.split("|", 1)[1]: v for k, v in cfg.dbs.items() if k.startswith(env + "|")}
-        tuned = {k.split("|", 1)[1]: v for k, v in cfg.tuned_now.items() if k.startswith(env + "|")}
+        mine, tuned = env_databases(cfg, env)
         cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, db=None, dbs=mine, tuned_now=tuned, tune_budget=0.0, isolate=False))))
         code = subprocess.run([*launcher(env), "bench.pipeline.profile_worker", str(cfg_path), frontend, str(out)],
                               env=launch_env(env, {CURRENT_VAR: env})).returncode

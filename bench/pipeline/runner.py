@@ -24,7 +24,7 @@ from bench.core.log import log
 from bench.core.procs import die_with_parent
 from bench.core.threads import configure_threads
 from bench.core.tvm_envs import REPO, current, identity, launch_env, missing_reason, probe, worker_command
-from bench.pipeline.autotune import ensure_tuned
+from bench.pipeline.autotune import ensure_tuned, env_databases
 from bench.pipeline.config import RunConfig, importers, new_cell
 from bench.pipeline.execute import execute_cell
 from bench.record import Cell
@@ -145,8 +145,7 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         # a Relax cell in TVM 0.19 drops it and builds untuned, saying so (bench.pipeline.legacy_cell)
         # its own databases, where --tune-budget tuned in that environment (bench.pipeline.autotune: ENV|MODEL)
         # and --db where that environment can apply it (env_reason checked its TVM version)
-        mine = {k.split("|", 1)[1]: v for k, v in cfg.dbs.items() if k.startswith(env + "|")}
-        tuned = {k.split("|", 1)[1]: v for k, v in cfg.tuned_now.items() if k.startswith(env + "|")}
+        mine, tuned = env_databases(cfg, env)
         db = cfg.db if cfg.db and not FRONTENDS[frontend].relay and probe(env, importers()).get("api") == "compile" else None
         cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=db, dbs=mine, tuned_now=tuned))))
         # From a source checkout the other interpreter imports the harness from it. An installed harness is

@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 from bench.core.files import load_arrays, save_arrays
-from bench.scenarios import shape_text
 
 META = "build.json"
 
@@ -48,7 +47,8 @@ def save(directory: Path, ex, params, cell) -> None:
 
 
 def load(directory: Path, cell):
-    """(library path, weights as imported, what the building cell recorded); the cell's notes say whose build it runs."""
+    """(library path, weights as imported); what the building cell recorded of the import goes into `cell`, and its
+    notes say whose build it runs."""
     meta = json.loads((directory / META).read_text())
     params = load_arrays(directory / "params.npz")
     cell.source_ops, cell.relax_ops, cell.rewrites, cell.patches = meta["source_ops"], meta["relax_ops"], meta["rewrites"], meta["patches"]
@@ -57,8 +57,3 @@ def load(directory: Path, cell):
     if meta.get("kernels") is not None:
         cell.notes["kernels"] = meta["kernels"]
     return directory / "lib.so", params
-
-
-def describe(built_at: dict, scenario: str) -> str:
-    """'b1 × 32': the shape a shared build was made at."""
-    return shape_text(scenario, built_at["batch"], built_at["seq_len"], built_at["past_len"])

@@ -138,7 +138,8 @@ def _sweep(args, opt) -> list[list[int]]:
 
 
 def config_from_args(args):
-    from bench.pipeline.config import RunConfig
+    """The run's flags (bench.pipeline.config.RunConfig) and state (RunState, after the checks that need I/O)."""
+    from bench.pipeline.config import RunConfig, prepare
 
     opt = vars(args).get
     shapes = _sweep(args, opt)
@@ -157,25 +158,26 @@ def config_from_args(args):
             blas=bool(opt("blas", False)), memory=opt("memory", "off") == "on",
             rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
         )
-        cfg.shape_points()  # every shape of a sweep checked before any work (e.g. one beyond the model's context)
+        return prepare(cfg)
     except ValueError as e:
         raise UserError(str(e)) from None
-    cfg.threads_given = bool(args.threads)
-    return cfg
 
 
-def _default_threads(cfg) -> None:
+def _default_threads(cfg, state):
     """--threads not given: every usable core, less those other processes are busy on now. A tuning
     database is made for a core count (its target key says so), so with --db or --tune-budget the count
-    stays and the note only warns."""
+    stays and the note only warns. Returns the configuration with its threads."""
+    from dataclasses import replace
+
     from bench.measure.timing import default_threads
 
     keep = "the tuning database's core count" if cfg.db or cfg.tune_budget else None
     threads, note = default_threads(cfg.threads, keep)
     if note is None:
-        return
-    cfg.threads, cfg.threads_note = threads, note
+        return cfg
+    state.threads_note = note
     _err(f"note: {note}")
+    return replace(cfg, threads=threads)
 
 
 def finish_report(kind: str, name: str, cfg_dict: dict, cells: list[dict], out: str, threads: int, history: str | None = None,
@@ -224,27 +226,26 @@ def add_to_history(spec: str | None, paths: list[Path]) -> None:
 
 
 def cmd_run(args) -> int:
-    from dataclasses import asdict
-
     from bench.core.errors import Interrupted
+    from bench.pipeline.config import run_json
     from bench.pipeline.runner import run_matrix
 
-    cfg = config_from_args(args)
+    cfg, state = config_from_args(args)
     if args.fail_on not in ("mismatch", "any", "none"):
         raise UserError(f"--fail-on {args.fail_on!r}: choose mismatch, any or none")
     history = history_store(args)
-    _before_run(cfg, args.out)
+    cfg = _before_run(cfg, state, args.out, threads_given=bool(args.threads))
     try:
-        cells = run_matrix(cfg)
+        cells = run_matrix(cfg, state)
     except Interrupted as e:
         if e.cells:
-            finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, history, partial=True, interrupted=e.signame)
+            finish_report("run", args.name, run_json(cfg, state), e.cells, args.out, cfg.threads, history, partial=True, interrupted=e.signame)
             _err(f"interrupted ({e.signame}): the report keeps the {sum(c.status != 'interrupted' for c in e.cells)} "
                  "finished cell(s), marked partial")
         else:
             _err(f"interrupted ({e.signame}) before any cell finished: no report written")
         return e.exit_code
-    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, history)
+    finish_report("run", args.name, run_json(cfg, state), cells, args.out, cfg.threads, history)
     bad = [c for c in cells if c.status != "ok"]
     mismatched = [c for c in cells if c.status == "mismatch"]
     if args.fail_on == "any" and bad:
@@ -256,10 +257,10 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _before_run(cfg, out: str) -> None:
+def _before_run(cfg, state, out: str, threads_given: bool):
     """Everything a run writes checked before any work (report, tuning cache, bundle directory; a CUDA
     arch); --threads' default lowered on a busy machine; the threads configured; a bundle started; a
-    CUDA run without a GPU told it will only compile."""
+    CUDA run without a GPU told it will only compile. Returns the configuration with its threads."""
     from bench.core.threads import configure_threads
     from bench.reports.report import check_out_dir
 
@@ -276,8 +277,8 @@ def _before_run(cfg, out: str) -> None:
         from bench.targets import make_target
 
         cuda = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
-    if not cfg.threads_given and not cfg.rpc:
-        _default_threads(cfg)
+    if not threads_given and not cfg.rpc:
+        cfg = _default_threads(cfg, state)
     configure_threads(cfg.threads)
     if cfg.bundle:
         from bench.core.env import collect
@@ -286,6 +287,7 @@ def _before_run(cfg, out: str) -> None:
         start_bundle(cfg, collect(cfg.threads), sys.argv)
     elif cuda is not None and not cuda.device_available:
         _err(f"note: CUDA modules will be compiled but not run: {cuda.device_reason}")
+    return cfg
 
 
 def prepare_envs(cfg) -> None:
@@ -300,10 +302,9 @@ def prepare_envs(cfg) -> None:
 
 def cmd_measure(args) -> int:
     """Measure a bundle built elsewhere (`run --bundle`); exit codes as run's."""
-    from dataclasses import asdict
-
     from bench.core.log import log
     from bench.pipeline.bundle import measure_bundle, measure_config, read_bundle
+    from bench.pipeline.config import RunState, run_json
     from bench.reports.report import check_out_dir
 
     top, records = read_bundle(args.bundle)
@@ -319,11 +320,11 @@ def cmd_measure(args) -> int:
     try:
         cells = measure_bundle(args.bundle, cfg, top, records, log)
     except Interrupted as e:
-        finish_report("run", args.name, asdict(cfg), e.cells, args.out, cfg.threads, history, bundle=bundle, partial=True,
+        finish_report("run", args.name, run_json(cfg, RunState()), e.cells, args.out, cfg.threads, history, bundle=bundle, partial=True,
                       interrupted=e.signame)
         _err(f"interrupted ({e.signame}): the report keeps the {len(e.cells) - 1} finished cell(s), marked partial")
         return e.exit_code
-    finish_report("run", args.name, asdict(cfg), cells, args.out, cfg.threads, history, bundle=bundle)
+    finish_report("run", args.name, run_json(cfg, RunState()), cells, args.out, cfg.threads, history, bundle=bundle)
     bad = [c for c in cells if c.status != "ok"]
     if bad:
         _err(f"{len(bad)} of {len(cells)} cells not ok: " + ", ".join(f"{c.model}×{c.frontend}={c.status} ({c.error})" for c in bad))
@@ -334,12 +335,12 @@ def cmd_measure(args) -> int:
 # -------------------------------------------------------------------------------------------- ab
 def cmd_ab(args) -> int:
     """Two TVM builds on the same cells, alternated; exit 0 no regression, 1 a regression, 2 bad input."""
-    from bench.ab import parse_rules, run_ab, sides_of, to_markdown
+    from bench.ab import Judging, parse_rules, run_ab, sides_of, to_markdown
     from bench.compare import parse_fraction
     from bench.core.env import collect
     from bench.core.log import log
 
-    cfg = config_from_args(args)
+    cfg, state = config_from_args(args)
     sides_of(cfg)
     rules, parity = parse_rules(args.fail_on)
     alpha, min_effect = parse_fraction(args.alpha, "--alpha"), parse_fraction(args.min_effect, "--min-effect")
@@ -348,8 +349,8 @@ def cmd_ab(args) -> int:
     if args.rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
     history = history_store(args)
-    _before_run(cfg, args.out)
-    result, paths, interrupted = run_ab(cfg, args.rounds, rules, parity, alpha, min_effect, Path(args.out), args.name,
+    cfg = _before_run(cfg, state, args.out, threads_given=bool(args.threads))
+    result, paths, interrupted = run_ab(cfg, state, args.rounds, Judging(rules, parity, alpha, min_effect), Path(args.out), args.name,
                                         collect(cfg.threads), sys.argv, log)
     from bench.history.store import is_report_file
 
@@ -406,7 +407,7 @@ def cmd_envs(args) -> int:
 # ---------------------------------------------------------------------------------------- bisect
 def cmd_bisect(args) -> int:
     """The first commit between --good and --bad whose A/B against --good regresses; 0 found, 1 not found, 2 bad input."""
-    from bench.ab import parse_rules
+    from bench.ab import Judging, parse_rules
     from bench.bisect import bisect, cells_key
     from bench.compare import parse_fraction
     from bench.core.env import collect
@@ -416,14 +417,13 @@ def cmd_bisect(args) -> int:
     if not args.tvm_src:
         raise UserError("bisect needs --tvm-src DIR_OR_URL: the TVM repository whose commits it builds")
     args.tvm = f"good=git:{args.good},test=git:{args.bad}"
-    cfg = config_from_args(args)
+    cfg, state = config_from_args(args)
     rules, parity = parse_rules(args.fail_on)
     if args.rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
     out = check_out_dir(args.out)
-    cfg.threads_given = True  # a bisect's steps must all run with the same threads
-    opts = dict(rounds=args.rounds, rules=rules, parity=parity, alpha=parse_fraction(args.alpha, "--alpha"),
-                min_effect=parse_fraction(args.min_effect, "--min-effect"), env=collect(cfg.threads), command=sys.argv,
+    judging = Judging(rules, parity, parse_fraction(args.alpha, "--alpha"), parse_fraction(args.min_effect, "--min-effect"))
+    opts = dict(rounds=args.rounds, judging=judging, state=state, env=collect(cfg.threads), command=sys.argv,
                 cells_key=cells_key(cfg, args.fail_on, args.rounds))
     try:
         outcome = bisect(cfg, args.good, args.bad, Path(out), opts, log)
@@ -454,7 +454,7 @@ def cmd_timers(args) -> int:
     from bench.reports.report import check_out_dir, environment_line
 
     args.baselines = "eager,ort"
-    cfg = config_from_args(args)
+    cfg, state = config_from_args(args)
     if len(cfg.frontends) != 1:
         raise UserError("timers takes one --frontend")
     if cfg.target != "llvm" or cfg.scenario == "generate":
@@ -464,7 +464,7 @@ def cmd_timers(args) -> int:
     from bench.pipeline.timers import GOAL, to_markdown, validate, worst_deviation
 
     configure_threads(cfg.threads)
-    results = [validate(replace(cfg, models=[m]), cfg.frontends[0], _err) for m in cfg.models]
+    results = [validate(replace(cfg, models=[m]), state, cfg.frontends[0], _err) for m in cfg.models]
     created = _dt.datetime.now(_dt.timezone.utc)
     env = collect(cfg.threads)
     stem = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{args.name}"
@@ -479,8 +479,9 @@ def cmd_timers(args) -> int:
 
 
 # --------------------------------------------------------------------------------------- profile
-def _one_model_relax(cfg, one_model: str, relay_message, generate: str):
-    """cfg, when it has one model, Relax frontends only and a scenario of one call; else UserError with the command's words."""
+def _one_model_relax(run: tuple, one_model: str, relay_message, generate: str):
+    """(cfg, state), when cfg has one model, Relax frontends only and a scenario of one call; else UserError with the command's words."""
+    cfg = run[0]
     from frontends import FRONTENDS
 
     if len(cfg.models) != 1:
@@ -490,7 +491,7 @@ def _one_model_relax(cfg, one_model: str, relay_message, generate: str):
         raise UserError(relay_message(relay))
     if cfg.scenario == "generate":
         raise UserError(generate)
-    return cfg
+    return run
 
 
 def cmd_profile(args) -> int:
@@ -503,7 +504,7 @@ def cmd_profile(args) -> int:
     from bench.core.files import atomic_write
     from bench.reports.report import check_out_dir, environment_line
 
-    cfg = _one_model_relax(config_from_args(args), "profile takes one --model",
+    cfg, state = _one_model_relax(config_from_args(args), "profile takes one --model",
                            lambda relay: f"profile times the Relax VM's calls (this TVM): {', '.join(relay)} runs on TVM 0.19's "
                                          "Relay VM; give Relax frontends (export, onnx, fx)",
                            "profile takes --scenario prefill, decode or classify (one call of the model)")
@@ -513,18 +514,18 @@ def cmd_profile(args) -> int:
     if cfg.tune_budget:
         from bench.pipeline.autotune import ensure_tuned
 
-        ensure_tuned(cfg)  # in this TVM, and in each other --tvm environment that can tune
+        ensure_tuned(cfg, state)  # in this TVM, and in each other --tvm environment that can tune
     from bench.pipeline.profile import METHOD, SCHEMA, SCHEMA_VERSION, profile, to_markdown
 
     created = _dt.datetime.now(_dt.timezone.utc)
-    result = profile(cfg, _err)
+    result = profile(cfg, state, _err)
     env = collect(cfg.threads)  # after the cells set the thread pools
-    tinfo = cfg.target_info()
+    tinfo = state.target_info(cfg)
     result = dict(schema=SCHEMA, schema_version=SCHEMA_VERSION, created=created.isoformat(timespec="seconds"), command=sys.argv,
                   environment=env, environment_line=environment_line(env), method=METHOD,
                   config=dict(model=cfg.models[0], scenario=cfg.scenario, batch=cfg.batch, seq_len=cfg.seq_len, past_len=cfg.past_len,
                               target=tinfo.spec, threads=env.get("threads", cfg.threads), fast_math=cfg.fast_math, weights=cfg.weights,
-                              db=cfg.db_for(cfg.models[0]), warmup=cfg.warmup, repeat=cfg.repeat,
+                              db=state.db_for(cfg, cfg.models[0]), warmup=cfg.warmup, repeat=cfg.repeat,
                               tvm=[s.name for s in cfg.env_specs()] if cfg.tvm else None), **result)
     stem = Path(args.out) / f"{created.strftime('%Y%m%dT%H%M%SZ')}-{args.name}"
     md = to_markdown(result, args.top)
@@ -537,11 +538,10 @@ def cmd_profile(args) -> int:
 
 # ---------------------------------------------------------------------------------------- passes
 def cmd_passes(args) -> int:
-    from dataclasses import asdict
-
+    from bench.pipeline.config import run_json
     from bench.reports.report import check_out_dir
 
-    cfg = config_from_args(args)
+    cfg, state = config_from_args(args)
     if len(cfg.models) != 1 or len(cfg.frontends) != 1:
         raise UserError("passes takes one --model and one --frontend")
     if cfg.scenario == "generate":
@@ -554,7 +554,7 @@ def cmd_passes(args) -> int:
 
     ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
-    finish_report("passes", args.name, {**asdict(cfg), "ablations": ablations}, cells, args.out, cfg.threads, history)
+    finish_report("passes", args.name, {**run_json(cfg, state), "ablations": ablations}, cells, args.out, cfg.threads, history)
     return EXIT_FAIL if any(c.status == "mismatch" for c in cells if c.variant == "default") else EXIT_OK
 
 
@@ -567,21 +567,21 @@ def _single(args, scenario: str, seq_len: int):
     from bench.pipeline.config import new_cell
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
-    cfg = config_from_args(ns)
+    cfg, state = config_from_args(ns)
     if len(cfg.models) != 1 or len(cfg.frontends) != 1:
         raise UserError(f"{args.command} takes one --model and one --frontend")
     cell = new_cell(cfg, cfg.models[0], cfg.frontends[0])
-    loaded, tinfo, device = setup_cell(cfg, cfg.models[0], cell)
-    return cfg, cell, loaded, tinfo
+    loaded, tinfo, device = setup_cell(cfg, state, cfg.models[0], cell)
+    return cfg, state, cell, loaded, tinfo
 
 
 def cmd_ppl(args) -> int:
     import tempfile
-    from dataclasses import asdict
 
     from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
     from bench.models import get_spec
     from bench.pipeline.cell import TEXT_TOL, CellContext, import_and_build
+    from bench.pipeline.config import run_json
     from bench.record import Parity
     from bench.scenarios import make_case
 
@@ -598,7 +598,7 @@ def cmd_ppl(args) -> int:
     if args.max_tokens < 0:
         raise UserError(f"--max-tokens must not be negative, got {args.max_tokens} (0: the whole split)")
     check_out_dir(args.out)
-    cfg, cell, loaded, tinfo = _single(args, "prefill", length)
+    cfg, state, cell, loaded, tinfo = _single(args, "prefill", length)
     toks = tokenize(loaded, text)
     ids = split_ids(toks.ids, args.split)[: args.max_tokens or None]
     if len(ids) <= length:
@@ -607,7 +607,7 @@ def cmd_ppl(args) -> int:
     tag = f"[{loaded.spec.name} × {cfg.frontends[0]} ppl]"
     case = make_case(loaded, "prefill", 1, length, 0, "static", cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:
-        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo), case)
+        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo, state=state), case)
     if compiled is not None:
         _err(f"{tag} scoring {len(ids)} tokens in windows of {length}, stride {stride}, eager and TVM")
         m = text_parity(loaded, compiled, case.module, ids, length, stride)
@@ -618,7 +618,7 @@ def cmd_ppl(args) -> int:
         if not ok:
             cell.error = f"parity: {cell.parity.reason}"
     cell.id = cell.make_id()
-    finish_report("run", args.name, {**asdict(cfg), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads,
+    finish_report("run", args.name, {**run_json(cfg, state), "scenario": "ppl", "stride": stride, "split": args.split}, [cell], args.out, cfg.threads,
                   history_store(args))
     if cell.status == "mismatch":
         _err(f"eager and TVM disagree: {cell.parity.reason}")
@@ -629,7 +629,7 @@ def cmd_ppl(args) -> int:
 def cmd_generate(args) -> int:
     if args.new_tokens < 1:
         raise UserError(f"--new-tokens must be >= 1, got {args.new_tokens}")
-    cfg, cell, loaded, tinfo = _single(args, "generate", 2)
+    cfg, _state, cell, loaded, tinfo = _single(args, "generate", 2)
     import torch
 
     from bench.measure.ppl import tokenize
@@ -683,18 +683,18 @@ def cmd_tune(args) -> int:
         raise UserError("--foreign-db is for `run --db`; to start tuning from another CPU's database use --warm-start DIR")
     db = args.db
     args.db = None  # RunConfig would validate it as an existing database; tune may create it
-    cfg = _one_model_relax(config_from_args(args), "tune takes one --model (and one or more Relax frontends: their kernels go into one "
+    cfg, state = _one_model_relax(config_from_args(args), "tune takes one --model (and one or more Relax frontends: their kernels go into one "
                            "database)", lambda relay: f"tune is for the Relax frontends; a Relay cell ({', '.join(relay)}) tunes its own "
                            f"database in TVM 0.19: `gptbench run --frontend {relay[0]} --tune-budget DURATION`",
                            "tune takes --scenario prefill, decode or classify (generate uses prefill and decode: tune each)")
     if cfg.shapes != "static":
         raise UserError("MetaSchedule tunes static shapes: use --shapes static")
-    tinfo = cfg.target_info()
+    tinfo = state.target_info(cfg)
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
                                                 cfg.fast_math)
-    meta = tune(cfg, cfg.frontends, args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
+    meta = tune(cfg, tinfo, cfg.frontends, args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
                 only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s,
-                warm_from=args.warm_start)
+                warm_from=args.warm_start, rpc_servers=len(state.rpc_device.get("servers") or [1]))
     _out(summary_markdown(meta))
     _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
     if meta["last_session"]["stopped_by"] == "interrupt":

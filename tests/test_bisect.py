@@ -78,7 +78,7 @@ def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(t
 
     outcomes = []
 
-    def fake_ab(cfg, rounds, rules, parity, alpha, min_effect, step_dir, name, env, command, log):
+    def fake_ab(cfg, state, rounds, judging, step_dir, name, env, command, log):
         result = outcomes.pop(0)
         return result, [step_dir / "a.json", step_dir / "b.json"], None
 
@@ -86,7 +86,7 @@ def test_an_ab_that_cannot_tell_is_measured_again_then_skipped_not_called_good(t
     monkeypatch.setattr(B, "run_ab", fake_ab)
     cfg = SimpleNamespace(tvm_src=str(tmp_path), tvm_recipe=None, tvm=[])
     monkeypatch.setattr(B, "replace", lambda c, **kw: c)
-    opts = dict(rounds=1, rules=[], parity=False, alpha=0.05, min_effect=0.02, env={}, command=[])
+    opts = dict(rounds=1, judging=None, state=None, env={}, command=[])
     def cell(verdict):
         return SimpleNamespace(label="nanogpt-tiny × export", tvm=SimpleNamespace(verdict=verdict))
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, RunState
 from bench.pipeline.profile import BUILTIN_KIND, OTHER_KIND, join, kernel_keys, kind_of, profile_frontend
 
 
@@ -54,7 +54,7 @@ def test_the_join_matches_the_same_kernels_of_two_imports(tmp_path):
     """Two imports through the same frontend give structurally equal kernels under any name: the join puts every
     kernel of one beside its twin (match "structure"); the VM's builtins are joined by name."""
     cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export"], target="llvm", seq_len=8, warmup=0, repeat=1)
-    first, keys = profile_frontend(cfg, "export", lambda _m: None)
+    first, keys = profile_frontend(cfg, RunState(), "export", lambda _m: None)
     assert first["status"] == "ok"
     twin_keys = kernel_keys(*_reimport(cfg, tmp_path))
     renamed = {f"twin_{k}": v for k, v in twin_keys.items()}  # other names, same TIR
@@ -75,7 +75,7 @@ def _reimport(cfg, tmp_path):
     loaded = load_model(cfg.models[0], cfg.weights, seed=cfg.seed)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     imported = get_frontend("export").import_model(ImportRequest(case.module, case.inputs, case.input_names, None, tmp_path))
-    return imported.mod, cfg.target_info().target, False, False
+    return imported.mod, RunState().target_info(cfg).target, False, False
 
 
 

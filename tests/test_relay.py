@@ -195,11 +195,11 @@ def test_a_relax_cell_in_tvm_019_under_a_tune_budget_builds_untuned_and_says_so(
 
 def test_a_harness_failure_in_one_cell_is_recorded_and_the_run_goes_on(monkeypatch):
     from bench.pipeline import runner
-    from bench.pipeline.config import RunConfig
+    from bench.pipeline.config import RunConfig, RunState
 
     calls = []
 
-    def run_cell(cfg, model, frontend, env):
+    def run_cell(cfg, state, model, frontend, env):
         calls.append(frontend)
         if frontend == "onnx":
             raise ValueError("boom")
@@ -208,7 +208,7 @@ def test_a_harness_failure_in_one_cell_is_recorded_and_the_run_goes_on(monkeypat
         return cell
 
     monkeypatch.setattr(runner, "run_cell", run_cell)
-    cells = runner.run_matrix(RunConfig(models=["nanogpt-tiny"], frontends=["onnx", "export"], seq_len=16))
+    cells = runner.run_matrix(RunConfig(models=["nanogpt-tiny"], frontends=["onnx", "export"], seq_len=16), RunState())
     assert calls == ["onnx", "export"]
     assert [(c.frontend, c.status) for c in cells] == [("onnx", "crashed"), ("export", "ok")]
     assert cells[0].error == "the harness failed running this cell: ValueError: boom"

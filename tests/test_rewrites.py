@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, RunState
 from bench.pipeline.execute import execute_cell
 
 
@@ -47,7 +47,7 @@ def test_pow_to_mul_rewrites_small_integer_powers_only_and_keeps_the_values(expo
 @pytest.mark.parametrize("frontend", ["export", "onnx"])
 def test_fast_math_builds_stay_within_tolerance_and_say_what_they_rewrote(model, gelus, powers, frontend):
     cfg = RunConfig(models=[model], frontends=[frontend], seq_len=16, warmup=0, repeat=2, solo=0, fast_math=True, isolate=False)
-    cell = execute_cell(cfg, model, frontend)
+    cell = execute_cell(cfg, RunState(), model, frontend)
     assert cell.status == "ok", cell.error
     assert cell.parity.rel_l2 < 1e-5
     assert cell.variant == "+fastmath" and cell.id.endswith("|+fastmath")

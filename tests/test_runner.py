@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.core.env import usable_cores
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, RunState
 from bench.pipeline.execute import execute_cell
 from bench.pipeline.runner import run_isolated
 
@@ -17,20 +17,20 @@ def _cfg(**kw) -> RunConfig:
 
 
 def test_isolated_cell_runs_in_a_spawned_process():
-    cell = run_isolated(_cfg(), "nanogpt-tiny", "export")
+    cell = run_isolated(_cfg(), RunState(), "nanogpt-tiny", "export")
     assert cell.status == "ok", cell.error
     assert cell.rss_scope == "cell process"
     assert cell.parity.rel_l2 < 1e-5
 
 
 def test_a_cell_killed_by_its_timeout_is_recorded_and_the_run_goes_on():
-    cell = run_isolated(_cfg(cell_timeout=0.5), "nanogpt-tiny", "export")
+    cell = run_isolated(_cfg(cell_timeout=0.5), RunState(), "nanogpt-tiny", "export")
     assert cell.status == "timeout"
     assert "--cell-timeout" in cell.error
 
 
 def test_a_frontend_failure_is_a_recorded_cell_not_an_exception():
-    cell = execute_cell(_cfg(frontends=["fx"], models=["gpt2-tiny"], isolate=False), "gpt2-tiny", "fx")
+    cell = execute_cell(_cfg(frontends=["fx"], models=["gpt2-tiny"], isolate=False), RunState(), "gpt2-tiny", "fx")
     assert cell.status == "import_failed"
     assert cell.stage == "export"
     assert "control flow" in cell.error
@@ -39,7 +39,7 @@ def test_a_frontend_failure_is_a_recorded_cell_not_an_exception():
 @pytest.mark.parametrize("model", ["nanogpt-tiny", "mingpt-tiny", "gpt2-tiny"])
 @pytest.mark.parametrize("frontend", ["export", "onnx"])
 def test_decode_step_with_kv_cache_matches_eager(model, frontend):
-    cell = execute_cell(_cfg(models=[model], frontends=[frontend], scenario="decode", past_len=12, isolate=False), model, frontend)
+    cell = execute_cell(_cfg(models=[model], frontends=[frontend], scenario="decode", past_len=12, isolate=False), RunState(), model, frontend)
     assert cell.status == "ok", cell.error
     assert cell.parity.outputs["logits"]["rel_l2"] < 1e-5
     assert cell.parity.outputs["present"]["rel_l2"] < 1e-5
@@ -66,7 +66,7 @@ def test_fail_on_any_turns_a_failed_cell_into_exit_1(gptbench, tmp_path):
 
 
 def test_ort_baseline_is_timed_with_parity_and_reuses_the_onnx_file():
-    cell = execute_cell(_cfg(frontends=["onnx"], baselines=["ort"], isolate=False), "nanogpt-tiny", "onnx")
+    cell = execute_cell(_cfg(frontends=["onnx"], baselines=["ort"], isolate=False), RunState(), "nanogpt-tiny", "onnx")
     assert cell.status == "ok", cell.error
     ort = cell.baselines["ort"]
     assert ort.status == "ok" and ort.parity.rel_l2 < 1e-5
@@ -85,14 +85,14 @@ def test_a_failing_baseline_is_recorded_and_the_cell_goes_on(monkeypatch):
         raise RuntimeError("inductor needs a C++ compiler")
 
     monkeypatch.setattr(baselines, "prepare_compile", broken)
-    cell = execute_cell(_cfg(baselines=["compile"], isolate=False), "nanogpt-tiny", "export")
+    cell = execute_cell(_cfg(baselines=["compile"], isolate=False), RunState(), "nanogpt-tiny", "export")
     assert cell.status == "ok"
     assert cell.baselines["compile"].to_json() == {"status": "failed", "error": "RuntimeError: inductor needs a C++ compiler"}
     assert "compile" not in cell.speedup
 
 
 def test_every_cell_carries_its_timing_method_solo_check_and_machine_load():
-    cell = execute_cell(_cfg(baselines=["ort"], repeat=4, block=2, solo=3, isolate=False), "nanogpt-tiny", "export")
+    cell = execute_cell(_cfg(baselines=["ort"], repeat=4, block=2, solo=3, isolate=False), RunState(), "nanogpt-tiny", "export")
     assert cell.status == "ok", cell.error
     t = cell.timing
     assert t["plan"]["method"] == "blocks" and t["rounds"] == 2
@@ -120,5 +120,5 @@ def test_tuned_after_repeats_only_the_cells_a_database_applies_to():
     from bench.pipeline.runner import _todo
 
     cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export", "relay-onnx"], tune_budget=60.0, tuned_after=[0.0, 60.0, float("inf")])
-    todo = [(point.tuning_cut, f, env) for point, _m, f, env in _todo(cfg)]
+    todo = [(point.tuning_cut, f, env) for point, _state, _m, f, env in _todo(cfg, RunState())]
     assert todo == [(0.0, "export", "0.27"), (0.0, "relay-onnx", "0.19"), (60.0, "export", "0.27"), (None, "export", "0.27")]

@@ -26,16 +26,29 @@ def test_a_sweep_runs_every_shape_and_the_report_and_plot_show_it(gptbench, tmp_
         "TVM export (nanogpt-tiny, b1)", "TVM export (nanogpt-tiny, b2)"}
 
 
-def test_each_shape_of_a_sweep_keeps_its_own_tuning_database():
-    """--tune-budget fills each shape's database into that shape's configuration: a shared dict gave every
-    shape the last one tuned (the 128-token database applied to 32 and 64 tokens: 5 of 30 kernels matched)."""
-    from bench.pipeline.config import RunConfig
+def test_each_shape_of_a_sweep_keeps_its_own_tuning_database(monkeypatch):
+    """--tune-budget fills each shape's database into that shape's state: a shared dict gave every shape the
+    last one tuned (the 128-token database applied to 32 and 64 tokens: 5 of 30 kernels matched)."""
+    from bench.pipeline import runner
+    from bench.pipeline.config import RunConfig, RunState
 
-    cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export"], sweep=[[1, 8, 128], [1, 16, 128]])
-    short, long = cfg.shape_points()
-    short.dbs["nanogpt-tiny"], long.dbs["nanogpt-tiny"] = "db-t8", "db-t16"
-    assert (short.db_for("nanogpt-tiny"), long.db_for("nanogpt-tiny"), cfg.db_for("nanogpt-tiny")) == ("db-t8", "db-t16", None)
-    assert (short.seq_len, long.seq_len) == (8, 16) and short.tuned_now is not long.tuned_now
+    cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export"], sweep=[[1, 8, 128], [1, 16, 128]], tune_budget=60.0)
+    seen = []
+
+    def tuned(point, state):  # what --tune-budget would find or make for this shape
+        state.dbs["nanogpt-tiny"] = f"db-t{point.seq_len}"
+
+    def run_cell(point, state, model, frontend, env):
+        seen.append((point.seq_len, state.db_for(point, model)))
+        cell = runner.new_cell(point, model, frontend, env)
+        cell.set(status="ok")
+        return cell
+
+    monkeypatch.setattr(runner, "ensure_tuned", tuned)
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+    state = RunState()
+    runner.run_matrix(cfg, state)
+    assert seen == [(8, "db-t8"), (16, "db-t16")] and state.dbs == {}
 
 
 def test_a_symbolic_sweep_builds_once_per_batch_and_runs_that_build_at_every_length(gptbench, tmp_path):

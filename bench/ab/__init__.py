@@ -33,7 +33,7 @@ from bench.core.errors import Interrupted, UserError
 from bench.core.files import atomic_write
 from bench.core.markdown import md_table
 from bench.core.tvm_envs import EnvSpec, identity, identity_line
-from bench.pipeline.config import RunConfig, importers
+from bench.pipeline.config import RunConfig, RunState, importers, run_json
 from bench.pipeline.runner import run_matrix
 from bench.record import Cell, Latency
 from bench.reports.report import new_report, to_json, write_report
@@ -45,6 +45,17 @@ PARITY_RULE = "parity"
 def order(rounds: int) -> list[int]:
     """Which side (0: base, 1: new) runs at each step: A B, B A, A B, ... (rounds 2: A B B A)."""
     return [side for r in range(rounds) for side in ((0, 1) if r % 2 == 0 else (1, 0))]
+
+
+@dataclass(frozen=True)
+class Judging:
+    """How an A/B is judged: compare's rules (bench.compare.Rule), whether a parity change fails it, and the
+    significance level and smallest effect a latency verdict needs."""
+
+    rules: list[Rule]
+    parity: bool
+    alpha: float
+    min_effect: float
 
 
 def parse_rules(texts: list[str]) -> tuple[list[Rule], bool]:
@@ -144,16 +155,16 @@ def control_moved(c) -> bool:
     return abs(math.log(c.eager.ratio)) >= 0.5 * abs(math.log(c.tvm.ratio))
 
 
-def judge(base_report: dict, new_report_: dict, rules: list[Rule], parity: bool, alpha: float, min_effect: float) -> tuple:
+def judge(base_report: dict, new_report_: dict, judging: Judging) -> tuple:
     """compare's result, the failures ab counts (latency rules not counted on untrustworthy cells; parity
     when asked) and the untrustworthy cells."""
-    result = compare_reports(base_report, new_report_, rules, alpha, min_effect, base_name="base", new_name="new")
+    result = compare_reports(base_report, new_report_, judging.rules, judging.alpha, judging.min_effect, base_name="base", new_name="new")
     untrustworthy = [c.label for c in result.cells if control_moved(c)]
     for c in result.cells:
         if c.label in untrustworthy:
             c.note = (c.note + "; " if c.note else "") + f"untrustworthy: eager differs between the two processes (ratio {c.eager.ratio:.3f})"
     failures = [f for f in result.failures if f.rule == "status" or f.cell not in untrustworthy]
-    if parity:
+    if judging.parity:
         failures += [Failure(p.cell, PARITY_RULE, p.reason) for p in result.parity_changes]
     return result, failures, untrustworthy
 
@@ -177,27 +188,27 @@ def to_markdown(r: AbResult) -> str:
 
 
 # ------------------------------------------------------------------------------------------ run
-def run_sides(cfg: RunConfig, sides: list[EnvSpec], rounds: int, log) -> tuple[list[list[list[Cell]]], str | None]:
-    """Every step of `order(rounds)`: that side's cells (run_matrix with --tvm that side). Returns each side's
-    rounds and, when interrupted, the signal's name (the rounds finished are kept)."""
+def run_sides(cfg: RunConfig, state: RunState, sides: list[EnvSpec], rounds: int, log) -> tuple[list[list[list[Cell]]], str | None]:
+    """Every step of `order(rounds)`: that side's cells (run_matrix with --tvm that side, a state of its own). Returns
+    each side's rounds and, when interrupted, the signal's name (the rounds finished are kept)."""
     done: list[list[list[Cell]]] = [[], []]
     steps = order(rounds)
     for k, side in enumerate(steps, 1):
         spec = sides[side]
         log(f"=== ab step {k}/{len(steps)}: {'base' if side == 0 else 'new'} ({spec.name})")
         try:
-            cells = run_matrix(replace(cfg, tvm=[spec.text]))
+            cells = run_matrix(replace(cfg, tvm=[spec.text]), state.for_shape())
         except Interrupted as e:
             return done, e.signame
         done[side].append([normalized(c, spec.name) for c in cells])
     return done, None
 
 
-def side_report(cfg: RunConfig, spec: EnvSpec, cells: list[Cell], name: str, env: dict, command: list[str], **extra) -> dict:
-    from dataclasses import asdict
-
+def side_report(cfg: RunConfig, state: RunState, spec: EnvSpec, cells: list[Cell], name: str, env: dict, command: list[str],
+                **extra) -> dict:
     env = dict(env, tvm_build=identity(spec.name, importers()))  # the build this side measured (env["tvm"] is the parent's)
-    return new_report("run", name, asdict(replace(cfg, tvm=[spec.text])), env, cells, command=command, tvm_side=spec.name, **extra)
+    return new_report("run", name, run_json(replace(cfg, tvm=[spec.text]), state), env, cells, command=command, tvm_side=spec.name,
+                      **extra)
 
 
 def write_ab(result: AbResult, out: Path, stem: str, command: list[str], reports: list[dict]) -> list[Path]:
@@ -216,20 +227,20 @@ def identities(sides: list[EnvSpec]) -> list[dict]:
     return [identity(s.name, importers()) for s in sides]
 
 
-def run_ab(cfg: RunConfig, rounds: int, rules: list[Rule], parity: bool, alpha: float, min_effect: float, out: Path, name: str,
-           env: dict, command: list[str], log) -> tuple[AbResult | None, list[Path], str | None]:
+def run_ab(cfg: RunConfig, state: RunState, rounds: int, judging: Judging, out: Path, name: str, env: dict, command: list[str],
+           log) -> tuple[AbResult | None, list[Path], str | None]:
     """Both sides, pooled, judged and written. Interrupted: the side reports of the rounds finished, marked
     partial, and no verdict (result None)."""
     sides = sides_of(cfg)
-    done, interrupted = run_sides(cfg, sides, rounds, log)
+    done, interrupted = run_sides(cfg, state, sides, rounds, log)
     pooled = [pool(done[0]), pool(done[1])]
     extra = dict(partial=True, interrupted=interrupted) if interrupted else {}
-    reports = [side_report(cfg, spec, cells, f"{name}-{spec.name}", env, command, **extra) for spec, cells in zip(sides, pooled, strict=True)]
+    reports = [side_report(cfg, state, spec, cells, f"{name}-{spec.name}", env, command, **extra) for spec, cells in zip(sides, pooled, strict=True)]
     if interrupted:
         paths = [p for r in reports if r["cells"] for p in write_report(r, out).values()]
         return None, paths, interrupted
     loaded = [json.loads(to_json(r)) for r in reports]
-    compared, failures, untrustworthy = judge(loaded[0], loaded[1], rules, parity, alpha, min_effect)
+    compared, failures, untrustworthy = judge(loaded[0], loaded[1], judging)
     result = AbResult(sides=identities(sides), rounds=rounds, compare=compared, failures=failures, untrustworthy=untrustworthy,
                       builds=build_changes(pooled[0], pooled[1]))
     stem = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{name}"

@@ -107,7 +107,7 @@ def test_commit(cfg: RunConfig, good: str, commit: str, step_dir: Path, opts: di
         return SKIP, dict(reason=str(e))
     side_cfg = replace(cfg, tvm=[s.text for s in specs])
     for attempt in (1, 2):  # an A/B that cannot tell (eager moved between the processes) is measured once more
-        result, paths, interrupted = run_ab(side_cfg, opts["rounds"], opts["rules"], opts["parity"], opts["alpha"], opts["min_effect"],
+        result, paths, interrupted = run_ab(side_cfg, opts["state"], opts["rounds"], opts["judging"],
                                            step_dir if attempt == 1 else step_dir / "again", "ab", opts["env"], opts["command"], log)
         if interrupted:
             raise KeyboardInterrupt(interrupted)

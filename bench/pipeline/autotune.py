@@ -1,7 +1,8 @@
 """`--tune-budget`: find the cached tuning database for each model, or tune one within the budget; in this
 process's TVM, and in every other environment of the run that has the `tvm.compile` API, each in a
 process of its own interpreter (`python -m bench.pipeline.autotune CONFIG.json OUT.json`), for the same
-budget. A database of another environment is kept in `cfg.dbs` under `ENV|MODEL`."""
+budget. What they find or make goes into the run's state (bench.pipeline.config.RunState: `dbs` and `tuned_now`,
+by model, or by `ENV|MODEL` for another environment)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bench.core.files import atomic_write
 from bench.core.log import log
 from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher, probe
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, RunState, run_from_json, run_json
 from bench.targets import make_target
 from bench.tuning.database import db_frontends, default_db_dir, read_meta, validate_database
 from bench.tuning.search import tune
@@ -30,44 +31,44 @@ def tuning_frontends(cfg: RunConfig) -> list[str]:
     return list(dict.fromkeys(f for _m, f, env in cfg.cells() if env == current() and not FRONTENDS[f].relay))
 
 
-def ensure_tuned(cfg: RunConfig) -> None:
+def ensure_tuned(cfg: RunConfig, state: RunState) -> None:
     """--tune-budget in this TVM, then in each other environment of the run that can tune (tune_in_env)."""
-    tune_here(cfg)
+    tune_here(cfg, state)
     others = dict.fromkeys(env for _m, f, env in cfg.cells() if env != current() and not FRONTENDS[f].relay)
     for env in others:
         if probe(env).get("api") == "compile":
-            tune_in_env(cfg, env)
+            tune_in_env(cfg, state, env)
 
 
-def tune_in_env(cfg: RunConfig, env: str) -> None:
-    """tune_here in environment `env`'s interpreter (as its own process's TVM); its databases go into cfg.dbs as ENV|MODEL."""
+def tune_in_env(cfg: RunConfig, state: RunState, env: str) -> None:
+    """tune_here in environment `env`'s interpreter (as its own process's TVM); its databases go into state.dbs as ENV|MODEL."""
     with tempfile.TemporaryDirectory(prefix="gptbench-tune-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "tuned.json"
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, dbs={}, tuned_now={}, isolate=False))))
+        cfg_path.write_text(json.dumps(run_json(replace(cfg, tvm=None, isolate=False), replace(state, dbs={}, tuned_now={}))))
         log(f"tuning in TVM {env} (its own process), for at most {cfg.tune_budget:g} s per model")
         code = subprocess.run([*launcher(env), "bench.pipeline.autotune", str(cfg_path), str(out)], env=launch_env(env, {CURRENT_VAR: env})).returncode
         tuned = json.loads(out.read_text()) if out.exists() else {}
     for model in cfg.models:
         if model in tuned.get("dbs", {}):
-            cfg.dbs[f"{env}|{model}"] = tuned["dbs"][model]
-        cfg.tuned_now[f"{env}|{model}"] = tuned.get("tuned_now", {}).get(model) or dict(tuning_error=f"tuning in TVM {env} exited {code}")
+            state.dbs[f"{env}|{model}"] = tuned["dbs"][model]
+        state.tuned_now[f"{env}|{model}"] = tuned.get("tuned_now", {}).get(model) or dict(tuning_error=f"tuning in TVM {env} exited {code}")
 
 
-def env_databases(cfg: RunConfig, env: str) -> tuple[dict, dict]:
+def env_databases(state: RunState, env: str) -> tuple[dict, dict]:
     """What tune_in_env filled for environment `env`, keyed by model as that environment's own process reads them:
     (dbs, tuned_now)."""
     def mine(table: dict) -> dict:
         return {k.split("|", 1)[1]: v for k, v in table.items() if k.startswith(env + "|")}
 
-    return mine(cfg.dbs), mine(cfg.tuned_now)
+    return mine(state.dbs), mine(state.tuned_now)
 
 
-def tune_here(cfg: RunConfig) -> None:
+def tune_here(cfg: RunConfig, state: RunState) -> None:
     """--tune-budget in this process's TVM: for each model, use the cached database for (TVM version, target, model, scenario,
     shapes, fast-math) when it holds the kernels of every frontend of the run, else tune for at most the budget and keep
     it: one session over the kernels of all the run's frontends (bench.tuning.search), or, for a cached database tuned
     on fewer frontends, over the kernels it has no record for. A frontend whose import failed when the database was
-    tuned is not tried again (the database says why). Fills cfg.dbs (model -> path) and cfg.tuned_now (model -> what
+    tuned is not tried again (the database says why). Fills state.dbs (model -> path) and state.tuned_now (model -> what
     this run's tuning did)."""
     frontends = tuning_frontends(cfg)
     if not frontends:
@@ -86,35 +87,35 @@ def tune_here(cfg: RunConfig) -> None:
                      f"through {', '.join(db_frontends(meta))}" + "".join(f"; {f}'s import failed" for f in failed) + ")")
             if not missing:
                 log(f"{found}; tuning nothing")
-                cfg.dbs[model] = str(db)
-                cfg.tuned_now[model] = dict(from_cache=True)
+                state.dbs[model] = str(db)
+                state.tuned_now[model] = dict(from_cache=True)
                 continue
             log(f"{found}; tuning the kernels of {', '.join(missing)} it has no record for, for at most {cfg.tune_budget:g} s")
         else:
             log(f"[{model}] no tuning database at {db}: tuning through {', '.join(frontends)} for at most {cfg.tune_budget:g} s")
-        one = replace(cfg, models=[model], frontends=missing, db=None, dbs={}, tuned_now={})
+        one = replace(cfg, models=[model], frontends=missing, db=None)
         try:
-            meta = tune(one, missing, 0, db, True, None, log, budget_s=cfg.tune_budget, missing_only=cached)
+            meta = tune(one, tinfo, missing, 0, db, True, None, log, budget_s=cfg.tune_budget, missing_only=cached)
         except Exception as e:  # noqa: BLE001 - the cells then run untuned and say why
 
             log(f"[{model}] tuning failed, its cells build {'with the database as it was' if cached else 'untuned'}: {short_error(e)}")
             if cached:
-                cfg.dbs[model] = str(db)
-                cfg.tuned_now[model] = dict(from_cache=True, tuning_error=short_error(e))
+                state.dbs[model] = str(db)
+                state.tuned_now[model] = dict(from_cache=True, tuning_error=short_error(e))
             else:
-                cfg.tuned_now[model] = dict(tuning_error=short_error(e))
+                state.tuned_now[model] = dict(tuning_error=short_error(e))
             continue
-        cfg.dbs[model] = str(db)
-        cfg.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])
+        state.dbs[model] = str(db)
+        state.tuned_now[model] = dict(tuned_in_this_run=meta["last_session"])
         log(f"[{model}] tuned {meta['last_session']['trials']} trials in {meta['last_session']['wall_s']} s "
             f"(stopped by {meta['last_session']['stopped_by']}): {db}")
 
 
 def main(argv: list[str]) -> int:
     """CONFIG.json OUT.json: tune_here in this interpreter (the environment to tune is this process's); OUT gets dbs and tuned_now."""
-    cfg = RunConfig(**json.loads(Path(argv[0]).read_text()))
-    tune_here(cfg)
-    atomic_write(Path(argv[1]), json.dumps(dict(dbs=cfg.dbs, tuned_now=cfg.tuned_now)))
+    cfg, state = run_from_json(json.loads(Path(argv[0]).read_text()))
+    tune_here(cfg, state)
+    atomic_write(Path(argv[1]), json.dumps(dict(dbs=state.dbs, tuned_now=state.tuned_now)))
     return 0
 
 

@@ -5,7 +5,7 @@ and the Relay cells all go through these steps; whatever fails is recorded in th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from bench.measure.textdata import window_loss
 from bench.measure.timing import MachineProbe, measure
 from bench.models import load_model
 from bench.pipeline import shared_build
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import RunConfig, RunState
 from bench.pipeline.memory import METHOD, measure_alone
 from bench.record import Baseline, Cell, Latency, Parity
 from bench.scenarios import make_case, shape_text
@@ -40,7 +40,8 @@ TEXT_TOL = 1e-4  # eager and TVM losses on real text must agree to this relative
 @dataclass(frozen=True)
 class CellContext:
     """What every step of one cell shares: the run's flags, the cell's record (which names its model and
-    frontend), the log tag, the cell's scratch directory, its target, and the torch device eager runs on.
+    frontend), the log tag, the cell's scratch directory, its target, the torch device eager runs on, and
+    the run's state (its tuning databases, the --rpc device, a sweep's shared builds).
     `tinfo` is None where the build was made elsewhere (a bundle, another TVM environment): nothing here
     builds, and the memory step says why it measures nothing."""
 
@@ -50,6 +51,7 @@ class CellContext:
     workdir: Path
     tinfo: Any = None  # bench.targets.TargetInfo
     torch_device: str = "cpu"
+    state: RunState = field(default_factory=RunState)
 
 
 def load_cell_model(cfg: RunConfig, model: str, cell: Cell):
@@ -78,10 +80,10 @@ def cell_case(cfg: RunConfig, loaded, cell: Cell | None = None):
     return case
 
 
-def setup_cell(cfg: RunConfig, model: str, cell: Cell):
+def setup_cell(cfg: RunConfig, state: RunState, model: str, cell: Cell):
     """Load the model and the target for a cell: (loaded, target info, torch device)."""
     loaded = load_cell_model(cfg, model, cell)
-    tinfo = cfg.target_info()
+    tinfo = state.target_info(cfg)
     cell.target_spec = tinfo.spec
     torch_device = tinfo.torch_device
     return loaded, tinfo, torch_device
@@ -110,7 +112,7 @@ def import_and_build(ctx: CellContext, case, export=None):
     when given, takes the build (imported, executable) instead of this device, e.g. into a --bundle). In a sweep with
     symbolic shapes, a later length loads the first length's build (bench.pipeline.shared_build) instead."""
     cfg, cell, tag, tinfo = ctx.cfg, ctx.cell, ctx.tag, ctx.tinfo
-    shared = shared_build.shared_dir(cfg, cell)
+    shared = shared_build.shared_dir(cfg, ctx.state, cell)
     if shared is not None and (shared / shared_build.META).is_file() and tinfo.device_available:
         return _load_shared(ctx, shared)
     imported = import_case(cell.frontend, case, ctx.workdir, cell, tag)
@@ -151,8 +153,8 @@ def import_and_build(ctx: CellContext, case, export=None):
 def _cell_database(ctx: CellContext, imported) -> tuple[bool, str | None]:
     """(False, None) when the --tuned-after cut cannot be made (the cell says why), else (True, the tuning database
     the cell builds with, recorded in the cell; None: untuned)."""
-    cfg, cell = ctx.cfg, ctx.cell
-    db = whole = cfg.db_for(cell.model)
+    cfg, cell, tuned_now = ctx.cfg, ctx.cell, ctx.state.tuned_now
+    db = whole = ctx.state.db_for(cfg, cell.model)
     cut = None
     if db and cfg.tuning_cut is not None:
         try:
@@ -162,11 +164,11 @@ def _cell_database(ctx: CellContext, imported) -> tuple[bool, str | None]:
             return False, None
     if db:
         cell.tuning = check_database(db, ctx.tinfo, imported.mod)
-        cell.tuning.update(cfg.tuned_now.get(cell.model) or {})
+        cell.tuning.update(tuned_now.get(cell.model) or {})
         if cut is not None:  # the database named is the whole one; the cell built with its first cut["records"]
             cell.tuning.update(path=whole, cut=cut)
-    elif (cfg.tuned_now.get(cell.model) or {}).get("tuning_error"):
-        cell.notes["tuning_error"] = cfg.tuned_now[cell.model]["tuning_error"]
+    elif (tuned_now.get(cell.model) or {}).get("tuning_error"):
+        cell.notes["tuning_error"] = tuned_now[cell.model]["tuning_error"]
     return True, db
 
 
@@ -181,10 +183,12 @@ def _load_shared(ctx: CellContext, shared: Path) -> Compiled:
     return Compiled(load_library(lib), device, [tvm_compat.to_device(p, device) for p in params], lib_path=lib)
 
 
-def on_device(cfg: RunConfig, compiled, cell: Cell, tag: str):
+def on_device(ctx: CellContext, compiled):
+    """The build uploaded to a server of --rpc-key, where TVM then runs and is timed."""
+    cfg, cell, tag = ctx.cfg, ctx.cell, ctx.tag
     cell.stage = "upload"
     remote = remote_compiled(compiled, cfg.rpc, cfg.rpc_key)
-    cell.notes["remote"] = dict(cfg.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
+    cell.notes["remote"] = dict(ctx.state.rpc_device, upload_s=round(remote.upload_s, 3), lib_bytes=remote.lib_bytes,
                                    baselines="none timed: they would run on this host; eager here is the parity reference")
     cell.stage = "run"
     log(f"{tag} uploaded {remote.lib_bytes / 1e6:.1f} MB to a server of key {cfg.rpc_key!r} at {cfg.rpc} in {remote.upload_s:.1f} s; "

@@ -1,11 +1,17 @@
-"""A run's plan: the typed configuration `gptbench run` builds from its flags, validated once (every
-bad value is a ValueError naming the flag, which the CLI prints as one line with exit 2).
+"""A run's plan, in two parts:
+
+- `RunConfig`: the flags, frozen. Constructing one checks and normalises them without touching a file,
+  TVM or the network (a bad value is a ValueError naming the flag, which the CLI prints as one line with
+  exit 2), so rebuilding it in a worker process from JSON is cheap and repeats nothing.
+- `RunState`: what the run learns and makes: the remote device's description, why --threads' default
+  was lowered, the tuning databases --tune-budget found or made, a symbolic sweep's shared builds.
+  `prepare(cfg)` makes it, doing the checks that read files, import TVM or ask an RPC tracker.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.baselines import BASELINES
@@ -32,7 +38,7 @@ FAIL_ON = ("mismatch", "any", "none")
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     models: list[str]
     frontends: list[str]
@@ -46,8 +52,6 @@ class RunConfig:
     warmup: int = 5
     repeat: int = 30
     threads: int = 0  # 0: every usable core
-    threads_given: bool = True  # False: --threads was not given, so `run` may lower it on a busy machine
-    threads_note: str | None = None  # why --threads' default was lowered (bench.measure.timing.default_threads)
     shapes: str = "static"
     weights: str = "auto"
     baselines: list[str] = field(default_factory=lambda: ["eager"])
@@ -65,26 +69,22 @@ class RunConfig:
     fast_math: bool = False  # approximate erf/tanh/exp/softmax that vectorise (bench.build.rewrites)
     tune_budget: float = 0.0  # seconds: tune each model for at most this long when no database is cached for it
     tune_cache: str = "results/tuning"  # where --tune-budget looks for and keeps databases
-    dbs: dict = field(default_factory=dict)  # model -> database found or made by --tune-budget
-    tuned_now: dict = field(default_factory=dict)  # model -> what tuning this run did (trials, seconds)
     timing: str = "blocks"  # blocks | interleaved (see bench.measure.timing)
     block: int = 5  # timed calls per block
     solo: int = 10  # calls per backend in the solo check (0: none)
     bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.pipeline.bundle)
     rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.targets.remote)
     rpc_key: str | None = None
-    rpc_device: dict = field(default_factory=dict)  # what a server of the key said about its CPU
     tvm: list[str] | None = None  # TVM environments as --tvm gives them (bench.core.tvm_envs); None: each frontend's own
     tvm_src: str | None = None  # the TVM repository git:REF environments are built from
     tvm_recipe: str | None = None  # the build recipe of git:REF environments (bench.core.tvm_build)
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
     memory: bool = False  # each backend's memory, in a fresh process of its own after the timing (bench.pipeline.memory)
     tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
-    tuning_cut: float | None = None  # this cell's cut: the database as it was after this many seconds of tuning
-    build_cache: str | None = None  # a symbolic sweep's builds, shared across its lengths (bench.pipeline.shared_build)
+    tuning_cut: float | None = None  # one point of --tuned-after: the database as it was after this many seconds of tuning
 
     def __post_init__(self) -> None:
-        """Each step checks its flags in turn (the first bad value is the error) and fills the defaults."""
+        """Each step checks its flags in turn (the first bad value is the error) and fills the defaults; no I/O."""
         self._check_names()
         self._check_target_options()
         self._check_sizes()
@@ -95,11 +95,14 @@ class RunConfig:
         if self.rpc is not None:
             self._check_rpc(relay)
         self._check_tuning_cuts()
-        if self.db is not None:
-            self._check_database()
-        elif self.foreign_db:
+        if self.foreign_db and self.db is None:
             raise ValueError("--foreign-db applies a --db tuned on another CPU: give the --db")
         self._check_models()
+
+    def _set(self, **values) -> None:
+        """Normalise a flag while the frozen configuration is being checked (__post_init__ only)."""
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def _check_names(self) -> None:
         """Models, frontends, target, scenario, shape mode and dtype: known (and frontends available)."""
@@ -151,7 +154,7 @@ class RunConfig:
         if "none" in self.baselines:
             if len(self.baselines) > 1:
                 raise ValueError("--baselines none times TVM alone; it cannot be combined with other baselines")
-            self.baselines = []
+            self._set(baselines=[])
         for b in self.baselines:
             if b not in BASELINES:
                 raise ValueError(str(unknown("baseline", b, [*BASELINES, "none"])))
@@ -166,17 +169,14 @@ class RunConfig:
         if self.tune_budget and self.shapes != "static":
             raise ValueError("--tune-budget needs --shapes static (MetaSchedule tunes fixed shapes)")
         if self.baselines and "eager" not in self.baselines:
-            self.baselines = ["eager", *self.baselines]
+            self._set(baselines=["eager", *self.baselines])
 
     def _fill_defaults_and_check_options(self) -> None:
         """The timing plan, threads and tolerance defaults; --val-*, --cuda-arch and --cell-timeout."""
         self.plan()  # validates --timing, --block, --solo
-        self.threads = self.threads or usable_cores()
-        self.tol = self.tol or DEFAULT_TOL[self.dtype]
+        self._set(threads=self.threads or usable_cores(), tol=self.tol or DEFAULT_TOL[self.dtype])
         if self.val_tokens < 0:
             raise ValueError("--val-tokens must not be negative")
-        if self.val_text is not None:
-            check_text_file("--val-text", self.val_text)
         if self.cuda_arch and self.target != "cuda":
             raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
         if self.cell_timeout and not self.isolate:
@@ -208,7 +208,7 @@ class RunConfig:
                 raise ValueError("--bundle takes --frontend export (its weights are named, so the measuring side rebuilds them)")
 
     def _check_tuning_cuts(self) -> None:
-        """--tuned-after: cuts of a database that has a progress log (--db's is read now; --tune-budget's
+        """--tuned-after: distinct cuts of a database (--db's progress log is read by prepare; --tune-budget's
         is made by this run, or found in its cache and read by each cell)."""
         if not self.tuned_after:
             return
@@ -216,18 +216,11 @@ class RunConfig:
             raise ValueError("--tuned-after cuts a tuning database: give --db or --tune-budget")
         if any(t < 0 for t in self.tuned_after) or len(set(self.tuned_after)) != len(self.tuned_after):
             raise ValueError("--tuned-after takes distinct durations (e.g. 1m,2m,5m,all)")
-        if self.db and Path(self.db).is_dir():
-            try:
-                read_progress(self.db)
-            except UserError as e:
-                raise ValueError(f"--tuned-after: {e}") from None
 
     def shape_points(self) -> list[RunConfig]:
         """One configuration per shape of a sweep (`run --batch 1,4 --seq-len 32,128`), each checked as the
         run's own; the run itself when it has one shape."""
-        # each shape its own run state: a shape's tuning database is its own (dbs and tuned_now are dicts a shallow copy would share)
-        return [replace(self, batch=b, seq_len=s, past_len=p, sweep=[], dbs=dict(self.dbs), tuned_now=dict(self.tuned_now))
-                for b, s, p in self.sweep] or [self]
+        return [replace(self, batch=b, seq_len=s, past_len=p, sweep=[]) for b, s, p in self.sweep] or [self]
 
     def tuning_points(self) -> list[RunConfig]:
         """One configuration per --tuned-after cut (the run itself when there is none); `all` is the
@@ -236,31 +229,15 @@ class RunConfig:
             return [self]
         return [replace(self, tuned_after=[], tuning_cut=None if math.isinf(t) else t) for t in self.tuned_after]
 
-    def _check_database(self) -> None:
-        """--db: a tuning database for this target, tuned with this run's --fast-math setting."""
-        if not Path(self.db).is_dir():
-            raise ValueError(f"--db {self.db}: no such tuning database directory (create one with `gptbench tune`)")
-        try:
-            meta = validate_database(self.db, self.target_info(), foreign=self.foreign_db)
-        except UserError as e:
-            raise ValueError(str(e)) from None
-        if bool(meta.get("fast_math")) != self.fast_math:
-            raise ValueError(f"--db {self.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
-                             f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
-
     def _check_models(self) -> None:
-        """Each model fits the scenario's tokens and has the --weights asked for."""
+        """Each model fits the scenario's tokens (on every shape of a sweep)."""
         for m in self.models:
             spec = get_spec(m)
-            try:
-                check_fits(spec, self.scenario, self.seq_len, self.past_len, self.new_tokens)
-            except UserError as e:
-                raise ValueError(str(e)) from None
-            if self.weights == "pretrained" and spec.pretrained_source() is None:
-                raise ValueError(f"--weights pretrained: none for {m} on this machine (looked in: {spec.pretrained_help()}); "
-                                 "use --weights auto|random or a PATH")
-        if self.weights not in WEIGHT_CHOICES and not Path(self.weights).exists():
-            raise ValueError(f"--weights {self.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
+            for _b, seq_len, past_len in self.sweep or [(self.batch, self.seq_len, self.past_len)]:
+                try:
+                    check_fits(spec, self.scenario, seq_len, past_len, self.new_tokens)
+                except UserError as e:
+                    raise ValueError(str(e)) from None
 
     def _check_rpc(self, relay: list[str]) -> None:
         parse_address(self.rpc)
@@ -268,21 +245,10 @@ class RunConfig:
             raise ValueError("--rpc runs llvm prefill or decode cells of the Relax frontends on the device "
                              "(no --bundle, Relay, generate or --tune-budget: tune with `gptbench tune --rpc`, then --db)")
         if self.baselines == ["eager"]:  # the default: eager is the parity reference only
-            self.baselines = []
+            self._set(baselines=[])
         if self.baselines:
             raise ValueError("--rpc times TVM on the device alone (a baseline would run on this host): "
                              "use --baselines none; eager here still gives the parity reference")
-        if not self.rpc_device:
-            self.rpc_device = device_info(self.rpc, self.rpc_key, check_key(self.rpc, self.rpc_key))
-            self.threads = self.rpc_device.get("threads") or self.threads
-
-    def target_info(self):
-        """This run's target: this host's CPU, or the remote device's with --rpc."""
-        return make_target(self.target, self.threads, self.cuda_arch, mcpu=self.rpc_device.get("mcpu"))
-
-    def db_for(self, model: str) -> str | None:
-        """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
-        return self.dbs.get(model) or self.db
 
     def plan(self):
         return TimingPlan(warmup=self.warmup, repeat=self.repeat, method=self.timing, block=self.block, solo=self.solo)
@@ -298,6 +264,88 @@ class RunConfig:
     def env_specs(self) -> list:
         """The --tvm environments (bench.core.tvm_envs.EnvSpec), parsed."""
         return parse_envs(self.tvm or [], self.tvm_src)
+
+
+@dataclass
+class RunState:
+    """What a run learns and makes, beside its flags; it travels with them to a cell's process as JSON."""
+
+    rpc_device: dict = field(default_factory=dict)  # what a server of --rpc-key said about its CPU
+    threads_note: str | None = None  # why --threads' default was lowered (bench.measure.timing.default_threads)
+    dbs: dict = field(default_factory=dict)  # model (or ENV|MODEL) -> database found or made by --tune-budget
+    tuned_now: dict = field(default_factory=dict)  # model (or ENV|MODEL) -> what tuning this run did (trials, seconds)
+    build_cache: str | None = None  # a symbolic sweep's builds, shared across its lengths (bench.pipeline.shared_build)
+
+    def db_for(self, cfg: RunConfig, model: str) -> str | None:
+        """The tuning database a model's cells build with: --db, else the one --tune-budget found or made."""
+        return self.dbs.get(model) or cfg.db
+
+    def target_info(self, cfg: RunConfig):
+        """The run's target: this host's CPU, or the remote device's with --rpc."""
+        return make_target(cfg.target, cfg.threads, cfg.cuda_arch, mcpu=self.rpc_device.get("mcpu"))
+
+    def for_shape(self) -> RunState:
+        """A copy for one shape of a sweep: each shape's tuning databases are its own."""
+        return replace(self, dbs=dict(self.dbs), tuned_now=dict(self.tuned_now))
+
+
+def prepare(cfg: RunConfig, state: RunState | None = None) -> tuple[RunConfig, RunState]:
+    """The checks a configuration cannot make without I/O, in order (a ValueError naming the flag): --val-text
+    readable; the --rpc device asked for its CPU (its thread count becomes the run's); --db a tuning database
+    of this target and --fast-math setting, with a progress log for --tuned-after; the --weights asked for
+    present. Returns the configuration (threads from the device with --rpc) and the run's state."""
+    state = state or RunState()
+    if cfg.val_text is not None:
+        check_text_file("--val-text", cfg.val_text)
+    if cfg.rpc is not None and not state.rpc_device:
+        state.rpc_device = device_info(cfg.rpc, cfg.rpc_key, check_key(cfg.rpc, cfg.rpc_key))
+        cfg = replace(cfg, threads=state.rpc_device.get("threads") or cfg.threads)
+    if cfg.db is not None:
+        _check_database(cfg, state)
+    _check_weights(cfg)
+    return cfg, state
+
+
+def _check_database(cfg: RunConfig, state: RunState) -> None:
+    """--db: a tuning database for this target, tuned with this run's --fast-math setting (and --tuned-after's log)."""
+    if not Path(cfg.db).is_dir():
+        raise ValueError(f"--db {cfg.db}: no such tuning database directory (create one with `gptbench tune`)")
+    if cfg.tuned_after:
+        try:
+            read_progress(cfg.db)
+        except UserError as e:
+            raise ValueError(f"--tuned-after: {e}") from None
+    try:
+        meta = validate_database(cfg.db, state.target_info(cfg), foreign=cfg.foreign_db)
+    except UserError as e:
+        raise ValueError(str(e)) from None
+    if bool(meta.get("fast_math")) != cfg.fast_math:
+        raise ValueError(f"--db {cfg.db} was tuned {'with' if meta.get('fast_math') else 'without'} --fast-math: its kernels "
+                         f"are for that pipeline; run {'with' if meta.get('fast_math') else 'without'} --fast-math or use another --db")
+
+
+def _check_weights(cfg: RunConfig) -> None:
+    """The --weights asked for: pretrained weights on this machine for every model, or an existing PATH."""
+    if cfg.weights == "pretrained":
+        for m in cfg.models:
+            spec = get_spec(m)
+            if spec.pretrained_source() is None:
+                raise ValueError(f"--weights pretrained: none for {m} on this machine (looked in: {spec.pretrained_help()}); "
+                                 "use --weights auto|random or a PATH")
+    if cfg.weights not in WEIGHT_CHOICES and not Path(cfg.weights).exists():
+        raise ValueError(f"--weights {cfg.weights}: no such file or directory (or one of {', '.join(WEIGHT_CHOICES)})")
+
+
+def run_json(cfg: RunConfig, state: RunState) -> dict:
+    """A run's flags and state, for a worker process (run_from_json) or a report's `config` (one flat dict)."""
+    return {**asdict(cfg), **asdict(state)}
+
+
+def run_from_json(data: dict) -> tuple[RunConfig, RunState]:
+    """run_json's inverse; keys of neither part (older fields of a report) are ignored."""
+    names = {f for f in RunState.__dataclass_fields__}
+    state = RunState(**{k: v for k, v in data.items() if k in names})
+    return RunConfig(**{k: v for k, v in data.items() if k in RunConfig.__dataclass_fields__}), state
 
 
 RELAY_ENV = "0.19"  # where the Relay frontends' cells run unless --tvm says otherwise

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core.files import atomic_write
 from bench.core.procs import die_with_parent
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import run_from_json
 from bench.pipeline.execute import execute_cell
 
 
@@ -18,8 +18,8 @@ def main(argv: list[str]) -> int:
     cfg_path, model, frontend, env, out = argv
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    cfg = RunConfig(**json.loads(Path(cfg_path).read_text()))
-    cell = execute_cell(cfg, model, frontend, env)
+    cfg, state = run_from_json(json.loads(Path(cfg_path).read_text()))
+    cell = execute_cell(cfg, state, model, frontend, env)
     atomic_write(Path(out), json.dumps(cell.to_json(), default=str))
     return 0
 

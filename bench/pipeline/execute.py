@@ -22,7 +22,7 @@ from bench.pipeline.cell import (
     on_device,
     setup_cell,
 )
-from bench.pipeline.config import RunConfig, new_cell
+from bench.pipeline.config import RunConfig, RunState, new_cell
 from bench.pipeline.generate import generate_cell
 from bench.pipeline.legacy_cell import execute_relax_legacy
 from bench.pipeline.relay_cell import execute_relay
@@ -31,7 +31,7 @@ from frontends import FRONTENDS
 from frontends.base import short_error
 
 
-def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = None) -> Cell:
+def execute_cell(cfg: RunConfig, state: RunState, model: str, frontend: str, env: str | None = None) -> Cell:
     """Run one cell in this process; never raises for a failure of the model, frontend or TVM."""
     cell = new_cell(cfg, model, frontend, env)
     t_cell = time.perf_counter()
@@ -41,7 +41,7 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = No
         elif tvm_compat.legacy():  # a TVM before the tvm.compile API (0.19)
             execute_relax_legacy(cfg, model, frontend, cell, log)
         else:
-            _execute(cfg, model, frontend, cell)
+            _execute(cfg, state, model, frontend, cell)
     except Exception as e:  # noqa: BLE001 - a failed cell is a result
 
         status = {"export": "import_failed", "import": "import_failed", "build": "build_failed"}.get(cell.stage, "run_failed")
@@ -52,9 +52,9 @@ def execute_cell(cfg: RunConfig, model: str, frontend: str, env: str | None = No
 
 
 
-def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
+def _execute(cfg: RunConfig, state: RunState, model: str, frontend: str, cell: Cell) -> None:
     tag = f"[{model} × {frontend}]"
-    loaded, tinfo, torch_device = setup_cell(cfg, model, cell)
+    loaded, tinfo, torch_device = setup_cell(cfg, state, model, cell)
     if cfg.scenario == "generate":
         return generate_cell(cfg, loaded, frontend, tinfo, torch_device, cell, log)
     case = cell_case(cfg, loaded, cell)
@@ -62,10 +62,10 @@ def _execute(cfg: RunConfig, model: str, frontend: str, cell: Cell) -> None:
         workdir = Path(tmp)
         log(f"{tag} {loaded.n_params / 1e6:.2f}M params, weights {loaded.weights.label()}; importing")
         export = (lambda imported, ex: write_cell(cfg, cell, case, imported, ex, log)) if cfg.bundle else None
-        ctx = CellContext(cfg, cell, tag, workdir, tinfo, torch_device)
+        ctx = CellContext(cfg, cell, tag, workdir, tinfo, torch_device, state)
         compiled = import_and_build(ctx, case, export)
         if compiled is None:
             return
         if cfg.rpc:
-            compiled = on_device(cfg, compiled, cell, tag)
+            compiled = on_device(ctx, compiled)
         measure_compiled(ctx, loaded, case, compiled)

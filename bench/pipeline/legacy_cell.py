@@ -38,7 +38,7 @@ def execute_relax_legacy(cfg, model: str, frontend: str, cell: Cell, log) -> Non
         cell.notes["dlight"] = "not applied: TVM 0.19's dlight has no CPU rules"
     if cfg.blas:
         cell.notes["blas"] = "not applied: -libs=cblas is relay.build's (Relax legalizes its matmuls to TIR)"
-    cfg = replace(cfg, db=None, dbs={}, tune_budget=0.0, tuned_now={}, tuning_cut=None, dlight=False)
+    cfg = replace(cfg, db=None, tune_budget=0.0, tuning_cut=None, dlight=False)
     loaded = load_cell_model(cfg, model, cell)
     case = cell_case(cfg, loaded, cell)
     tinfo = TargetInfo("llvm", tvm.target.Target(spec), spec, True, "")

@@ -35,7 +35,7 @@ from bench.core.markdown import md_table as _md_table
 from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher
 from bench.pipeline.autotune import env_databases
 from bench.pipeline.cell import CellContext, import_and_build, setup_cell
-from bench.pipeline.config import RunConfig, new_cell
+from bench.pipeline.config import RunConfig, RunState, new_cell, run_json
 from bench.scenarios import make_case
 from bench.tuning.database import prepacked
 from bench.tuning.search import fused_module
@@ -145,23 +145,23 @@ def kernel_rows(sites: list[dict], names: set[str]) -> list[dict]:
     return [dict(r, ms=round(r["ms"], 5)) for r in sorted(rows.values(), key=lambda r: -r["ms"])]
 
 
-def profile_frontend(cfg: RunConfig, frontend: str, log=default_log) -> tuple[dict, dict]:
+def profile_frontend(cfg: RunConfig, state: RunState, frontend: str, log=default_log) -> tuple[dict, dict]:
     """One frontend's build of cfg's case (with the run's tuning database, if any), profiled: (the frontend's
     profile, its kernels' structural keys). A frontend that does not import or build gives its status and error."""
     model = cfg.models[0]
     cell = new_cell(cfg, model, frontend)
     tag = f"[{model} × {frontend} profile]"
-    loaded, tinfo, _ = setup_cell(cfg, model, cell)
+    loaded, tinfo, _ = setup_cell(cfg, state, model, cell)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     with tempfile.TemporaryDirectory(prefix="gptbench-profile-") as tmp:
-        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo), case)
+        compiled = import_and_build(CellContext(cfg, cell, tag, Path(tmp), tinfo, state=state), case)
     import tvm
 
     out = dict(frontend=frontend, tvm_version=tvm.__version__, status=cell.status if compiled is None else "ok", weights=cell.weights, tuning=cell.tuning,
                build_s=cell.timings.get("build_s"), kernels_built=cell.notes.get("kernels"))
     if compiled is None:
         return dict(out, error=cell.error), {}
-    db = cfg.db_for(model)
+    db = state.db_for(cfg, model)
     keys = kernel_keys(compiled.imported.mod, tinfo.target, prepacked(db) if db else False, cfg.fast_math)
     log(f"{tag} built ({out['kernels_built']} kernels{', tuned' if db else ', untuned'}); timing every call of the VM "
         f"({cfg.warmup} warm-up and {cfg.repeat} profiled calls)")
@@ -222,7 +222,7 @@ def _another_build(paired: dict, group: dict) -> bool:
     return next(iter(group["by"])).partition("@")[2] not in envs
 
 
-def profile(cfg: RunConfig, log=default_log) -> dict:
+def profile(cfg: RunConfig, state: RunState, log=default_log) -> dict:
     """Every frontend of cfg profiled in every TVM environment of the run (--tvm; else this process's), its kernels
     joined (`join`). A profile's "frontend" is its column: FRONTEND, or FRONTEND@ENV with several environments."""
     envs = [s.name for s in cfg.env_specs()] if cfg.tvm else [current()]
@@ -231,7 +231,7 @@ def profile(cfg: RunConfig, log=default_log) -> dict:
         for fe in cfg.frontends:
             column = f"{fe}@{env}" if len(envs) > 1 else fe
             try:
-                p, k = profile_frontend(cfg, fe, log) if env == current() else (profile_in_env(cfg, fe, env), None)
+                p, k = profile_frontend(cfg, state, fe, log) if env == current() else (profile_in_env(cfg, state, fe, env), None)
             except Exception as e:  # noqa: BLE001 - recorded, the other frontends go on
                 p, k = dict(status="profile_failed", error=short_error(e)), {}
                 log(f"[{cfg.models[0]} × {column} profile] failed: {p['error']}")
@@ -240,17 +240,18 @@ def profile(cfg: RunConfig, log=default_log) -> dict:
     return dict(profiles=profiles, rows=join(profiles, keys))
 
 
-def profile_in_env(cfg: RunConfig, frontend: str, env: str) -> dict:
+def profile_in_env(cfg: RunConfig, state: RunState, frontend: str, env: str) -> dict:
     """profile_frontend in environment `env`'s interpreter (bench.pipeline.profile_worker), with the database --tune-budget
     found or made there, if any; its log goes to our stderr."""
     import json
     import subprocess
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     with tempfile.TemporaryDirectory(prefix="gptbench-profile-env-") as tmp:
         cfg_path, out = Path(tmp) / "config.json", Path(tmp) / "profile.json"
-        mine, tuned = env_databases(cfg, env)
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, tvm=None, db=None, dbs=mine, tuned_now=tuned, tune_budget=0.0, isolate=False))))
+        mine, tuned = env_databases(state, env)
+        cfg_path.write_text(json.dumps(run_json(replace(cfg, tvm=None, db=None, tune_budget=0.0, isolate=False),
+                                                replace(state, dbs=mine, tuned_now=tuned))))
         code = subprocess.run([*launcher(env), "bench.pipeline.profile_worker", str(cfg_path), frontend, str(out)],
                               env=launch_env(env, {CURRENT_VAR: env})).returncode
         if not out.exists():

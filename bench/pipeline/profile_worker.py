@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core.files import atomic_write
 from bench.core.procs import die_with_parent
-from bench.pipeline.config import RunConfig
+from bench.pipeline.config import run_from_json
 from bench.pipeline.profile import profile_frontend
 from frontends.base import short_error
 
@@ -19,9 +19,9 @@ def main(argv: list[str]) -> int:
     cfg_path, frontend, out = argv
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    cfg = RunConfig(**json.loads(Path(cfg_path).read_text()))
+    cfg, state = run_from_json(json.loads(Path(cfg_path).read_text()))
     try:
-        result, _keys = profile_frontend(cfg, frontend)  # the structural keys stay here: they are this TVM's objects
+        result, _keys = profile_frontend(cfg, state, frontend)  # the structural keys stay here: they are this TVM's objects
     except Exception as e:  # noqa: BLE001 - recorded, the parent goes on
         result = dict(frontend=frontend, status="profile_failed", error=short_error(e))
     atomic_write(Path(out), json.dumps(result, default=str))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bench.core.errors import Interrupted
@@ -25,7 +25,7 @@ from bench.core.procs import die_with_parent
 from bench.core.threads import configure_threads
 from bench.core.tvm_envs import REPO, current, identity, launch_env, missing_reason, probe, worker_command
 from bench.pipeline.autotune import ensure_tuned, env_databases
-from bench.pipeline.config import RunConfig, importers, new_cell
+from bench.pipeline.config import RunConfig, RunState, importers, new_cell, run_json
 from bench.pipeline.execute import execute_cell
 from bench.record import Cell
 from bench.tuning.database import read_meta
@@ -34,24 +34,24 @@ from frontends import FRONTENDS
 from frontends.base import short_error
 
 
-def _cell_worker(cfg: RunConfig, model: str, frontend: str, conn) -> None:
+def _cell_worker(cfg: RunConfig, state: RunState, model: str, frontend: str, conn) -> None:
     import signal
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     try:
-        conn.send(execute_cell(cfg, model, frontend))
+        conn.send(execute_cell(cfg, state, model, frontend))
     finally:
         conn.close()
 
 
-def run_isolated(cfg: RunConfig, model: str, frontend: str) -> dict:
+def run_isolated(cfg: RunConfig, state: RunState, model: str, frontend: str) -> dict:
     """execute_cell in a spawned process; a crash or timeout becomes the cell's status."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_cell_worker, args=(cfg, model, frontend, send), daemon=False)
+    proc = ctx.Process(target=_cell_worker, args=(cfg, state, model, frontend, send), daemon=False)
     t0 = time.perf_counter()
     proc.start()
     send.close()
@@ -116,7 +116,7 @@ def env_reason(cfg: RunConfig, frontend: str, env: str) -> str | None:
     return None
 
 
-def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+def run_cell(cfg: RunConfig, state: RunState, model: str, frontend: str, env: str) -> dict:
     """One cell, where it can run: this process, a spawned one, or the interpreter of another TVM
     environment; a pair that cannot run, or an environment not installed, is a recorded cell. Every
     cell records the identity of its TVM (notes.tvm_build)."""
@@ -126,14 +126,14 @@ def run_cell(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         cell.set(status="import_failed", stage="env", error=reason)
         log(f"[{model} × {frontend}] not run in TVM {env}: {reason}")
     elif env != current():
-        cell = run_in_env(cfg, model, frontend, env)
+        cell = run_in_env(cfg, state, model, frontend, env)
     else:
-        cell = run_isolated(cfg, model, frontend) if cfg.isolate else execute_cell(cfg, model, frontend, env)
+        cell = run_isolated(cfg, state, model, frontend) if cfg.isolate else execute_cell(cfg, state, model, frontend, env)
     cell.notes["tvm_build"] = identity(env, importers())
     return cell
 
 
-def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
+def run_in_env(cfg: RunConfig, state: RunState, model: str, frontend: str, env: str) -> dict:
     """execute_cell in another TVM environment's interpreter (bench.pipeline.env_worker); its logs go to our
     stderr, its cell comes back as JSON; a crash or a timeout becomes the cell's status."""
     import json
@@ -145,9 +145,9 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         # a Relax cell in TVM 0.19 drops it and builds untuned, saying so (bench.pipeline.legacy_cell)
         # its own databases, where --tune-budget tuned in that environment (bench.pipeline.autotune: ENV|MODEL)
         # and --db where that environment can apply it (env_reason checked its TVM version)
-        mine, tuned = env_databases(cfg, env)
+        mine, tuned = env_databases(state, env)
         db = cfg.db if cfg.db and not FRONTENDS[frontend].relay and probe(env, importers()).get("api") == "compile" else None
-        cfg_path.write_text(json.dumps(asdict(replace(cfg, isolate=False, db=db, dbs=mine, tuned_now=tuned))))
+        cfg_path.write_text(json.dumps(run_json(replace(cfg, isolate=False, db=db), replace(state, dbs=mine, tuned_now=tuned))))
         # From a source checkout the other interpreter imports the harness from it. An installed harness is
         # in site-packages beside this environment's numpy and TVM, which must not shadow the other's:
         # there the other environment has the harness installed itself (docker/Dockerfile's relay stage).
@@ -170,16 +170,31 @@ def run_in_env(cfg: RunConfig, model: str, frontend: str, env: str) -> dict:
         return _lost_cell(cfg, model, frontend, env, time.perf_counter() - t0, code is None, code, f"the TVM {env} worker")
 
 
-def _todo(cfg: RunConfig) -> list[tuple]:
-    """(configuration, model, frontend, env) of every cell, after --tune-budget filled cfg.dbs. With
+def _todo(cfg: RunConfig, state: RunState) -> list[tuple]:
+    """(configuration, state, model, frontend, env) of every cell, after --tune-budget filled state.dbs. With
     --tuned-after, each cut is a cell of its own where a database applies (a Relax cell in this TVM);
     the others (Relay, TVM 0.19) run once, with the first cut's configuration, which they ignore."""
     points = cfg.tuning_points()
-    return [(point, m, f, env) for k, point in enumerate(points) for m, f, env in point.cells()
+    return [(point, state, m, f, env) for k, point in enumerate(points) for m, f, env in point.cells()
             if k == 0 or (env == current() and not FRONTENDS[f].relay)]
 
 
-def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
+def _tuned_todo(points: list[RunConfig], state: RunState, builds: str | None) -> list[tuple]:
+    """_todo of every shape of a sweep, each tuned first with --tune-budget. Each shape has its own state (its
+    tuning databases are its own); with symbolic shapes they share `builds`: one build per model × frontend ×
+    batch, run at every length (bench.pipeline.shared_build)."""
+    states = [replace(state.for_shape(), build_cache=builds or state.build_cache) for _ in points] if len(points) > 1 else [state]
+    todo = []
+    for shape, shape_state in zip(points, states, strict=True):
+        if shape.tune_budget:
+            ensure_tuned(shape, shape_state)
+        todo += _todo(shape, shape_state)
+    return todo
+
+
+def run_matrix(cfg: RunConfig, state: RunState, on_cell=None) -> list[dict]:
+    """Every cell of the run in turn (each shape of a sweep tuned first, with --tune-budget); Interrupted
+    carries the cells finished when Ctrl-C or SIGTERM came."""
     cells = []
     configure_threads(cfg.threads)
     import signal
@@ -191,21 +206,15 @@ def run_matrix(cfg: RunConfig, on_cell=None) -> list[dict]:
     current = None  # the cell in progress, when an interrupt comes
     points = cfg.shape_points()
     builds = tempfile.mkdtemp(prefix="gptbench-builds-") if cfg.shapes == "symbolic" and len(points) > 1 else None
-    if builds:  # one build per model × frontend × batch, run at every length (bench.pipeline.shared_build)
-        points = [replace(p, build_cache=builds) for p in points]
     try:
-        todo = []
-        for shape in points:  # a sweep: each shape tuned (its own database) and run in turn
-            if shape.tune_budget:
-                ensure_tuned(shape)
-            todo += _todo(shape)
-        for i, (point, model, frontend, env) in enumerate(todo, 1):
+        todo = _tuned_todo(points, state, builds)
+        for i, (point, point_state, model, frontend, env) in enumerate(todo, 1):
             cut = "" if point.tuning_cut is None else f"; the database after {cut_label(point.tuning_cut)} of tuning"
             log(f"== cell {i}/{len(todo)}: {model} × {frontend} on {cfg.target} ({cfg.scenario}, batch {point.batch}, "
                 f"{'seq ' + str(point.seq_len) if cfg.scenario != 'decode' else 'past ' + str(point.past_len)}, {cfg.shapes}; TVM {env}{cut})")
             current = (i, point, model, frontend, env)
             try:
-                cell = run_cell(point, model, frontend, env)
+                cell = run_cell(point, point_state, model, frontend, env)
             except Exception as e:  # noqa: BLE001 - the harness's own failure in one cell: recorded, the run goes on
                 cell = new_cell(point, model, frontend, env)
                 cell.set(status="crashed", error=f"the harness failed running this cell: {short_error(e)}")

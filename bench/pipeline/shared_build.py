@@ -22,11 +22,11 @@ from bench.core.files import load_arrays, save_arrays
 META = "build.json"
 
 
-def shared_dir(cfg, cell) -> Path | None:
+def shared_dir(cfg, state, cell) -> Path | None:
     """Where this cell's build is shared (its model × frontend × batch in the run's build cache), or None."""
-    if not cfg.build_cache or cfg.shapes != "symbolic" or "untuned" in cfg.baselines or cfg.bundle or cfg.rpc:
+    if not state.build_cache or cfg.shapes != "symbolic" or "untuned" in cfg.baselines or cfg.bundle or cfg.rpc:
         return None
-    return Path(cfg.build_cache) / f"{cell.model}-{cell.frontend}-b{cell.batch}"
+    return Path(state.build_cache) / f"{cell.model}-{cell.frontend}-b{cell.batch}"
 
 
 def save(directory: Path, ex, params, cell) -> None:

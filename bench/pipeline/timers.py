@@ -141,14 +141,14 @@ def write_bundle(bundle: Path, cfg, model: str, case, compiled, onnx_path: Path 
             shutil.copy(f, bundle / ("model.onnx" if f == onnx_path else f.name))
 
 
-def validate(cfg, frontend: str, log) -> dict:
+def validate(cfg, state, frontend: str, log) -> dict:
     """The whole window for one model (see the module docstring); returns the result record."""
     from dataclasses import replace
 
     model = cfg.models[0]
     cell = new_cell(cfg, model, frontend)
     tag = f"[{model} × {frontend} timers]"
-    loaded, tinfo, _ = setup_cell(cfg, model, cell)
+    loaded, tinfo, _ = setup_cell(cfg, state, model, cell)
     case = make_case(loaded, cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, cfg.shapes, cfg.seed)
     result: dict = dict(model=model, frontend=frontend, scenario=cfg.scenario, seq_len=cfg.seq_len, past_len=cfg.past_len,
                         threads=cfg.threads, repeat=cfg.repeat, db=cfg.db, weights=cell.weights, runs={}, alone={})
@@ -156,7 +156,7 @@ def validate(cfg, frontend: str, log) -> dict:
         work, bundle = Path(tmp) / "work", Path(tmp) / "bundle"
         work.mkdir()
         bundle.mkdir()
-        compiled = import_and_build(CellContext(cfg, cell, tag, work, tinfo), case)
+        compiled = import_and_build(CellContext(cfg, cell, tag, work, tinfo, state=state), case)
         if compiled is None:
             raise RuntimeError(f"{cell.status}: {cell.error}")
         result["tuning"] = cell.tuning

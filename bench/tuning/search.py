@@ -83,7 +83,7 @@ def extract(mod, target, prepack: bool, fast_math: bool = False) -> list:
 def check_database(db_dir, tinfo, mod) -> dict:
     """What a build with this database gets: hash, records, and how many of the model's kernels it
     holds a tuned schedule for (the others keep the default schedule). The database was validated
-    (`validate_database`) where the run took it: RunConfig for --db, `ensure_tuned` for the cache."""
+    (`validate_database`) where the run took it: `prepare` (bench.pipeline.config) for --db, `ensure_tuned` for the cache."""
     from tvm.s_tir import meta_schedule as ms
 
     meta = read_meta(db_dir)
@@ -328,9 +328,9 @@ def _log_batch(progress: Progress, tasks, task_id: int, batch: int, valid: int, 
     progress.add(str(tasks[task_id].ctx.task_name), batch, valid, estimate, len(timed))
 
 
-def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
+def tune(cfg, tinfo, frontends: list[str], trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
          only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None,
-         warm_from: str | None = None, missing_only: bool = False) -> dict:
+         warm_from: str | None = None, missing_only: bool = False, rpc_servers: int = 1) -> dict:
     """Tune the kernels of cfg.models[0] for cfg's shapes, imported through `frontends` and the
     frontends db_dir already holds, into db_dir (all of them, or those whose task name contains one
     of `only`, less those containing one of `skip`; with `missing_only`, those of `frontends` without a
@@ -338,10 +338,10 @@ def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, ma
     Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
     the call (checked between measurement batches), or at Ctrl-C (the summary then says
     `interrupted`); in every case the records so far and a valid description are kept. With
-    `warm_from`, a database tuned on another CPU seeds this one first (bench.tuning.transfer)."""
+    `warm_from`, a database tuned on another CPU seeds this one first (bench.tuning.transfer). `tinfo`: the
+    target (bench.targets.TargetInfo; with --rpc the device's CPU, measured on `rpc_servers` servers at once)."""
     budget = Budget(budget_s)
     configure_threads(cfg.threads)
-    tinfo = cfg.target_info()
     db_dir = Path(db_dir)
     previous = read_meta(db_dir)
     if previous is not None:
@@ -362,7 +362,7 @@ def tune(cfg, frontends: list[str], trials: int, db_dir: Path, prepack: bool, ma
     progress = _new_progress(db_dir, previous or {})
     try:
         warm = _warm(cfg, selected, warm_from, db_dir, tinfo, progress, log) if warm_from else None
-        wall, profile = _run_session(cfg, selected, db_dir, trials, budget_s, max_trials_per_task, budget, log, progress)
+        wall, profile = _run_session(cfg, selected, db_dir, (trials, budget_s, max_trials_per_task, rpc_servers), budget, log, progress)
     finally:  # the records so far are in the database whatever happened: the log must account for them
         progress.save()
     meta = _session_meta(cfg, through, failed, tinfo, prepack, tasks, calls, db_dir, previous or {}, trials, budget_s, budget, wall)
@@ -510,17 +510,57 @@ def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: l
     return selected
 
 
-def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float | None, max_trials_per_task: int | None,
-                 budget: Budget, log, progress: Progress) -> tuple[float, dict]:
+def _run_session(cfg, selected: list, db_dir: Path, limits: tuple, budget: Budget, log, progress: Progress) -> tuple[float, dict]:
     """MetaSchedule on the selected tasks until the trials, the budget or Ctrl-C (the first one sets
     budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its
     seconds and where they went (MetaSchedule's profiler: seconds per scope, e.g. SendToBuilder is
     building the candidates, SendToRunner + JoinRunnerFutures running them, UpdateCostModel training
-    the cost model, GenerateMeasureCandidates the evolutionary search)."""
+    the cost model, GenerateMeasureCandidates the evolutionary search). `limits`: (trials, budget_s,
+    max_trials_per_task, rpc_servers) as `tune` took them."""
     import signal
 
     from tvm.s_tir import meta_schedule as ms
 
+    trials, budget_s, max_trials_per_task, rpc_servers = limits
+    contexts, weights = _tune_contexts(ms, cfg, selected, db_dir, budget_s, log)
+    t0 = time.perf_counter()
+    progress.restart()  # the log counts tuning time as the description does: from here
+    limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
+    best: dict = {}
+    history: dict = {}
+    previous_handler = signal.signal(signal.SIGINT, _on_sigint(budget, log))
+    log("tuning; Ctrl-C stops it and keeps what was measured")
+    profile: dict = {}
+    try:
+        if limit > 0:
+            scheduler = task_scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
+            builder = _builder(ms, cfg)
+            try:
+                with ms.Profiler() as prof:
+                    ms.tune.tune_tasks(
+                        tasks=contexts,
+                        task_weights=weights,
+                        work_dir=str(db_dir),
+                        max_trials_global=limit,
+                        max_trials_per_task=max_trials_per_task,
+                        task_scheduler=scheduler,
+                        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
+                        builder=builder,
+                        runner=_runner(ms, cfg, rpc_servers),
+                        database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
+                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                           progress_callback(trials or None, best, history, progress)],
+                    )
+            finally:
+                close_builder(builder)
+            profile = {str(k): round(float(v), 2) for k, v in prof.get().items()}
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    return time.perf_counter() - t0, profile
+
+
+def _tune_contexts(ms, cfg, selected: list, db_dir: Path, budget_s: float | None, log) -> tuple[list, list]:
+    """MetaSchedule's tune contexts of the selected tasks (those it can make a schedule space for) and their weights."""
     # TVM's logger setup (logging.dictConfig) lists every handler already on its logger by name and
     # fails on one it did not create (pytest 9 attaches unnamed capture handlers to loggers that do not
     # propagate, so a second tune in one process broke); it re-adds its own console and file handlers.
@@ -535,31 +575,18 @@ def _run_session(cfg, selected: list, db_dir: Path, trials: int, budget_s: float
                                                                             seed=cfg.seed)
     contexts, weights = _with_design_space(contexts, weights, log)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    t0 = time.perf_counter()
-    progress.restart()  # the log counts tuning time as the description does: from here
-    limit = trials if trials > 0 else (UNLIMITED_TRIALS if budget_s else 0)
-    best: dict = {}
-    history: dict = {}
+    return contexts, weights
 
+
+def _on_sigint(budget: Budget, log):
+    """The SIGINT handler of a session: the first Ctrl-C lets the batches in flight finish, a second unwinds."""
     def on_sigint(_signum, _frame):
         if budget.interrupted:  # a second Ctrl-C: unwind now (MetaSchedule may abort on the way)
             raise KeyboardInterrupt
         budget.interrupted = True
         log("\ninterrupted: finishing the measurements in flight, then saving the database (Ctrl-C again to abort)")
 
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    log("tuning; Ctrl-C stops it and keeps what was measured")
-    profile: dict = {}
-    try:
-        if limit > 0:
-            scheduler = task_scheduler(budget, best, history, "budget" if budget_s else "gradient", cfg.seed)
-            with ms.Profiler() as prof:
-                _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler,
-                            progress_callback(trials or None, best, history, progress))
-            profile = {str(k): round(float(v), 2) for k, v in prof.get().items()}
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    return time.perf_counter() - t0, profile
+    return on_sigint
 
 
 def _with_design_space(contexts: list, weights: list, log) -> tuple[list, list]:
@@ -599,30 +626,6 @@ def _session_meta(cfg, frontends: list[str], failed: dict, tinfo, prepack: bool,
     )
 
 
-def _tune_tasks(ms, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
-    builder = _builder(ms, cfg)
-    try:
-        _tune_with(ms, builder, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress)
-    finally:
-        close_builder(builder)
-
-
-def _tune_with(ms, builder, contexts, weights, db_dir, limit, max_trials_per_task, selected, cfg, scheduler, progress) -> None:
-    ms.tune.tune_tasks(
-        tasks=contexts,
-        task_weights=weights,
-        work_dir=str(db_dir),
-        max_trials_global=limit,
-        max_trials_per_task=max_trials_per_task,
-        task_scheduler=scheduler,
-        num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
-        builder=builder,
-        runner=_runner(ms, cfg),
-        database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-    )
-
-
 def _builder(ms, cfg):
     """Candidates are built in cfg.threads worker processes, kept between batches (bench.tuning.builder);
     GPTBENCH_BUILDER=local: MetaSchedule's LocalBuilder, a fresh pool every batch (to compare)."""
@@ -632,7 +635,7 @@ def _builder(ms, cfg):
     return pooled_builder(cfg.threads, 180, f_build, f_export=None if cfg.rpc or os.environ.get("GPTBENCH_EXPORT") == "tar" else export_shared)
 
 
-def _runner(ms, cfg):
+def _runner(ms, cfg, servers: int):
     """Where candidates are measured: this machine, or every server of --rpc-key (MetaSchedule's
     RPCRunner, one worker per server: N devices measure N candidates at once)."""
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50)
@@ -641,6 +644,6 @@ def _runner(ms, cfg):
 
     host, port = parse_address(cfg.rpc)
     rpc_config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=cfg.rpc_key, session_timeout_sec=60)
-    return ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=len(cfg.rpc_device.get("servers") or [1]))
+    return ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=servers)
 
 

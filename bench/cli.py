@@ -12,7 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from bench.baselines import BASELINE_LIST, baselines_help
 from bench.core.errors import UserError
+from bench.targets import TARGET_LIST, TARGETS
+from frontends import FRONTENDS
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -49,9 +52,9 @@ def cmd_models(args) -> int:
 # ------------------------------------------------------------------------------------------- run
 def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,onnx") -> None:
     p.add_argument("--model", required=True, help="model name(s), comma-separated (see `gptbench models`)")
-    p.add_argument("--frontend", default=frontend_default, help=f"export, onnx, fx, relay-onnx, relay-torch (comma-separated; "
+    p.add_argument("--frontend", default=frontend_default, help=f"{', '.join(FRONTENDS)} (comma-separated; "
                    f"default {frontend_default})")
-    p.add_argument("--target", default="llvm", help="llvm (this CPU) or cuda (default llvm)")
+    p.add_argument("--target", default="llvm", help="; ".join(f"{t.name}: {t.summary}" for t in TARGET_LIST) + " (default llvm)")
     p.add_argument("--weights", default="auto", help="auto | random | pretrained | PATH (default auto: pretrained where available)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
@@ -272,11 +275,11 @@ def _before_run(cfg, state, out: str, threads_given: bool):
         from bench.pipeline.bundle import check_bundle_dir
 
         check_bundle_dir(cfg.bundle)
-    cuda = None
-    if cfg.target == "cuda" and not cfg.bundle:
+    gpu = None
+    if TARGETS[cfg.target].gpu and not cfg.bundle:
         from bench.targets import make_target
 
-        cuda = make_target("cuda", cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
+        gpu = make_target(cfg.target, cfg.threads, cfg.cuda_arch)  # fail early on a missing arch
     if not threads_given and not cfg.rpc:
         cfg = _default_threads(cfg, state)
     configure_threads(cfg.threads)
@@ -285,8 +288,8 @@ def _before_run(cfg, state, out: str, threads_given: bool):
         from bench.pipeline.bundle import start_bundle
 
         start_bundle(cfg, collect(cfg.threads), sys.argv)
-    elif cuda is not None and not cuda.device_available:
-        _err(f"note: CUDA modules will be compiled but not run: {cuda.device_reason}")
+    elif gpu is not None and not gpu.device_available:
+        _err(f"note: {cfg.target} modules will be compiled but not run: {gpu.device_reason}")
     return cfg
 
 
@@ -550,9 +553,9 @@ def cmd_passes(args) -> int:
         raise UserError("passes always measures a +dlight variant on llvm; drop --dlight")
     check_out_dir(args.out)
     history = history_store(args)
-    from bench.pipeline.passes import CUDA_ABLATIONS, DEFAULT_ABLATIONS, run_passes
+    from bench.pipeline.passes import DEFAULT_ABLATIONS, run_passes
 
-    ablations = _csv(args.ablate) if args.ablate else list(DEFAULT_ABLATIONS) + (list(CUDA_ABLATIONS) if cfg.target == "cuda" else [])
+    ablations = _csv(args.ablate) if args.ablate else [*DEFAULT_ABLATIONS, *TARGETS[cfg.target].ablations]
     cells = run_passes(cfg, cfg.models[0], cfg.frontends[0], ablations, _err)
     finish_report("passes", args.name, {**run_json(cfg, state), "ablations": ablations}, cells, args.out, cfg.threads, history)
     return EXIT_FAIL if any(c.status == "mismatch" for c in cells if c.variant == "default") else EXIT_OK
@@ -669,7 +672,7 @@ def cmd_generate(args) -> int:
 # ------------------------------------------------------------------------------------------ tune
 def cmd_tune(args) -> int:
     from bench.tuning.database import default_db_dir, summary_markdown
-    from bench.tuning.search import tune
+    from bench.tuning.search import TuneJob, tune
 
     if args.trials < 0:
         raise UserError(f"--trials must be >= 0, got {args.trials}")
@@ -692,9 +695,11 @@ def cmd_tune(args) -> int:
     tinfo = state.target_info(cfg)
     db_dir = Path(db) if db else default_db_dir(cfg.models[0], cfg.scenario, cfg.batch, cfg.seq_len, cfg.past_len, tinfo, args.prepack,
                                                 cfg.fast_math)
-    meta = tune(cfg, tinfo, cfg.frontends, args.trials, db_dir, args.prepack, args.max_trials_per_task or None, _err,
-                only=_csv(args.only) if args.only else None, skip=_csv(args.skip) if args.skip else None, budget_s=budget_s,
-                warm_from=args.warm_start, rpc_servers=len(state.rpc_device.get("servers") or [1]))
+    job = TuneJob(cfg.frontends, db_dir, trials=args.trials, budget_s=budget_s, prepack=args.prepack,
+                  max_trials_per_task=args.max_trials_per_task or None, only=_csv(args.only) if args.only else None,
+                  skip=_csv(args.skip) if args.skip else None, warm_from=args.warm_start,
+                  rpc_servers=len(state.rpc_device.get("servers") or [1]))
+    meta = tune(cfg, tinfo, job, _err)
     _out(summary_markdown(meta))
     _err(f"database: {db_dir} (apply with `gptbench run ... --db {db_dir}`)")
     if meta["last_session"]["stopped_by"] == "interrupt":
@@ -811,8 +816,8 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a models × frontends matrix on one target; write a report")
     add_model_args(p)
     add_shape_args(p)
-    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), ort (ONNX Runtime), untuned (TVM without the --db; "
-                   "tuning gain), comma-separated; none: time TVM alone (eager still gives the parity reference)")
+    p.add_argument("--baselines", default="eager", help=baselines_help() + " (comma-separated; none: time TVM alone (eager still gives "
+                   "the parity reference))")
     add_timing_args(p, warmup=5, repeat=30)
     p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
@@ -834,7 +839,7 @@ def _add_run(sub) -> None:
 
 def add_ab_args(p: argparse.ArgumentParser, rounds: int, fail_help: str) -> None:
     """What ab and bisect share: the baselines and timing of each side, the rounds, the rules and the test's levels."""
-    p.add_argument("--baselines", default="eager", help="eager (the control, always timed), compile, ort, comma-separated")
+    p.add_argument("--baselines", default="eager", help=baselines_help(("eager", "compile", "ort")) + " (comma-separated)")
     add_timing_args(p, warmup=5, repeat=30)
     p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
     p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
@@ -917,7 +922,7 @@ def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
 def _add_measure(sub) -> None:
     p = sub.add_parser("measure", help="measure a bundle built by `run --bundle` (here, with TVM's runtime only); write a run report")
     p.add_argument("bundle", metavar="DIR", help="the bundle directory")
-    p.add_argument("--baselines", default="eager", help="eager, compile (torch.compile), comma-separated; none: TVM alone")
+    p.add_argument("--baselines", default="eager", help=baselines_help(b.name for b in BASELINE_LIST if b.in_bundle) + " (comma-separated; none: TVM alone)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     add_timing_args(p, warmup=5, repeat=30)
     add_output_args(p, "measure")

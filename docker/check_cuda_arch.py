@@ -16,8 +16,8 @@ For each arch, the two halves of the harness's build-here, measure-there path (b
    builds, through its nvcc hook, outside any target scope: with no GPU to ask, that fails with
    "No CUDA architecture was specified or GPU detected", see docker/README.md.)
 2. compile, as `gptbench measure` does on the GPU host: TVM's CUDA runtime is loaded
-   (bench.pipeline.bundle.load_cuda_runtime), the harness's compile hook is registered for ARCH
-   (bench.pipeline.bundle.cuda_jit, nvcc here: TVM_CUDA_COMPILE_MODE=nvcc; the GPU it would check is stood in
+   (bench.targets.cuda.load_runtime), the harness's compile hook is registered for ARCH
+   (bench.targets.cuda.jit, nvcc here: TVM_CUDA_COMPILE_MODE=nvcc; the GPU it would check is stood in
    for by one of ARCH's compute capability, and, for TVM's nvcc wrapper, which asks the current
    target or the GPU for the arch's major version even when given the arch, by ARCH's target
    scope), and lib.so is loaded: TVM compiles the kernels then. What the hook returns, an NVIDIA
@@ -134,14 +134,14 @@ def compile_like_measure(arch: str, lib: Path) -> tuple[list[bytes], dict]:
     import tvm
     import tvm_ffi
 
-    from bench.pipeline.bundle import cuda_jit, load_cuda_runtime
+    from bench.targets.cuda import jit, load_runtime
 
-    problem = load_cuda_runtime()
+    problem = load_runtime()
     if problem:
         fail(f"{arch}: {problem}")
     digits = arch.removeprefix("sm_").rstrip("af")
-    stand_in = SimpleNamespace(compute_version=f"{digits[:-1]}.{digits[-1]}")  # the GPU cuda_jit checks against
-    info = cuda_jit(arch, stand_in)
+    stand_in = SimpleNamespace(compute_version=f"{digits[:-1]}.{digits[-1]}")  # the GPU jit checks against
+    info = jit(arch, stand_in)
     hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
     outputs: list[bytes] = []
 

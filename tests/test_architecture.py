@@ -156,8 +156,8 @@ def test_no_module_imports_another_ones_private_names():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("registry", ["bench.models:MODELS", "frontends:FRONTENDS", "bench.targets:TARGETS",
-                                      "bench.baselines:BASELINES", "bench.scenarios:SCENARIOS", "bench.core.tvm_envs:ENVS",
+@pytest.mark.parametrize("registry", ["bench.models:MODELS", "frontends:FRONTENDS", "bench.targets:TARGET_LIST",
+                                      "bench.baselines:BASELINE_LIST", "bench.scenarios:SCENARIOS", "bench.core.tvm_envs:ENVS",
                                       "bench.models.families:FAMILY_LIST"])
 def test_registries_have_unique_names(registry):
     import importlib

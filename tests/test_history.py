@@ -231,7 +231,7 @@ def test_bad_input_is_one_line_exit_2_and_the_store_unchanged(store, tmp_path, g
     rep["cells"][0]["tvm"]["samples"] = ["fast"]
     bad.write_text(json.dumps(rep))
     code, _out, err = gptbench("history", "add", good[1], bad, good[2], "--history", store)
-    assert code == 2 and err.count("\n") == 1 and "bad.json" in err and "samples[0]" in err, err
+    assert code == 2 and err.count("\n") == 1 and "bad.json" in err and "\"samples\"[0]" in err, err
     truncated = tmp_path / "cut.json"
     truncated.write_text(good[1].read_text()[:300])
     code, _out, err = gptbench("history", "add", good[1], truncated, "--history", store)

@@ -153,17 +153,35 @@ def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bo
                     alone=lambda directory: compiled.alone(directory, "untuned"))
 
 
-# The registry: name -> how the baseline is set up from a BaselineRequest. `--baselines none` times TVM
-# alone (eager still runs once, for parity). The entries call the module's functions by name at call
-# time, so a test can replace one.
-BASELINES: dict[str, Callable[[BaselineRequest], Prepared]] = {
-    "eager": lambda r: prepare_eager(r.case, r.device),
-    "compile": lambda r: prepare_compile(r.case, r.device),
-    "ort": lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir),
+@dataclass(frozen=True)
+class BaselineKind:
+    """One baseline: its name, what it is (the CLI's help), how it is set up from a BaselineRequest, and whether a
+    bundle's measuring host can time it (it needs only the model: no second TVM build, no ONNX export there)."""
+
+    name: str
+    summary: str
+    prepare: Callable[[BaselineRequest], Prepared]
+    in_bundle: bool = False
+
+
+# The registry, in the order reports and plots show the baselines. `--baselines none` times TVM alone (eager
+# still runs once, for parity). The entries call the module's functions by name at call time, so a test can
+# replace one.
+BASELINE_LIST = [
+    BaselineKind("eager", "eager PyTorch (the control, always timed)", lambda r: prepare_eager(r.case, r.device), in_bundle=True),
+    BaselineKind("compile", "torch.compile", lambda r: prepare_compile(r.case, r.device), in_bundle=True),
+    BaselineKind("ort", "ONNX Runtime", lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir)),
     # the cell's build knows its untuned twin: the same pipeline without the database (prepare_untuned), or a
     # Relay cell's plain relay.build (bench.pipeline.relay_cell)
-    "untuned": lambda r: _untuned(r.compiled, r.case.inputs),
-}
+    BaselineKind("untuned", "TVM without the --db: the tuning gain", lambda r: _untuned(r.compiled, r.case.inputs)),
+]
+BASELINES = {b.name: b for b in BASELINE_LIST}
+
+
+def baselines_help(names=None) -> str:
+    """--baselines' help: the named baselines (default all), each with what it is."""
+    names = None if names is None else set(names)
+    return "; ".join(f"{b.name}: {b.summary}" for b in BASELINE_LIST if names is None or b.name in names)
 
 
 def _untuned(compiled, inputs) -> Prepared:

@@ -22,7 +22,7 @@ so, because then the machine probably changed, not the compiler.
 
 One source: the verdicts, the rules and the speedups all read the kept samples. The statistics a
 report stores beside them (n, median, mean, min, p90, p99, the speedups) are only checked against
-the samples (`check_report`): recomputed in ms they must agree to a relative 1e-3 (plus the
+the samples (bench.record.cells_from_json, the one validator of report cells): recomputed in ms they must agree to a relative 1e-3 (plus the
 rounding of the stored values), else the report is corrupt and `compare` stops with one line
 naming the file, the cell, the backend and the field (exit 2). So does any malformed value:
 samples that are not a non-empty list of positive finite numbers, a statistic, rel_l2, tolerance
@@ -66,13 +66,12 @@ from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
 from bench.core.markdown import fmt, md_table
-from bench.record import Cell, Latency, RecordError
+from bench.record import LATENCY_STATS, Cell, Latency, RecordError, cells_from_json, stat_of
 from bench.reports.report import read_report, shapes_text
 
 if TYPE_CHECKING:  # numpy and scipy are imported where statistics are computed: `gptbench --help` needs neither
     import numpy as np
 
-LATENCY_STATS = ("median", "mean", "min", "p90", "p99")
 TIMING_KEYS = ("export_s", "import_s", "build_s")
 MIN_SAMPLES = 3
 BOOTSTRAP_RESAMPLES = 2000
@@ -81,9 +80,6 @@ PARITY_GROWTH = 10.0
 ENV_FIELDS = ("cpu", "cores", "threads", "tvm.host_mcpu", "tvm.version", "tvm.llvm", "versions.torch", "versions.apache-tvm",
               "versions.apache-tvm-ffi", "gpu.name")
 SPEEDUP = "speedup"
-STAT_RTOL = 1e-3  # stored statistics vs the same statistics recomputed from the samples
-STAT_ATOL = 1e-6  # ms: statistics and samples are stored rounded to 6 decimals
-SPEEDUP_ATOL = 1e-4  # speedups are stored rounded to 4 decimals
 RULE_FORMS = ("STAT:N% or STAT:Xms with STAT one of " + ", ".join(LATENCY_STATS) + "; or "
               + ", ".join(f"{k}:N%" for k in TIMING_KEYS) + "; or speedup:N% (e.g. median:5%, p90:0.5ms, build_s:20%, speedup:5%)")
 
@@ -318,125 +314,17 @@ def _get(d: dict | None, dotted: str):
 
 
 # ------------------------------------------------------------------------------------ validation
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _show(v) -> str:
-    """A value for a one-line error message: its repr, shortened."""
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(v) -> str:
-    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", dict: "an object"}.get(type(v), type(v).__name__)
-
-
-def _close(stored: float, computed: float, atol: float) -> bool:
-    return abs(stored - computed) <= STAT_RTOL * abs(computed) + atol
-
-
-def _check_latency(stats: dict, where: str, backend: str) -> np.ndarray:
-    """The samples (ms) of one latency record, after checking them and every stored statistic against them."""
-    import numpy as np
-
-    samples = stats["samples"]  # load_report saw a dict with a "samples" list
-    if not samples:
-        raise UserError(f'{where}: {backend} latency "samples" is empty (a measured backend has at least one sample)')
-    for j, v in enumerate(samples):
-        if not _is_number(v) or not math.isfinite(v) or v <= 0:
-            why = " (a zero latency: every ratio against it would divide by zero)" if _is_number(v) and v == 0 else ""
-            raise UserError(f'{where}: {backend} latency "samples"[{j}] is {_show(v)}: every sample must be a positive, '
-                            f"finite number of ms{why}")
-    ms = np.asarray(samples, dtype=np.float64)
-    n = stats.get("n")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != len(ms)):
-        raise UserError(f'{where}: {backend} latency "n" is {_show(n)} but it has {len(ms)} samples: corrupt report')
-    if stats.get("median") is None:
-        raise UserError(f'{where}: {backend} latency "median" is missing')
-    for key in ("std", *LATENCY_STATS):
-        v = stats.get(key)
-        if v is None:
-            continue
-        if not _is_number(v) or not math.isfinite(v):
-            raise UserError(f'{where}: {backend} latency "{key}" is {_show(v)}, not a finite number of ms')
-        if key != "std" and not _close(v, computed := _stat(key, ms), STAT_ATOL):
-            raise UserError(f'{where}: {backend} latency "{key}" is {v:g} ms but its samples give {computed:g} ms: '
-                            "corrupt report (the stored statistics do not match the samples)")
-    return ms
-
-
-def _check_number(v, where: str, what: str, *, positive: bool = False) -> None:
-    if v is not None and (not _is_number(v) or not math.isfinite(v) or v < 0 or (positive and v == 0)):
-        raise UserError(f"{where}: {what} is {_show(v)}, not a {'positive' if positive else 'non-negative'} finite number")
-
-
-def check_report(report: dict, name: str) -> None:
-    """Every value `compare` reads, checked: UserError naming the file (name), cell, backend and field.
-
-    load_report has checked the schema, that cells are objects with the CELL_KEYS and that each
-    latency record is an object with a median and a list of samples; this checks the values.
-    """
-    import numpy as np
-
-    seen: set[str] = set()
-    for i, cell in enumerate(report["cells"]):
-        cid = cell["id"]
-        if not isinstance(cid, str) or not cid:
-            raise UserError(f'{name}: cell {i}: "id" is {_show(cid)}, not a non-empty string')
-        where = f"{name}: cell {i} ({' '.join(cid.split())})"
-        if cid in seen:
-            raise UserError(f'{where}: "id" appears twice in the report: cells could not be matched')
-        seen.add(cid)
-        for key in ("model", "frontend", "target", "scenario", "status"):
-            if not isinstance(cell[key], str):
-                raise UserError(f'{where}: "{key}" is {_show(cell[key])}, not a string')
-        if cell.get("variant") is not None and not isinstance(cell["variant"], str):
-            raise UserError(f'{where}: "variant" is {_show(cell["variant"])}, not a string')
-        for key in ("tvm", "baselines", "speedup", "parity", "timings"):
-            if cell.get(key) is not None and not isinstance(cell[key], dict):
-                raise UserError(f'{where}: "{key}" is {_kind(cell[key])} ({_show(cell[key])}), not an object')
-        medians = {}
-        if cell.get("tvm") is not None:
-            medians["tvm"] = float(np.median(_check_latency(cell["tvm"], where, "tvm")))
-        for backend, b in (cell.get("baselines") or {}).items():
-            if not isinstance(b, dict):
-                raise UserError(f'{where}: "baselines"."{backend}" is {_kind(b)} ({_show(b)}), not an object')
-            if b.get("latency") is not None:
-                medians[backend] = float(np.median(_check_latency(b["latency"], where, backend)))
-        for backend, v in (cell.get("speedup") or {}).items():
-            _check_number(v, where, f'"speedup"."{backend}"', positive=True)
-            if v is not None and "tvm" in medians and backend in medians \
-                    and not _close(v, computed := medians[backend] / medians["tvm"], SPEEDUP_ATOL):
-                raise UserError(f'{where}: "speedup"."{backend}" is {v:g} but the samples give {computed:.4f} '
-                                f"({backend} median / tvm median): corrupt report")
-        parity = cell.get("parity") or {}
-        for key in ("rel_l2", "tol"):
-            _check_number(parity.get(key), where, f'"parity"."{key}"')
-        timings = cell.get("timings") or {}
-        for key in TIMING_KEYS:
-            _check_number(timings.get(key), where, f'"timings"."{key}"')
-
-
-def _typed(report: dict, name: str) -> list[Cell]:
-    """The checked cells of a report as records (check_report has named any bad value already)."""
+def _cells(report: dict, name: str) -> list[Cell]:
+    """The report's cells as records, checked by the one validator (bench.record.cells_from_json): UserError naming
+    `name` (the file), the cell, the backend and the field."""
     try:
-        return [Cell.from_json(c, f"cell {i}") for i, c in enumerate(report["cells"])]
+        return cells_from_json(report["cells"], name)
     except RecordError as e:
-        raise UserError(f"{name}: {e}") from None
+        raise UserError(str(e)) from None
 
 
 def cell_label(cell: Cell) -> str:
     return f"{cell.model} × {cell.frontend}" + (f" [{cell.variant}]" if cell.variant else "")
-
-
-def _stat(key: str, ms: np.ndarray) -> float:
-    """One of LATENCY_STATS of samples in ms, computed as bench.record.Latency.from_seconds does."""
-    import numpy as np
-
-    if key in ("p90", "p99"):
-        return float(np.percentile(ms, int(key[1:])))
-    return float({"median": np.median, "mean": np.mean, "min": np.min}[key](ms))
 
 
 def _latency_stats(stats: Latency) -> dict[str, float]:
@@ -445,7 +333,7 @@ def _latency_stats(stats: Latency) -> dict[str, float]:
     import numpy as np
 
     samples = np.asarray(stats.samples, dtype=np.float64)
-    return {k: _stat(k, samples) for k in LATENCY_STATS}
+    return {k: stat_of(k, samples) for k in LATENCY_STATS}
 
 
 def _eager(cell: Cell) -> Latency | None:
@@ -593,10 +481,8 @@ def compare_reports(base: dict, new: dict, rules: list[Rule], alpha: float = 0.0
                     base_name: str = "BASE", new_name: str = "NEW") -> CompareResult:
     """Compare two loaded reports (see the module docstring for the method); UserError naming
     base_name or new_name (their files) when a value in one is malformed or corrupt."""
-    check_report(base, base_name)
-    check_report(new, new_name)
-    base_cells = {c.id: c for c in _typed(base, base_name)}
-    new_cells = {c.id: c for c in _typed(new, new_name)}
+    base_cells = {c.id: c for c in _cells(base, base_name)}
+    new_cells = {c.id: c for c in _cells(new, new_name)}
     matched = [i for i in new_cells if i in base_cells]
     pairs = [(base_cells[i], new_cells[i]) for i in matched]
     speedup = any(r.is_speedup for r in rules)

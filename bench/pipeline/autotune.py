@@ -19,7 +19,7 @@ from bench.core.tvm_envs import CURRENT_VAR, current, launch_env, launcher, prob
 from bench.pipeline.config import RunConfig, RunState, run_from_json, run_json
 from bench.targets import make_target
 from bench.tuning.database import db_frontends, default_db_dir, read_meta, validate_database
-from bench.tuning.search import tune
+from bench.tuning.search import TuneJob, tune
 from frontends import FRONTENDS
 from frontends.base import short_error
 
@@ -95,7 +95,7 @@ def tune_here(cfg: RunConfig, state: RunState) -> None:
             log(f"[{model}] no tuning database at {db}: tuning through {', '.join(frontends)} for at most {cfg.tune_budget:g} s")
         one = replace(cfg, models=[model], frontends=missing, db=None)
         try:
-            meta = tune(one, tinfo, missing, 0, db, True, None, log, budget_s=cfg.tune_budget, missing_only=cached)
+            meta = tune(one, tinfo, TuneJob(missing, db, budget_s=cfg.tune_budget, missing_only=cached), log)
         except Exception as e:  # noqa: BLE001 - the cells then run untuned and say why
 
             log(f"[{model}] tuning failed, its cells build {'with the database as it was' if cached else 'untuned'}: {short_error(e)}")

@@ -29,17 +29,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.baselines import BASELINE_LIST
 from bench.build.relax import Compiled
 from bench.core.env import cpu_flags
 from bench.core.errors import Interrupted, UserError
 from bench.pipeline.cell import CellContext, cell_case, load_cell_model, measure_compiled
 from bench.pipeline.config import RunConfig
 from bench.record import Cell, RecordError
+from bench.targets import TARGETS
 from frontends.base import short_error
 
 SCHEMA, SCHEMA_VERSION = "gptbench.bundle", 1
 LIB, CELL, TOP, INPUTS = "lib.so", "cell.json", "BUNDLE.json", "inputs.npz"
-MEASURE_BASELINES = ("eager", "compile")  # what needs only the model: no second TVM build, no ONNX export there
+MEASURE_BASELINES = tuple(b.name for b in BASELINE_LIST if b.in_bundle)  # what needs only the model: no TVM build, no ONNX export
 CASE_KEYS = ("weights", "seed", "scenario", "batch", "seq_len", "past_len", "shapes", "dtype", "tol")
 
 
@@ -161,7 +163,7 @@ def _check_cpu(top: dict) -> None:
 
 def measure_bundle(path: str, cfg, top: dict, records: list[dict], log) -> list[dict]:
     """Measure every cell of the bundle; a failed cell is recorded with its reason and the next goes on."""
-    if cfg.target == "llvm":
+    if not TARGETS[cfg.target].gpu:
         _check_cpu(top)
     cells = []
     for rec in records:
@@ -185,55 +187,6 @@ def measure_bundle(path: str, cfg, top: dict, records: list[dict], log) -> list[
 def _host_line(env: dict) -> str:
     tvm = env.get("tvm") or {}
     return f"{env.get('hostname')} ({env.get('cpu')}, {env.get('cores')} cores; TVM {tvm.get('version')}, LLVM {tvm.get('llvm')})"
-
-
-def load_cuda_runtime() -> str | None:
-    """TVM's CUDA runtime (libtvm_runtime_cuda, beside libtvm_runtime) is loaded by the compiler's
-    backend registration, which a runtime-only TVM skips: load it here. None, or why it failed."""
-    from tvm.base import _LOADED_LIBS
-    from tvm_ffi.libinfo import load_lib_ctypes
-
-    if "tvm_runtime_cuda" in _LOADED_LIBS:
-        return None
-    try:
-        _LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(package="tvm", target_name="tvm_runtime_cuda", mode="RTLD_LOCAL",
-                                                           extra_lib_paths=[Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent])
-    except (OSError, RuntimeError) as e:
-        return f"TVM's CUDA runtime did not load here: {str(e).splitlines()[0]}"
-    return None
-
-
-def cuda_jit(arch: str, device) -> dict:
-    """TVM 0.27 keeps a CUDA module's kernels as CUDA C and compiles them when the runtime loads the
-    library, through the `tvm_callback_cuda_compile` hook. Register one for the bundle's arch (after
-    checking the GPU is that arch): NVRTC where the cuda-bindings package is installed, else nvcc
-    ($TVM_CUDA_COMPILE_MODE chooses). Returns what it will record."""
-    import os
-
-    import tvm_ffi
-    from tvm.support import nvcc
-
-    have = "sm_" + str(device.compute_version).replace(".", "")
-    if have.rstrip("af") != arch.rstrip("af"):
-        raise BundleMismatch(f"the bundle's kernels were scheduled for {arch}; this GPU is {have}: build the bundle with --cuda-arch {have}")
-    try:
-        import cuda.bindings.nvrtc  # noqa: F401
-
-        default = "nvrtc"
-    except ImportError:
-        default = "nvcc"
-    compiler = os.environ.get("TVM_CUDA_COMPILE_MODE", default).lower()
-    info = dict(compiler=compiler, arch=arch, kernels_compiled=0, compile_s=0.0)  # filled in by the hook as it runs
-
-    @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
-    def _compile(code):
-        t0 = time.perf_counter()
-        out = nvcc.compile_cuda(code, target_format="cubin" if compiler == "nvrtc" else "fatbin", arch=arch, compiler=compiler)
-        info["kernels_compiled"] += 1
-        info["compile_s"] = round(info["compile_s"] + time.perf_counter() - t0, 3)
-        return out
-
-    return info
 
 
 class BundleMismatch(Exception):
@@ -286,14 +239,15 @@ def _measure_one(cfg, rec: dict, cell: Cell, tag: str, log) -> None:
         raise BundleMismatch("the rebuilt model lacks weights the bundle names")
     _verify("weights", rec["params"], weights)
     cell.stage = "load"
-    problem = load_cuda_runtime() if cfg.target == "cuda" else None
-    device = tvm.cuda(0) if cfg.target == "cuda" else tvm.cpu(0)
+    target = TARGETS[cfg.target]
+    problem = target.load_runtime() if target.load_runtime else None
+    device = target.tvm_device()
     if problem or not device.exist:
         cell.set(status="no_device", error=problem or f"no {cfg.target} device visible to TVM's runtime here (tvm.{device} does not exist)")
         log(f"{tag} {cell.error}")
         return
-    if cfg.target == "cuda":
-        cell.notes["cuda_jit"] = cuda_jit(cell.target_spec["arch"], device)
+    if target.jit:
+        cell.notes[f"{target.name}_jit"] = target.jit(cell.target_spec["arch"], device)
     t0 = time.perf_counter()
     lib = tvm.runtime.load_module(str(Path(rec["dir"]) / LIB))
     compiled = Compiled(lib, device, [tvm.runtime.tensor(a) for _, a in weights])
@@ -302,7 +256,7 @@ def _measure_one(cfg, rec: dict, cell: Cell, tag: str, log) -> None:
     compiled(*case.inputs)  # the first call: CUDA kernels are compiled (NVRTC/nvcc) when first used
     cell.timings["first_call_s"] = round(time.perf_counter() - t0, 3)
     cell.stage = "run"
-    torch_device = "cuda" if cfg.target == "cuda" else "cpu"
+    torch_device = target.device_type
     log(f"{tag} loaded {LIB} in {cell.timings['load_s']:.1f} s, first call {cell.timings['first_call_s']:.1f} s; weights and inputs "
         f"match the bundle's ({len(weights)} + {len(case.inputs)} tensors by sha256)")
     with tempfile.TemporaryDirectory(prefix="gptbench-") as tmp:

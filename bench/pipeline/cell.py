@@ -276,7 +276,7 @@ def _prepare_baselines(ctx: CellContext, request, ref) -> dict:
         try:
             if name == "untuned":
                 log(f"{tag} building the untuned baseline (no tuning database)")
-            prepared[name] = bl.BASELINES[name](request)
+            prepared[name] = bl.BASELINES[name].prepare(request)
             base_par = Parity.from_json(compare(ref, prepared[name].run(), cfg.tol if cfg.dtype == "float32" else 1e-1,
                                                 request.case.output_names))
             cell.baselines[name] = Baseline("ok" if base_par.ok else "mismatch", setup_s=round(prepared[name].setup_s, 3),

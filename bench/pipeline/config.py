@@ -131,11 +131,15 @@ class RunConfig:
             raise ValueError(str(unknown("dtype", self.dtype, list(DTYPES))))
 
     def _check_target_options(self) -> None:
-        """--dlight and float16: options of one target only."""
-        if self.dlight and self.target != "llvm":
-            raise ValueError("--dlight adds dlight's CPU rules to the llvm pipeline; the cuda pipeline has dlight's GPU rules already")
-        if self.dtype == "float16" and self.target != "cuda":
-            raise ValueError("--dtype float16 is for --target cuda (eager PyTorch has no fast fp16 CPU path to compare with)")
+        """--dlight, --dtype and --cuda-arch: what the target's registry entry (bench.targets) takes."""
+        target = TARGETS[self.target]
+        if self.dlight and not target.cpu_rules:
+            raise ValueError(f"--dlight adds dlight's CPU rules to a CPU pipeline; the {self.target} pipeline has dlight's GPU rules already")
+        if self.dtype not in target.dtypes:
+            takes = " or ".join(t.name for t in TARGETS.values() if self.dtype in t.dtypes)
+            raise ValueError(f"--dtype {self.dtype} is for --target {takes}" + (f" ({target.dtype_note})" if target.dtype_note else ""))
+        if self.cuda_arch and not target.takes_arch:
+            raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
 
     def _check_sizes(self) -> None:
         """Token counts, repeats and timeouts in range; symbolic shapes need a size torch.export keeps symbolic."""
@@ -172,13 +176,11 @@ class RunConfig:
             self._set(baselines=["eager", *self.baselines])
 
     def _fill_defaults_and_check_options(self) -> None:
-        """The timing plan, threads and tolerance defaults; --val-*, --cuda-arch and --cell-timeout."""
+        """The timing plan, threads and tolerance defaults; --val-tokens and --cell-timeout."""
         self.plan()  # validates --timing, --block, --solo
         self._set(threads=self.threads or usable_cores(), tol=self.tol or DEFAULT_TOL[self.dtype])
         if self.val_tokens < 0:
             raise ValueError("--val-tokens must not be negative")
-        if self.cuda_arch and self.target != "cuda":
-            raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
         if self.cell_timeout and not self.isolate:
             raise ValueError("--cell-timeout needs cells in their own process: drop --no-isolate (a cell in this process cannot be killed)")
 

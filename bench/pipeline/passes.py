@@ -34,13 +34,12 @@ from bench.pipeline.cell import time_backends
 from bench.pipeline.config import new_cell
 from bench.record import Baseline, Cell, Parity
 from bench.scenarios import make_case
-from bench.targets import make_target
+from bench.targets import TARGETS, make_target
 from bench.tuning.database import prepacked
 from frontends import get_frontend
 from frontends.base import ImportRequest, short_error
 
 DEFAULT_ABLATIONS = ("FoldConstant", "FuseOps", "FuseTIR", "RewriteDataflowReshape", "StaticPlanBlockMemory", "KillAfterLastUse")
-CUDA_ABLATIONS = ("ApplyDefaultSchedule",)  # dlight's default GPU schedules
 
 
 def ir_size(mod) -> dict[str, int]:
@@ -135,7 +134,7 @@ def run_passes(cfg, model: str, frontend: str, ablations: list[str], log) -> lis
     log(f"{tag} timing every pass of one default build")
     _, instrumented_s = build(imported.mod, tinfo.target, cfg.db, instruments=[recorder], fast_math=cfg.fast_math,
                               prepack=prepacked(cfg.db))
-    variants = ["default", *[f"-{a}" for a in ablations]] + (["+dlight"] if cfg.target == "llvm" else [])
+    variants = ["default", *[f"-{a}" for a in ablations]] + (["+dlight"] if TARGETS[cfg.target].cpu_rules else [])
     cells, compiled = {}, {}
     for variant in variants:
         cells[variant] = _variant_cell(cfg, model, frontend, variant, loaded, tinfo, imported)

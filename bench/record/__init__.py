@@ -7,8 +7,10 @@ written before these classes existed load unchanged (tests/test_reference_report
 loads every committed one). Free-form maps (timings, notes, metrics, op counts, the timing method's
 summary, tuning) stay dicts: their keys depend on the stage and the backend.
 
-`from_json` checks every value the reports and `compare` read (names, numbers, samples) and raises
-`RecordError` naming the field, which the loaders turn into a one-line usage error.
+`cells_from_json` is the one validator of a report's cells (the report loaders, `compare` and the
+history store all go through it): every value they read is checked (names, numbers, samples, the
+statistics against their samples, a speedup against its medians, unique ids), and a `RecordError`
+names the report, the cell and the field, which the loaders turn into a one-line usage error.
 """
 
 from __future__ import annotations
@@ -23,31 +25,75 @@ STATUSES = ("ok", "mismatch", "import_failed", "build_failed", "run_failed", "cr
 ID_FIELDS = ("model", "frontend", "target", "scenario", "batch", "seq_len", "past_len", "new_tokens", "shapes", "dtype")
 
 
+# What every cell of a report has (the rest has defaults, for reports of older versions).
+CELL_KEYS = ("id", "model", "frontend", "target", "scenario", "status")
+LATENCY_STATS = ("median", "mean", "min", "p90", "p99")
+STAT_RTOL = 1e-3  # stored statistics vs the same statistics recomputed from the samples
+STAT_ATOL = 1e-6  # ms: statistics and samples are stored rounded to 6 decimals
+SPEEDUP_ATOL = 1e-4  # speedups are stored rounded to 4 decimals
+
+
 class RecordError(ValueError):
     """A record whose JSON has a missing or malformed field (the message names it)."""
 
 
-def _number(where: str, value, *, optional: bool = False, positive: bool = False):
+def _show(v) -> str:
+    """A value for a one-line error message: its repr, shortened."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(v) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _q(*path: str) -> str:
+    """A field's path as the messages name it: "parity"."rel_l2"."""
+    return ".".join(f'"{p}"' for p in path)
+
+
+_EXPECTED = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "a boolean"}
+
+
+def _number(where: str, name: str, value, *, optional: bool = False, positive: bool = False, nonnegative: bool = False):
+    """`value` of field `name` (a _q path) in `where`: a finite number (> 0 or >= 0 when asked), or None when optional."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecordError(f"{where} should be a finite number, found {value!r}")
-    if positive and value <= 0:
-        raise RecordError(f"{where} should be > 0, found {value!r}")
+    sign = "positive " if positive else "non-negative " if nonnegative else ""
+    if not _is_number(value) or not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
+        raise RecordError(f"{where}: {name} is {_show(value)}, not a {sign}finite number")
     return value
 
 
-def _typed(where: str, value, kind: type | tuple, *, optional: bool = True):
+def _typed(where: str, name: str, value, kind: type | tuple, *, optional: bool = True):
     if value is None and optional:
         return None
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise RecordError(f"{where} should be {' or '.join(k.__name__ for k in kinds)}, found {value!r}")
+        shown = f"{_kind(value)} ({_show(value)})" if dict in kinds or list in kinds else _show(value)
+        raise RecordError(f"{where}: {name} is {shown}, not {' or '.join(_EXPECTED.get(k, k.__name__) for k in kinds)}")
     return value
 
 
-def _dict(where: str, value) -> dict:
-    return dict(_typed(where, value, dict) or {})
+def _dict(where: str, name: str, value) -> dict:
+    return dict(_typed(where, name, value, dict) or {})
+
+
+def stat_of(key: str, ms) -> float:
+    """One of LATENCY_STATS of samples in ms, computed as Latency.from_seconds does."""
+    import numpy as np
+
+    if key in ("p90", "p99"):
+        return float(np.percentile(ms, int(key[1:])))
+    return float({"median": np.median, "mean": np.mean, "min": np.min}[key](ms))
+
+
+def _close(stored: float, computed: float, atol: float) -> bool:
+    return abs(stored - computed) <= STAT_RTOL * abs(computed) + atol
 
 
 def _compact(obj) -> dict:
@@ -83,21 +129,41 @@ class Latency:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, d, where: str = "latency") -> Latency:
-        _typed(where, d, dict, optional=False)
-        samples = d.get("samples")
-        if not isinstance(samples, list) or not samples:
-            raise RecordError(f"{where}.samples should be a non-empty list of milliseconds, found {samples!r}")
-        for i, s in enumerate(samples):
-            _number(f"{where}.samples[{i}]", s)
-        if all(s == 0 for s in samples):
-            raise RecordError(f"{where}.samples are all zero: not a measurement")
-        stats = {k: _number(f"{where}.{k}", d.get(k), optional=k != "median") for k in ("min", "median", "mean", "p90", "p99", "std")}
-        if any(v is None for v in stats.values()):  # an older or hand-made record: what it lacks, from its samples
-            computed = cls.from_seconds([x / 1e3 for x in samples])
-            stats = {k: getattr(computed, k) if v is None else v for k, v in stats.items()}
-        n = d.get("n", len(samples))
-        return cls(n=_typed(f"{where}.n", n, int, optional=False), samples=list(samples), **stats)
+    def from_json(cls, d, where: str = "cell", backend: str = "tvm") -> Latency:
+        """A latency record of `backend` in `where`: every sample a positive finite number of ms, `n` their count,
+        and every stored statistic what its samples give (a statistic it lacks, an older or hand-made record's,
+        is computed from them)."""
+        import numpy as np
+
+        if not isinstance(d, dict) or not isinstance(d.get("samples"), list) or "median" not in d:
+            raise RecordError(f"{where} has malformed {backend} latency (needs median and samples)")
+        samples = d["samples"]
+        if not samples:
+            raise RecordError(f'{where}: {backend} latency "samples" is empty (a measured backend has at least one sample)')
+        for j, v in enumerate(samples):
+            if not _is_number(v) or not math.isfinite(v) or v <= 0:
+                why = " (a zero latency: every ratio against it would divide by zero)" if _is_number(v) and v == 0 else ""
+                raise RecordError(f'{where}: {backend} latency "samples"[{j}] is {_show(v)}: every sample must be a positive, '
+                                  f"finite number of ms{why}")
+        ms = np.asarray(samples, dtype=np.float64)
+        n = len(samples) if d.get("n") is None else d["n"]
+        if not isinstance(n, int) or isinstance(n, bool) or n != len(ms):
+            raise RecordError(f'{where}: {backend} latency "n" is {_show(n)} but it has {len(ms)} samples: corrupt report')
+        if d["median"] is None:
+            raise RecordError(f'{where}: {backend} latency "median" is missing')
+        stats = {}
+        for key in ("std", *LATENCY_STATS):
+            v = d.get(key)
+            if v is None:
+                stats[key] = float(ms.std(ddof=1)) if key == "std" and len(ms) > 1 else 0.0 if key == "std" else stat_of(key, ms)
+                continue
+            if not _is_number(v) or not math.isfinite(v):
+                raise RecordError(f'{where}: {backend} latency "{key}" is {_show(v)}, not a finite number of ms')
+            if key != "std" and not _close(v, computed := stat_of(key, ms), STAT_ATOL):
+                raise RecordError(f'{where}: {backend} latency "{key}" is {v:g} ms but its samples give {computed:g} ms: '
+                                  "corrupt report (the stored statistics do not match the samples)")
+            stats[key] = v
+        return cls(n=n, samples=list(samples), **stats)
 
 
 @dataclass
@@ -119,17 +185,20 @@ class Parity:
         return _compact(self)
 
     @classmethod
-    def from_json(cls, d, where: str = "parity") -> Parity:
-        _typed(where, d, dict, optional=False)
-        return cls(ok=_typed(f"{where}.ok", d.get("ok"), bool, optional=False), reason=str(d.get("reason") or ""),
-                   tol=_number(f"{where}.tol", d.get("tol"), optional=True),
-                   rel_l2=_number(f"{where}.rel_l2", d.get("rel_l2"), optional=True),
-                   max_abs=_number(f"{where}.max_abs", d.get("max_abs"), optional=True),
-                   top1_agree=_number(f"{where}.top1_agree", d.get("top1_agree"), optional=True),
-                   outputs=_typed(f"{where}.outputs", d.get("outputs"), dict),
-                   tokens_identical=_typed(f"{where}.tokens_identical", d.get("tokens_identical"), bool),
-                   first_divergence=_typed(f"{where}.first_divergence", d.get("first_divergence"), int),
-                   nll_rel_diff=_number(f"{where}.nll_rel_diff", d.get("nll_rel_diff"), optional=True))
+    def from_json(cls, d, where: str = "cell", *path: str) -> Parity:
+        """`path`: where in the cell the record is (default "parity"; a baseline's: "baselines", NAME, "parity")."""
+        path = path or ("parity",)
+        _typed(where, _q(*path), d, dict, optional=False)
+
+        def num(key, **kw):
+            return _number(where, _q(*path, key), d.get(key), optional=True, **kw)
+
+        return cls(ok=_typed(where, _q(*path, "ok"), d.get("ok"), bool, optional=False), reason=str(d.get("reason") or ""),
+                   tol=num("tol", nonnegative=True), rel_l2=num("rel_l2", nonnegative=True), max_abs=num("max_abs"),
+                   top1_agree=num("top1_agree"), outputs=_typed(where, _q(*path, "outputs"), d.get("outputs"), dict),
+                   tokens_identical=_typed(where, _q(*path, "tokens_identical"), d.get("tokens_identical"), bool),
+                   first_divergence=_typed(where, _q(*path, "first_divergence"), d.get("first_divergence"), int),
+                   nll_rel_diff=num("nll_rel_diff"))
 
 
 @dataclass
@@ -149,27 +218,28 @@ class Baseline:
         return {k: v for k, v in d.items() if v is not None or k == "parity" and self.status != "failed"}
 
     @classmethod
-    def from_json(cls, d, where: str = "baseline") -> Baseline:
-        _typed(where, d, dict, optional=False)
-        return cls(status=_typed(f"{where}.status", d.get("status"), str, optional=False),
-                   setup_s=_number(f"{where}.setup_s", d.get("setup_s"), optional=True),
-                   parity=Parity.from_json(d["parity"], f"{where}.parity") if d.get("parity") is not None else None,
-                   info=_typed(f"{where}.info", d.get("info"), dict),
-                   latency=Latency.from_json(d["latency"], f"{where}.latency") if d.get("latency") is not None else None,
-                   error=_typed(f"{where}.error", d.get("error"), str))
+    def from_json(cls, d, where: str = "cell", name: str = "eager") -> Baseline:
+        path = ("baselines", name)
+        _typed(where, _q(*path), d, dict, optional=False)
+        return cls(status=_typed(where, _q(*path, "status"), d.get("status"), str, optional=False),
+                   setup_s=_number(where, _q(*path, "setup_s"), d.get("setup_s"), optional=True),
+                   parity=Parity.from_json(d["parity"], where, *path, "parity") if d.get("parity") is not None else None,
+                   info=_typed(where, _q(*path, "info"), d.get("info"), dict),
+                   latency=Latency.from_json(d["latency"], where, name) if d.get("latency") is not None else None,
+                   error=_typed(where, _q(*path, "error"), d.get("error"), str))
 
 
 def _memory(where: str, d) -> dict | None:
     """A cell's memory record, its numbers checked."""
     if d is None:
         return None
-    _typed(where, d, dict, optional=False)
-    _number(f"{where}.weights_mb", d.get("weights_mb"), optional=True)
-    for name, m in _dict(f"{where}.backends", d.get("backends")).items():
-        _typed(f"{where}.backends.{name}", m, dict, optional=False)
+    _typed(where, _q("memory"), d, dict, optional=False)
+    _number(where, _q("memory", "weights_mb"), d.get("weights_mb"), optional=True)
+    for name, m in _dict(where, _q("memory", "backends"), d.get("backends")).items():
+        _typed(where, _q("memory", "backends", name), m, dict, optional=False)
         for key in ("peak_mb", "floor_mb", "model_mb"):
-            _number(f"{where}.backends.{name}.{key}", m.get(key), optional=True)
-        _typed(f"{where}.backends.{name}.error", m.get("error"), str)
+            _number(where, _q("memory", "backends", name, key), m.get(key), optional=True)
+        _typed(where, _q("memory", "backends", name, "error"), m.get("error"), str)
     return d
 
 
@@ -286,36 +356,76 @@ class Cell:
 
     @classmethod
     def from_json(cls, d, where: str = "cell") -> Cell:
-        _typed(where, d, dict, optional=False)
-        known = {f.name for f in fields(cls)}
+        """A cell from its JSON, every field checked (RecordError naming `where` and the field)."""
+        _typed(where, "the cell", d, dict, optional=False)
+        missing = [k for k in CELL_KEYS if k not in d]
+        if missing:
+            raise RecordError(f"{where} lacks {', '.join(missing)}")
         kw: dict[str, Any] = {}
         for name in ("model", "frontend", "target", "scenario", "shapes", "dtype", "status"):
-            kw[name] = _typed(f"{where}.{name}", d.get(name), str, optional=False)
+            kw[name] = _typed(where, _q(name), d.get(name), str, optional=False)
         for name in ("batch", "seq_len", "past_len", "new_tokens"):
-            kw[name] = _typed(f"{where}.{name}", d.get(name, 0), int, optional=False)
-        kw["id"] = _typed(f"{where}.id", d.get("id"), str, optional=False)
+            kw[name] = _typed(where, _q(name), d.get(name, 0), int, optional=False)
+        kw["id"] = _typed(where, _q("id"), d.get("id"), str, optional=False)
         for name in ("variant", "tvm_env", "stage", "error", "rss_scope", "traceback", "verdict"):
-            kw[name] = _typed(f"{where}.{name}", d.get(name), str)
-        kw["threads"] = _typed(f"{where}.threads", d.get("threads"), int)
-        kw["n_params"] = _typed(f"{where}.n_params", d.get("n_params"), int)
-        kw["peak_rss_mb"] = _number(f"{where}.peak_rss_mb", d.get("peak_rss_mb"), optional=True)
+            kw[name] = _typed(where, _q(name), d.get(name), str)
+        for name in ("threads", "n_params"):
+            kw[name] = _typed(where, _q(name), d.get(name), int)
+        kw["peak_rss_mb"] = _number(where, _q("peak_rss_mb"), d.get("peak_rss_mb"), optional=True)
         for name in ("timings", "source_ops", "relax_ops", "notes", "rewrites"):
-            kw[name] = _dict(f"{where}.{name}", d.get(name))
+            kw[name] = _dict(where, _q(name), d.get(name))
+        for name in ("export_s", "import_s", "build_s"):
+            _number(where, _q("timings", name), kw["timings"].get(name), optional=True, nonnegative=True)
         for name in ("weights", "tuning", "timing", "metrics", "bundle"):
-            kw[name] = _typed(f"{where}.{name}", d.get(name), dict)
-        kw["memory"] = _memory(f"{where}.memory", d.get("memory"))
-        kw["target_spec"] = _typed(f"{where}.target_spec", d.get("target_spec"), (dict, str))
+            kw[name] = _typed(where, _q(name), d.get(name), dict)
+        kw["memory"] = _memory(where, d.get("memory"))
+        kw["target_spec"] = _typed(where, _q("target_spec"), d.get("target_spec"), (dict, str))
         for name in ("unsupported_ops", "patches"):
-            kw[name] = list(_typed(f"{where}.{name}", d.get(name), list) or [])
+            kw[name] = list(_typed(where, _q(name), d.get(name), list) or [])
         for name in ("pass_times", "pipeline"):
-            kw[name] = _typed(f"{where}.{name}", d.get(name), list)
-        kw["parity"] = Parity.from_json(d["parity"], f"{where}.parity") if d.get("parity") is not None else None
-        kw["tvm"] = Latency.from_json(d["tvm"], f"{where}.tvm") if d.get("tvm") is not None else None
-        baselines = _dict(f"{where}.baselines", d.get("baselines"))
-        kw["baselines"] = {name: Baseline.from_json(b, f"{where}.baselines.{name}") for name, b in baselines.items()}
-        speedup = _dict(f"{where}.speedup", d.get("speedup"))
-        kw["speedup"] = {name: _number(f"{where}.speedup.{name}", v) for name, v in speedup.items()}
-        unknown = sorted(set(d) - known)
+            kw[name] = _typed(where, _q(name), d.get(name), list)
+        kw["parity"] = Parity.from_json(d["parity"], where) if d.get("parity") is not None else None
+        kw["tvm"] = Latency.from_json(d["tvm"], where, "tvm") if d.get("tvm") is not None else None
+        if d.get("baselines") is not None and not isinstance(d["baselines"], dict):
+            raise RecordError(f'{where} has malformed "baselines" (an object of backend → record, not {type(d["baselines"]).__name__})')
+        kw["baselines"] = {name: Baseline.from_json(b, where, name) for name, b in (d.get("baselines") or {}).items()}
+        kw["speedup"] = _speedups(where, d.get("speedup"), kw["tvm"], kw["baselines"])
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise RecordError(f"{where} has fields this gptbench does not know: {', '.join(unknown)} (a newer report?)")
         return cls(**kw)
+
+
+def _speedups(where: str, d, tvm: Latency | None, baselines: dict[str, Baseline]) -> dict[str, float]:
+    """A cell's speedups: each a positive number, and where both latencies are in the cell, their medians' ratio."""
+    import numpy as np
+
+    speedup = _dict(where, _q("speedup"), d)
+    for name, v in speedup.items():
+        _number(where, _q("speedup", name), v, positive=True)
+        b = baselines.get(name)
+        if tvm is not None and b is not None and b.latency is not None:
+            computed = float(np.median(b.latency.samples)) / float(np.median(tvm.samples))
+            if not _close(v, computed, SPEEDUP_ATOL):
+                raise RecordError(f'{where}: "speedup"."{name}" is {v:g} but the samples give {computed:.4f} '
+                                  f"({name} median / tvm median): corrupt report")
+    return speedup
+
+
+def cells_from_json(cells, name: str) -> list[Cell]:
+    """The one validator of a report's cells (read_report, load_report, compare, the history store): each cell's
+    fields (Cell.from_json) and their ids, unique and non-empty; RecordError naming `name`, the cell and the field."""
+    if not isinstance(cells, list):
+        raise RecordError(f'{name}: "cells" must be a list')
+    seen: set[str] = set()
+    out = []
+    for i, d in enumerate(cells):
+        cid = d.get("id") if isinstance(d, dict) else None
+        where = f"{name}: cell {i}" + (f" ({' '.join(cid.split())})" if isinstance(cid, str) and cid.strip() else "")
+        if isinstance(d, dict) and "id" in d and (not isinstance(cid, str) or not cid):
+            raise RecordError(f'{where}: "id" is {_show(cid)}, not a non-empty string')
+        if cid in seen:
+            raise RecordError(f'{where}: "id" appears twice in the report: cells could not be matched')
+        out.append(Cell.from_json(d, where))
+        seen.add(cid)
+    return out

@@ -20,13 +20,12 @@ from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.core.markdown import fmt, md_table
 from bench.core.tvm_envs import identity_line
-from bench.record import Cell, Latency, RecordError
+from bench.record import Cell, Latency, RecordError, cells_from_json
 from bench.scenarios import shape_text
 
 SCHEMA = "gptbench.report"
 SCHEMA_VERSION = 1
 KINDS = ("run", "passes")
-CELL_KEYS = ("id", "model", "frontend", "target", "scenario", "status")
 
 
 def new_report(kind: str, name: str, config: dict, environment: dict, cells: list[Cell], command: list[str] | None = None,
@@ -109,8 +108,8 @@ def to_json(report: dict) -> str:
 
 
 def read_report(path: str | Path) -> dict:
-    """A report file's JSON, its schema checked (cells still JSON objects: `compare` checks their values
-    itself, naming each field); UserError naming the problem otherwise."""
+    """A report file's JSON, its schema and every cell checked (bench.record.cells_from_json; the cells stay JSON
+    objects); UserError naming the file, the cell and the field otherwise."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -127,43 +126,17 @@ def read_report(path: str | Path) -> dict:
         raise UserError(f"{p} has report schema version {version!r}; this gptbench reads version {SCHEMA_VERSION}")
     if data.get("kind") not in KINDS:
         raise UserError(f"{p}: unknown report kind {data.get('kind')!r} (expected one of {', '.join(KINDS)})")
-    cells = data.get("cells")
-    if not isinstance(cells, list):
-        raise UserError(f"{p}: \"cells\" must be a list")
-    for i, cell in enumerate(cells):
-        missing = [k for k in CELL_KEYS if not isinstance(cell, dict) or k not in cell]
-        if missing:
-            raise UserError(f"{p}: cell {i} lacks {', '.join(missing)}")
-        if cell.get("baselines") is not None and not isinstance(cell["baselines"], dict):
-            raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed \"baselines\" (an object of backend → record, "
-                            f"not {type(cell['baselines']).__name__})")
-        for where, stats in _latencies(cell):
-            if not isinstance(stats, dict) or not isinstance(stats.get("samples"), list) or "median" not in stats:
-                raise UserError(f"{p}: cell {i} ({cell['id']}) has malformed {where} latency (needs median and samples)")
+    try:
+        cells_from_json(data.get("cells"), str(p))  # every value checked by the one validator; the cells stay JSON here
+    except RecordError as e:
+        raise UserError(str(e)) from None
     return data
-
-
-def _latencies(cell: dict):
-    if cell.get("tvm") is not None:
-        yield "tvm", cell["tvm"]
-    for name, b in (cell.get("baselines") or {}).items():
-        if isinstance(b, dict) and b.get("latency") is not None:
-            yield name, b["latency"]
 
 
 def load_report(path: str | Path) -> dict:
     """A report with typed cells (bench.record.Cell); UserError naming the file, cell and field otherwise."""
-    p = Path(path)
-    data = read_report(p)
-    cells = data["cells"]
-    typed = []
-    for i, cell in enumerate(cells):
-        where = f"cell {i}" + (f" ({cell['id']})" if isinstance(cell, dict) and isinstance(cell.get("id"), str) else "")
-        try:
-            typed.append(Cell.from_json(cell, where))
-        except RecordError as e:
-            raise UserError(f"{p}: {e}") from None
-    data["cells"] = typed
+    data = read_report(path)
+    data["cells"] = cells_from_json(data["cells"], str(path))
     return data
 
 

@@ -1,4 +1,4 @@
-"""Compilation targets: `llvm` (this CPU) and `cuda`.
+"""Compilation targets, one registry entry each (`TARGET_LIST`): `llvm` (this CPU) and `cuda`.
 
 Targets are built in TVM 0.27's JSON-dict form (CLI strings with options are rejected there):
 - llvm: `{"kind": "llvm", "mcpu": <host cpu from LLVM>, "num-cores": threads}`; the mcpu is
@@ -14,13 +14,37 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.core.env import host_mcpu
 from bench.core.errors import UserError, unknown
+from bench.targets import cuda
 
-TARGETS = ("llvm", "cuda")
 CUDA_ARCH_ENV = "GPTBENCH_CUDA_ARCH"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One compilation target: what the CLI, the configuration checks, the cells and tuning read of it."""
+
+    name: str
+    summary: str  # what it compiles for, in --target's help
+    device_type: str  # TVM's device (tvm.device(device_type, 0)) and torch's, where the device is present
+    gpu: bool  # kernels run on a GPU: built here without one, run only where one is
+    dtypes: tuple[str, ...]  # the --dtype values a run on it takes
+    dtype_note: str = ""  # why it takes no other dtype
+    cpu_rules: bool = False  # a CPU pipeline: --dlight adds dlight's CPU rules, tuning uses CPU tensor intrinsics
+    takes_arch: bool = False  # --cuda-arch picks the architecture its kernels are scheduled for
+    ablations: tuple[str, ...] = ()  # passes of its own pipeline `gptbench passes` ablates besides the common ones
+    make: Callable[..., TargetInfo] | None = None  # (threads, arch, llvm host spec) -> TargetInfo
+    load_runtime: Callable[[], str | None] | None = None  # a runtime-only TVM: load the device's runtime (None, or why not)
+    jit: Callable[[str, object], dict] | None = None  # (arch, device) -> what it records: kernels compiled when a build loads
+
+    def tvm_device(self):
+        import tvm
+
+        return tvm.device(self.device_type, 0)
 
 
 @dataclass
@@ -33,14 +57,13 @@ class TargetInfo:
     arch_source: str = ""  # cuda: where the arch came from
 
     def device(self):
-        import tvm
-
-        return tvm.cuda(0) if self.kind == "cuda" else tvm.cpu(0)
+        return TARGETS[self.kind].tvm_device()
 
     @property
     def torch_device(self) -> str:
         """Where eager PyTorch runs beside this target: the GPU when TVM can run there, else the CPU."""
-        return "cuda" if self.kind == "cuda" and self.device_available else "cpu"
+        entry = TARGETS[self.kind]
+        return entry.device_type if entry.gpu and self.device_available else "cpu"
 
 
 def normalize_arch(arch: str) -> str:
@@ -75,15 +98,15 @@ def cuda_runtime_status() -> tuple[bool, str]:
     return True, ""
 
 
-def make_target(kind: str, threads: int, cuda_arch: str | None = None, mcpu: str | None = None) -> TargetInfo:
-    """`mcpu`: another machine's CPU (a remote device's, `--rpc`); default this host's."""
+def _llvm(threads: int, _arch: str | None, llvm: dict) -> TargetInfo:
     import tvm
 
-    if kind not in TARGETS:
-        raise unknown("target", kind, list(TARGETS))
-    llvm = {"kind": "llvm", "mcpu": mcpu or host_mcpu(), "num-cores": int(threads)}
-    if kind == "llvm":
-        return TargetInfo(kind, tvm.target.Target(llvm), llvm, True, "")
+    return TargetInfo("llvm", tvm.target.Target(llvm), llvm, True, "")
+
+
+def _cuda(threads: int, cuda_arch: str | None, llvm: dict) -> TargetInfo:
+    import tvm
+
     if cuda_arch:
         arch, source = normalize_arch(cuda_arch), "--cuda-arch"
     elif gpu_arch():
@@ -98,4 +121,26 @@ def make_target(kind: str, threads: int, cuda_arch: str | None = None, mcpu: str
     spec = {"kind": "cuda", "arch": arch}
     ok, reason = cuda_runtime_status()
     target = tvm.target.Target(spec, host=llvm)
-    return TargetInfo(kind, target, {**spec, "host": llvm}, ok, reason, source)
+    return TargetInfo("cuda", target, {**spec, "host": llvm}, ok, reason, source)
+
+
+TARGET_LIST = [
+    Target("llvm", "this CPU (LLVM; the mcpu detected on every run)", "cpu", gpu=False, dtypes=("float32",),
+           dtype_note="eager PyTorch has no fast fp16 CPU path to compare with", cpu_rules=True, make=_llvm),
+    Target("cuda", "an NVIDIA GPU (CUDA; arch from --cuda-arch, the visible GPU or $" + CUDA_ARCH_ENV + ")", "cuda", gpu=True,
+           dtypes=("float32", "float16"), takes_arch=True,
+           ablations=("ApplyDefaultSchedule",), make=_cuda, load_runtime=cuda.load_runtime, jit=cuda.jit),  # ablations: dlight's
+]                                                                                                            # default GPU schedules
+TARGETS = {t.name: t for t in TARGET_LIST}
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise unknown("target", name, list(TARGETS))
+    return TARGETS[name]
+
+
+def make_target(kind: str, threads: int, cuda_arch: str | None = None, mcpu: str | None = None) -> TargetInfo:
+    """The TVM target of a registry entry, with an llvm host on this CPU (`mcpu`: another machine's, a remote device's with
+    `--rpc`; default this host's)."""
+    return get_target(kind).make(threads, cuda_arch, {"kind": "llvm", "mcpu": mcpu or host_mcpu(), "num-cores": int(threads)})

@@ -34,7 +34,9 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.build.relax import tuning_passes
 from bench.core import tvm_compat
@@ -43,6 +45,7 @@ from bench.core.files import atomic_write
 from bench.core.threads import configure_threads
 from bench.models import load_model
 from bench.scenarios import SCENARIOS, make_case
+from bench.targets import TARGETS
 from bench.targets.remote import parse_address
 from bench.tuning.builder import close_builder, export_shared, pooled_builder
 from bench.tuning.database import (
@@ -328,45 +331,70 @@ def _log_batch(progress: Progress, tasks, task_id: int, batch: int, valid: int, 
     progress.add(str(tasks[task_id].ctx.task_name), batch, valid, estimate, len(timed))
 
 
-def tune(cfg, tinfo, frontends: list[str], trials: int, db_dir: Path, prepack: bool, max_trials_per_task: int | None, log,
-         only: list[str] | None = None, skip: list[str] | None = None, budget_s: float | None = None,
-         warm_from: str | None = None, missing_only: bool = False, rpc_servers: int = 1) -> dict:
-    """Tune the kernels of cfg.models[0] for cfg's shapes, imported through `frontends` and the
-    frontends db_dir already holds, into db_dir (all of them, or those whose task name contains one
-    of `only`, less those containing one of `skip`; with `missing_only`, those of `frontends` without a
-    record in db_dir); returns the summary.
-    Stops at `trials` (0: no limit when a budget is given), at `budget_s` seconds of wall time from
-    the call (checked between measurement batches), or at Ctrl-C (the summary then says
-    `interrupted`); in every case the records so far and a valid description are kept. With
-    `warm_from`, a database tuned on another CPU seeds this one first (bench.tuning.transfer). `tinfo`: the
-    target (bench.targets.TargetInfo; with --rpc the device's CPU, measured on `rpc_servers` servers at once)."""
-    budget = Budget(budget_s)
+@dataclass(frozen=True)
+class TuneJob:
+    """One tuning session: the kernels of the model imported through `frontends` (and the frontends `db_dir` already
+    holds), into `db_dir`: all of them, or those whose task name contains one of `only`, less those containing one
+    of `skip`; with `missing_only`, those of `frontends` without a record in db_dir. It stops at `trials` (0: no
+    limit when a budget is given), at `budget_s` seconds of wall time from its start (checked between measurement
+    batches), or at Ctrl-C. With `warm_from`, a database tuned on another CPU seeds this one first
+    (bench.tuning.transfer). With --rpc, candidates are measured on `rpc_servers` servers at once."""
+
+    frontends: list[str]
+    db_dir: Path
+    trials: int = 0
+    budget_s: float | None = None
+    prepack: bool = True
+    max_trials_per_task: int | None = None
+    only: list[str] | None = None
+    skip: list[str] | None = None
+    warm_from: str | None = None
+    missing_only: bool = False
+    rpc_servers: int = 1
+
+
+class Extracted(NamedTuple):
+    """The tasks of a session (_tasks_of): every task, the calls of each kernel per frontend, the frontends whose
+    import failed (why), and those whose kernels are in the tasks."""
+
+    tasks: list
+    calls: dict
+    failed: dict
+    through: list[str]
+
+
+def tune(cfg, tinfo, job: TuneJob, log) -> dict:
+    """Tune the kernels of cfg.models[0] for cfg's shapes as `job` says, on `tinfo`'s target (bench.targets.TargetInfo;
+    with --rpc the device's CPU); returns the database's description. Whatever stops it (the summary then says
+    which: `interrupted` for Ctrl-C), the records so far and a valid description are kept."""
+    budget = Budget(job.budget_s)
     configure_threads(cfg.threads)
-    db_dir = Path(db_dir)
+    db_dir = Path(job.db_dir)
     previous = read_meta(db_dir)
     if previous is not None:
-        _check_continues(previous, db_dir, tinfo, cfg, prepack)
-    if warm_from:
-        check_foreign(warm_from, target_key(tinfo), dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg),
-                                                         prepack=prepack, fast_math=cfg.fast_math))
-    tasks, calls, failed, through = _tasks_of(cfg, frontends, previous, tinfo, prepack, log)
-    log(f"{len(tasks)} tuning tasks ({sum(int(t.weight) for t in tasks)} kernel calls) in {cfg.models[0]} "
-        f"{cfg.scenario} through {', '.join(through)}; " + (f"{trials} trials" if trials else "") + (" and " if trials and budget_s else "")
-        + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
-    selected = _select_tasks(tasks, db_dir, prepack, trials, only, skip, log)
-    if missing_only:  # the kernels of the frontends asked that the database has no record for
-        mine = [t for t in selected if any(t.task_name in calls.get(fe, {}) for fe in frontends)]
+        _check_continues(previous, db_dir, tinfo, cfg, job.prepack)
+    if job.warm_from:
+        check_foreign(job.warm_from, target_key(tinfo), dict(model=cfg.models[0], scenario=cfg.scenario, shapes=_shapes(cfg),
+                                                             prepack=job.prepack, fast_math=cfg.fast_math))
+    found = _tasks_of(cfg, job.frontends, previous, tinfo, job.prepack, log)
+    trials, budget_s = job.trials, job.budget_s
+    log(f"{len(found.tasks)} tuning tasks ({sum(int(t.weight) for t in found.tasks)} kernel calls) in {cfg.models[0]} "
+        f"{cfg.scenario} through {', '.join(found.through)}; " + (f"{trials} trials" if trials else "")
+        + (" and " if trials and budget_s else "") + (f"at most {budget_s:g} s" if budget_s else "") + f" into {db_dir}")
+    selected = _select_tasks(found.tasks, db_dir, job.prepack, trials, job.only, job.skip, log)
+    if job.missing_only:  # the kernels of the frontends asked that the database has no record for
+        mine = [t for t in selected if any(t.task_name in found.calls.get(fe, {}) for fe in job.frontends)]
         selected = _without_records(mine, db_dir, tinfo)
-        log(f"{len(selected)} of the {len(mine)} kernels of {', '.join(frontends)} have no record in the database: tuning those")
+        log(f"{len(selected)} of the {len(mine)} kernels of {', '.join(job.frontends)} have no record in the database: tuning those")
     db_dir.mkdir(parents=True, exist_ok=True)
     progress = _new_progress(db_dir, previous or {})
     try:
-        warm = _warm(cfg, selected, warm_from, db_dir, tinfo, progress, log) if warm_from else None
-        wall, profile = _run_session(cfg, selected, db_dir, (trials, budget_s, max_trials_per_task, rpc_servers), budget, log, progress)
+        warm = _warm(cfg, job, selected, tinfo, progress, log) if job.warm_from else None
+        wall, profile = _run_session(cfg, job, selected, budget, log, progress)
     finally:  # the records so far are in the database whatever happened: the log must account for them
         progress.save()
-    meta = _session_meta(cfg, through, failed, tinfo, prepack, tasks, calls, db_dir, previous or {}, trials, budget_s, budget, wall)
-    meta["last_session"]["frontends"] = [f for f in frontends if f not in failed]
+    meta = _session_meta(cfg, job, tinfo, found, previous or {}, budget, wall)
+    meta["last_session"]["frontends"] = [f for f in job.frontends if f not in found.failed]
     meta["last_session"]["profile_s"] = profile
     meta["last_session"]["population"] = population(budget_s)
     if warm:  # its records are measurements here, not trials of a search: counted apart
@@ -380,13 +408,13 @@ def tune(cfg, tinfo, frontends: list[str], trials: int, db_dir: Path, prepack: b
     return meta
 
 
-def _warm(cfg, selected: list, warm_from: str, db_dir: Path, tinfo, progress: Progress, log) -> dict:
+def _warm(cfg, job: TuneJob, selected: list, tinfo, progress: Progress, log) -> dict:
     """The warm start (bench.tuning.transfer), with the builder and runner of a session; logged as one row."""
     from tvm.s_tir import meta_schedule as ms
 
     builder = _builder(ms, cfg)
     try:
-        warm = warm_start(selected, warm_from, db_dir, tinfo.target, builder, _runner(ms, cfg), log)
+        warm = warm_start(selected, job.warm_from, Path(job.db_dir), tinfo.target, builder, _runner(ms, cfg, job.rpc_servers), log)
     finally:
         close_builder(builder)
     progress.add("warm start", warm["measured"], warm["measured"], None, 0, trials=False)
@@ -425,13 +453,13 @@ def _check_continues(meta: dict, db_dir: Path, tinfo, cfg, prepack: bool) -> Non
                         "keep that setting when continuing it (or use another --db)")
 
 
-def _tasks_of(cfg, frontends: list[str], previous: dict | None, tinfo, prepack: bool, log) -> tuple[list, dict, dict, list[str]]:
+def _tasks_of(cfg, frontends: list[str], previous: dict | None, tinfo, prepack: bool, log) -> Extracted:
     """The tasks of the frontends asked and of those the database already holds (_extract_tasks); the
     frontends whose import failed, now or when the database was tuned (unless imported now); those that imported."""
     asked = list(dict.fromkeys([*db_frontends(previous), *frontends]))
     tasks, calls, failed = _extract_tasks(cfg, asked, tinfo, prepack, log)
     failed = {**{k: v for k, v in ((previous or {}).get("frontends_failed") or {}).items() if k not in calls}, **failed}
-    return tasks, calls, failed, [f for f in asked if f not in failed]
+    return Extracted(tasks, calls, failed, [f for f in asked if f not in failed])
 
 
 def _extract_tasks(cfg, frontends: list[str], tinfo, prepack: bool, log) -> tuple[list, dict, dict]:
@@ -510,18 +538,17 @@ def _select_tasks(tasks: list, db_dir: Path, prepack: bool, trials: int, only: l
     return selected
 
 
-def _run_session(cfg, selected: list, db_dir: Path, limits: tuple, budget: Budget, log, progress: Progress) -> tuple[float, dict]:
+def _run_session(cfg, job: TuneJob, selected: list, budget: Budget, log, progress: Progress) -> tuple[float, dict]:
     """MetaSchedule on the selected tasks until the trials, the budget or Ctrl-C (the first one sets
     budget.interrupted and lets the batches in flight finish; a second one unwinds). Returns its
     seconds and where they went (MetaSchedule's profiler: seconds per scope, e.g. SendToBuilder is
     building the candidates, SendToRunner + JoinRunnerFutures running them, UpdateCostModel training
-    the cost model, GenerateMeasureCandidates the evolutionary search). `limits`: (trials, budget_s,
-    max_trials_per_task, rpc_servers) as `tune` took them."""
+    the cost model, GenerateMeasureCandidates the evolutionary search)."""
     import signal
 
     from tvm.s_tir import meta_schedule as ms
 
-    trials, budget_s, max_trials_per_task, rpc_servers = limits
+    trials, budget_s, db_dir = job.trials, job.budget_s, Path(job.db_dir)
     contexts, weights = _tune_contexts(ms, cfg, selected, db_dir, budget_s, log)
     t0 = time.perf_counter()
     progress.restart()  # the log counts tuning time as the description does: from here
@@ -542,11 +569,11 @@ def _run_session(cfg, selected: list, db_dir: Path, limits: tuple, budget: Budge
                         task_weights=weights,
                         work_dir=str(db_dir),
                         max_trials_global=limit,
-                        max_trials_per_task=max_trials_per_task,
+                        max_trials_per_task=job.max_trials_per_task,
                         task_scheduler=scheduler,
                         num_trials_per_iter=min(64, max(8, limit // max(1, len(selected)))) if limit < UNLIMITED_TRIALS else 16,
                         builder=builder,
-                        runner=_runner(ms, cfg, rpc_servers),
+                        runner=_runner(ms, cfg, job.rpc_servers),
                         database=ms.database.JSONDatabase(work_dir=str(db_dir), module_equality="structural"),
                         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
                                            progress_callback(trials or None, best, history, progress)],
@@ -568,7 +595,7 @@ def _tune_contexts(ms, cfg, selected: list, db_dir: Path, budget_s: float | None
     for handler in list(ms_logger.handlers):
         ms_logger.removeHandler(handler)
         handler.close()
-    if cfg.target == "llvm":
+    if TARGETS[cfg.target].cpu_rules:
         cpu_tensor_intrinsics()
     strategy = ms.search_strategy.EvolutionarySearch(population_size=population(budget_s)) if budget_s else "evolutionary"
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(selected, work_dir=str(db_dir), strategy=strategy,
@@ -604,11 +631,11 @@ def _with_design_space(contexts: list, weights: list, log) -> tuple[list, list]:
     return [c for c, _ in keep], [w for _, w in keep]
 
 
-def _session_meta(cfg, frontends: list[str], failed: dict, tinfo, prepack: bool, tasks: list, calls: dict, db_dir: Path,
-                  previous: dict, trials: int, budget_s: float | None, budget: Budget, wall: float) -> dict:
+def _session_meta(cfg, job: TuneJob, tinfo, found: Extracted, previous: dict, budget: Budget, wall: float) -> dict:
     """The database's description after this session: the totals so far and what this session did."""
     import tvm
 
+    frontends, failed, tasks, calls, db_dir = found.through, found.failed, found.tasks, found.calls, Path(job.db_dir)
     rows = task_summary(tasks, db_dir)
     if len(frontends) > 1:  # which frontend calls each kernel how often (the per-frontend estimates of SUMMARY.md)
         for row in rows:
@@ -618,10 +645,10 @@ def _session_meta(cfg, frontends: list[str], failed: dict, tinfo, prepack: bool,
     return dict(
         format=META_FORMAT, tvm_version=tvm.__version__, target=target_fingerprint(tinfo), model=cfg.models[0],
         frontend=",".join(frontends), frontends=frontends, frontends_failed=failed, scenario=cfg.scenario, shapes=_shapes(cfg),
-        prepack=prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
+        prepack=job.prepack, fast_math=cfg.fast_math, tasks=len(tasks), trials=int(previous.get("trials", 0)) + max(trials_done, 0),
         wall_s=round(float(previous.get("wall_s", 0.0)) + wall, 1), sessions=int(previous.get("sessions", 0)) + 1,
         records=records, hash=db_hash(db_dir), task_summary=rows,
-        last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=budget_s, trial_limit=trials or None,
+        last_session=dict(trials=max(trials_done, 0), wall_s=round(wall, 1), budget_s=job.budget_s, trial_limit=job.trials or None,
                           stopped_by="interrupt" if budget.interrupted else ("budget" if budget.over() else "trials or search space")),
     )
 
@@ -629,7 +656,7 @@ def _session_meta(cfg, frontends: list[str], failed: dict, tinfo, prepack: bool,
 def _builder(ms, cfg):
     """Candidates are built in cfg.threads worker processes, kept between batches (bench.tuning.builder);
     GPTBENCH_BUILDER=local: MetaSchedule's LocalBuilder, a fresh pool every batch (to compare)."""
-    f_build = cpu_build if cfg.target == "llvm" else None
+    f_build = cpu_build if TARGETS[cfg.target].cpu_rules else None
     if os.environ.get("GPTBENCH_BUILDER") == "local":
         return ms.builder.LocalBuilder(timeout_sec=180, max_workers=cfg.threads, f_build=f_build)
     return pooled_builder(cfg.threads, 180, f_build, f_export=None if cfg.rpc or os.environ.get("GPTBENCH_EXPORT") == "tar" else export_shared)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: history-site setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
+.PHONY: gpu-kit history-site setup bench lint test test-fast test-slow test-docker docker docker-build docker-build-cuda docker-check-cuda docker-build-relay clean tvm-relay
 
 # xgboost (MetaSchedule's cost model) is, on Linux x86_64, a CUDA build that pulls nvidia-nccl-cu12, which CPU
 # tuning never loads: where pip installed that library, both are swapped for xgboost-cpu of the same version (the
@@ -74,6 +74,12 @@ lint: $(STAMP)
 test: lint
 	$(if $(RELAY_WHEEL),-$(MAKE) --no-print-directory tvm-relay)
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# A TVM compiler kit for a GPU host without TVM (docker/gpu_kit.py; docs/gpu.md): .gpukit/, in parts that each
+# travel beside the tracked tree. KIT_PYTHON: the host's Python (default 3.12).
+KIT_PYTHON ?= 3.12
+gpu-kit: $(STAMP)
+	$(BIN)/python docker/gpu_kit.py pack --python $(KIT_PYTHON)
 
 # The unit tier (tests/conftest.py: UNIT_MODULES), for after each edit: under a minute on 2 cores.
 test-fast: lint

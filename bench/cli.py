@@ -922,7 +922,7 @@ def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
 def _add_measure(sub) -> None:
     p = sub.add_parser("measure", help="measure a bundle built by `run --bundle` (here, with TVM's runtime only); write a run report")
     p.add_argument("bundle", metavar="DIR", help="the bundle directory")
-    p.add_argument("--baselines", default="eager", help=baselines_help(b.name for b in BASELINE_LIST if b.in_bundle) + " (comma-separated; none: TVM alone)")
+    p.add_argument("--baselines", default="eager", help=baselines_help(b.name for b in BASELINE_LIST if b.model_only) + " (comma-separated; none: TVM alone)")
     p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
     add_timing_args(p, warmup=5, repeat=30)
     add_output_args(p, "measure")

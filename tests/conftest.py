@@ -41,7 +41,8 @@ _pin_xdist_worker()
 # A module joins by its name here; its tests that need a container engine are marked `docker` and left out.
 UNIT_MODULES = frozenset({
     "test_architecture.py", "test_cli_errors.py", "test_cli_light.py", "test_compare.py", "test_docker.py", "test_docs_links.py",
-    "test_config.py", "test_frontends.py", "test_history.py", "test_models.py", "test_plot.py", "test_reference_reports.py", "test_timing.py", "test_tuning_records.py",
+    "test_config.py", "test_frontends.py", "test_gpu_kit.py",
+    "test_history.py", "test_models.py", "test_plot.py", "test_reference_reports.py", "test_timing.py", "test_tuning_records.py",
     "test_units.py",
 })
 

@@ -122,3 +122,24 @@ def test_tuned_after_repeats_only_the_cells_a_database_applies_to():
     cfg = RunConfig(models=["nanogpt-tiny"], frontends=["export", "relay-onnx"], tune_budget=60.0, tuned_after=[0.0, 60.0, float("inf")])
     todo = [(point.tuning_cut, f, env) for point, _state, _m, f, env in _todo(cfg, RunState())]
     assert todo == [(0.0, "export", "0.27"), (0.0, "relay-onnx", "0.19"), (60.0, "export", "0.27"), (None, "export", "0.27")]
+
+
+def test_a_new_baseline_is_one_registry_entry(monkeypatch):
+    """compile-max is one BaselineKind (bench.baselines.BASELINE_LIST): the run takes it by name, the cell records it
+    under that name with its speedup, and Inductor gets its mode (the compile itself is replaced: max-autotune takes
+    about 45 s on the tiny model)."""
+    from bench import baselines
+
+    asked = []
+
+    def fake_compile(case, device, mode=None, name="compile"):
+        asked.append((mode, name))
+        eager = baselines.prepare_eager(case, device)
+        return baselines.Prepared(name, eager.run, eager.timer, 0.0, dict(backend="inductor", mode=mode))
+
+    monkeypatch.setattr(baselines, "prepare_compile", fake_compile)
+    cell = execute_cell(_cfg(baselines=["compile-max"], isolate=False, repeat=4, solo=0), RunState(), "nanogpt-tiny", "export")
+    assert cell.status == "ok", cell.error
+    assert asked == [("max-autotune-no-cudagraphs", "compile-max")]
+    assert cell.baselines["compile-max"].status == "ok" and cell.speedup["compile-max"] > 0
+    assert cell.baselines["compile-max"].info["mode"] == "max-autotune-no-cudagraphs"

@@ -65,10 +65,11 @@ def prepare_eager(case, device: str) -> Prepared:
     return Prepared("eager", run, torch_timer(case.module, case.inputs, device), 0.0, {}, alone=lambda _dir: dict(kind="torch"))
 
 
-def prepare_compile(case, device: str) -> Prepared:
+def prepare_compile(case, device: str, mode: str | None = None, name: str = "compile") -> Prepared:
+    """torch.compile (Inductor) of the case's module, in `mode` (None: its default), compiled by its first call."""
     import torch
 
-    compiled = torch.compile(case.module)
+    compiled = torch.compile(case.module, mode=mode)
     t0 = time.perf_counter()
     with torch.inference_mode():
         compiled(*case.inputs)
@@ -84,8 +85,9 @@ def prepare_compile(case, device: str) -> Prepared:
         with torch.inference_mode():
             return _as_numpy_list(compiled(*case.inputs))
 
-    return Prepared("compile", run, torch_timer(compiled, case.inputs, device), setup,
-                    dict(backend="inductor", compile_workers="shut down after the first call"), alone=lambda _dir: dict(kind="torch", compile=True))
+    return Prepared(name, run, torch_timer(compiled, case.inputs, device), setup,
+                    dict(backend="inductor", mode=mode or "default", compile_workers="shut down after the first call"),
+                    alone=lambda _dir: dict(kind="torch", compile=True, compile_mode=mode))
 
 
 def prepare_ort(case, device: str, threads: int, onnx_path: Path | None, workdir: Path) -> Prepared:
@@ -155,25 +157,30 @@ def prepare_untuned(imported, tinfo, inputs, dlight: bool = False, fast_math: bo
 
 @dataclass(frozen=True)
 class BaselineKind:
-    """One baseline: its name, what it is (the CLI's help), how it is set up from a BaselineRequest, and whether a
-    bundle's measuring host can time it (it needs only the model: no second TVM build, no ONNX export there)."""
+    """One baseline: its name, what it is (the CLI's help), how it is set up from a BaselineRequest, its colour in
+    the plots and the history site, and whether it needs only the model (no TVM build, no ONNX export: a bundle's
+    measuring host and TVM 0.19's environment can time it)."""
 
     name: str
     summary: str
     prepare: Callable[[BaselineRequest], Prepared]
-    in_bundle: bool = False
+    color: str
+    model_only: bool = False
 
 
 # The registry, in the order reports and plots show the baselines. `--baselines none` times TVM alone (eager
 # still runs once, for parity). The entries call the module's functions by name at call time, so a test can
 # replace one.
 BASELINE_LIST = [
-    BaselineKind("eager", "eager PyTorch (the control, always timed)", lambda r: prepare_eager(r.case, r.device), in_bundle=True),
-    BaselineKind("compile", "torch.compile", lambda r: prepare_compile(r.case, r.device), in_bundle=True),
-    BaselineKind("ort", "ONNX Runtime", lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir)),
+    BaselineKind("eager", "eager PyTorch (the control, always timed)", lambda r: prepare_eager(r.case, r.device), "#7f7f7f",
+                 model_only=True),
+    BaselineKind("compile", "torch.compile", lambda r: prepare_compile(r.case, r.device), "#ff7f0e", model_only=True),
+    BaselineKind("compile-max", 'torch.compile(mode="max-autotune-no-cudagraphs"): Inductor autotunes its matmul templates',
+                 lambda r: prepare_compile(r.case, r.device, "max-autotune-no-cudagraphs", "compile-max"), "#b35806", model_only=True),
+    BaselineKind("ort", "ONNX Runtime", lambda r: prepare_ort(r.case, r.device, r.threads, r.onnx_file, r.workdir), "#9467bd"),
     # the cell's build knows its untuned twin: the same pipeline without the database (prepare_untuned), or a
     # Relay cell's plain relay.build (bench.pipeline.relay_cell)
-    BaselineKind("untuned", "TVM without the --db: the tuning gain", lambda r: _untuned(r.compiled, r.case.inputs)),
+    BaselineKind("untuned", "TVM without the --db: the tuning gain", lambda r: _untuned(r.compiled, r.case.inputs), "#e377c2"),
 ]
 BASELINES = {b.name: b for b in BASELINE_LIST}
 

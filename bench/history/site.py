@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bench.baselines import BASELINE_LIST
 from bench.core.errors import UserError
 from bench.core.markdown import fmt
 from bench.history.series import Series
@@ -27,7 +28,7 @@ from bench.record import Cell
 from bench.reports.report import to_markdown
 
 MARKER = ".gptbench-site"
-COLORS = {"tvm": "#c62828", "untuned": "#8e24aa", "eager": "#1565c0", "compile": "#ef6c00", "ort": "#2e7d32"}
+COLORS = {"tvm": "#c62828", **{b.name: b.color for b in BASELINE_LIST}}  # the baselines' as in the plots
 OTHER = "#607d8b"
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}

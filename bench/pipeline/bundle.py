@@ -41,7 +41,7 @@ from frontends.base import short_error
 
 SCHEMA, SCHEMA_VERSION = "gptbench.bundle", 1
 LIB, CELL, TOP, INPUTS = "lib.so", "cell.json", "BUNDLE.json", "inputs.npz"
-MEASURE_BASELINES = tuple(b.name for b in BASELINE_LIST if b.in_bundle)  # what needs only the model: no TVM build, no ONNX export
+MEASURE_BASELINES = tuple(b.name for b in BASELINE_LIST if b.model_only)  # no TVM build, no ONNX export there
 CASE_KEYS = ("weights", "seed", "scenario", "batch", "seq_len", "past_len", "shapes", "dtype", "tol")
 
 

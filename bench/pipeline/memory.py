@@ -87,7 +87,7 @@ def _run_torch(spec: dict) -> float:
         loaded.module.half()
     case = make_case(loaded, spec["scenario"], spec["batch"], spec["seq_len"], spec["past_len"], spec["shapes"], spec["seed"])
     inputs = tuple(x.half() if spec["dtype"] == "float16" and x.is_floating_point() else x for x in case.inputs)
-    module = torch.compile(case.module) if spec.get("compile") else case.module
+    module = torch.compile(case.module, mode=spec.get("compile_mode")) if spec.get("compile") else case.module
     with torch.inference_mode():
         for _ in range(MEMORY_CALLS):
             module(*inputs)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.baselines import BASELINES
+from bench.baselines import BASELINE_LIST, BASELINES
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.record import Cell
@@ -38,9 +38,10 @@ if TYPE_CHECKING:  # numpy and matplotlib are imported where a figure is drawn: 
 FIGSIZE = (13.0, 5.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-# One colour per backend, the same in every figure: TVM's frontends in blues and greens, the baselines apart.
+# One colour per backend, the same in every figure: TVM's frontends in blues and greens, the baselines apart (each
+# baseline's colour is its registry entry's).
 BACKEND_COLORS = {"export": "tab:blue", "onnx": "tab:cyan", "fx": "tab:green", "relay-onnx": "tab:olive", "relay-torch": "tab:brown",
-                  "eager": "tab:gray", "compile": "tab:orange", "ort": "tab:purple", "untuned": "tab:pink"}
+                  **{b.name: b.color for b in BASELINE_LIST}}
 
 
 def backend_color(name: str, index: int) -> str:

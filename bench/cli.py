@@ -159,7 +159,7 @@ def config_from_args(args):
             tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
             bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, tvm_src=opt("tvm_src"), tvm_recipe=opt("tvm_recipe"),
             blas=bool(opt("blas", False)), memory=opt("memory", "off") == "on",
-            rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")),
+            rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")), offload=opt("offload"),
         )
         return prepare(cfg)
     except ValueError as e:
@@ -917,6 +917,8 @@ def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
                    "run recorded with the reason")
     add_tvm_source_args(p)
     p.add_argument("--blas", action="store_true", help="Relay cells: GEMMs through BLAS (OpenBLAS; target -libs=cblas)")
+    p.add_argument("--offload", default=None, help="Relax cells: hand the matmuls to a library before the pipeline (cuda: cublas; "
+                   "needs a TVM built with it)")
 
 
 def _add_measure(sub) -> None:

@@ -162,7 +162,7 @@ def write_parts(site: Path, out: Path, part_bytes: int) -> tuple[list[dict], str
 
 
 def pack(out: Path, python: str, part_bytes: int, wheels_dir: Path | None = None, tvm_wheel: Path | None = None,
-         log=print) -> dict:
+         extra: tuple[str, ...] = (), log=print) -> dict:
     """The kit in `out` (replaced whole); returns its manifest."""
     t0 = time.perf_counter()
     out = Path(out)
@@ -172,7 +172,7 @@ def pack(out: Path, python: str, part_bytes: int, wheels_dir: Path | None = None
         stage.mkdir()
         wheels.mkdir()
         if wheels_dir is None:
-            reqs = requirements()
+            reqs = [*requirements(), *extra]
             if tvm_wheel is not None:
                 reqs = [r for r in reqs if not r.startswith("apache-tvm==")]
             log(f"downloading {len(reqs)} wheels for Python {python}: {', '.join(reqs)}")
@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     pk.add_argument("--part-mib", type=float, default=0, help="largest part in MiB (default: what travels beside the tracked tree)")
     pk.add_argument("--wheels", default=None, help="pack the wheels in this folder instead of downloading them")
     pk.add_argument("--tvm-wheel", default=None, help="an apache-tvm wheel to pack instead of the pinned PyPI one")
+    pk.add_argument("--with", dest="extra", action="append", default=[], metavar="PKG==VERSION",
+                    help="another wheel the host lacks (e.g. scipy==1.16.3 for the harness); repeatable")
     ck = sub.add_parser("check", help="every part of a kit present and intact")
     ck.add_argument("kit", nargs="?", default=str(REPO / ".gpukit"))
     up = sub.add_parser("unpack", help="check, then unpack a kit; prints the env.sh to source")
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise KitError(f"{flag} {path}: no such file or folder")
             part = int(args.part_mib * (1 << 20)) if args.part_mib else default_part_bytes()
             pack(Path(args.out), args.python, part, Path(args.wheels) if args.wheels else None,
-                 Path(args.tvm_wheel) if args.tvm_wheel else None)
+                 Path(args.tvm_wheel) if args.tvm_wheel else None, tuple(args.extra))
         elif args.command == "check":
             m = check(Path(args.kit))
             print(f"{args.kit}: {len(m['parts'])} part(s) intact, for Python {m['python']}")

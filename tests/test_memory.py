@@ -35,7 +35,10 @@ def test_each_backend_has_its_own_peak_and_floor(memory_run):
         assert 0 < m["floor_mb"] < m["peak_mb"] and m["model_mb"] == pytest.approx(m["peak_mb"] - m["floor_mb"], abs=0.11)
     # fresh processes that import only their runtime: TVM's and ONNX Runtime's have no PyTorch, eager's has
     assert [mem["backends"][n]["torch_imported"] for n in ("tvm", "ort", "eager")] == [False, False, True]
-    assert mem["backends"]["eager"]["floor_mb"] > mem["backends"]["tvm"]["floor_mb"]  # torch's import is not TVM's cost
+    # torch's import is eager's floor, not ONNX Runtime's (about 60 against 250 MB). TVM's floor is not compared with
+    # eager's: its libraries alone are about as large as torch's (264 against 256 MB here, 271 against 275 in the README's
+    # default report), so which is larger depends on the machine; that TVM's process has no torch is the check above.
+    assert mem["backends"]["ort"]["floor_mb"] * 2 < mem["backends"]["eager"]["floor_mb"]
     # the weights: nanogpt-tiny's parameters in float32
     assert mem["weights_mb"] == pytest.approx(cell["n_params"] * 4 / 2**20, abs=0.06)
     assert "fresh process per backend" in mem["method"]

@@ -143,3 +143,18 @@ def test_a_new_baseline_is_one_registry_entry(monkeypatch):
     assert asked == [("max-autotune-no-cudagraphs", "compile-max")]
     assert cell.baselines["compile-max"].status == "ok" and cell.speedup["compile-max"] > 0
     assert cell.baselines["compile-max"].info["mode"] == "max-autotune-no-cudagraphs"
+
+
+def test_offload_without_the_librarys_codegen_is_a_recorded_cell_that_says_what_would_have_gone():
+    """--offload cublas partitions the matmuls (Relax's cuBLAS patterns) and hands them to the library's codegen; the
+    PyPI wheel has none (relax.ext.cublas): the cell is build_failed, says why, and counts what would have gone
+    (gpt2-tiny: 2 layers x 6 matmuls, and the LM head)."""
+    import tvm
+
+    if tvm.get_global_func("relax.ext.cublas", allow_missing=True) is not None:
+        pytest.skip("this TVM has cuBLAS codegen: the offload builds (a GPU test's)")
+    cfg = _cfg(models=["gpt2-tiny"], target="cuda", cuda_arch="sm_90", offload="cublas", baselines=["none"], isolate=False)
+    cell = execute_cell(cfg, RunState(), "gpt2-tiny", "export")
+    assert cell.status == "build_failed" and "relax.ext.cublas is absent" in cell.error and "USE_CUBLAS=ON" in cell.error
+    assert cell.variant == "+cublas" and cell.id.endswith("|+cublas")
+    assert cell.notes["offload"]["calls"] == 13 and cell.notes["offload"]["by_function"]["fused_relax_permute_dims_relax_matmul_cublas"] == 1

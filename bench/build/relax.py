@@ -17,6 +17,7 @@ Under TVM 0.19's API (bench.core.tvm_compat; the Relax cells of that environment
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -170,6 +171,36 @@ def build(mod, target, db_dir: str | Path | None = None, disabled_passes=(), ins
         t0 = time.perf_counter()
         ex = tvm.compile(mod, target=target, relax_pipeline=make_pipeline(target, db_dir is not None, prepack, dlight, fast_math, stats))
         return ex, time.perf_counter() - t0
+
+
+class OffloadUnavailable(Exception):
+    """This TVM build has no codegen for the library asked; `info` says what would have gone to it."""
+
+    def __init__(self, message: str, info: dict) -> None:
+        super().__init__(message)
+        self.info = info
+
+
+def offload(mod, library: str) -> tuple[object, dict]:
+    """`mod` with the calls `library` takes (its Relax patterns: matmuls, with a bias add or a transpose fused)
+    partitioned out and compiled by the library's codegen (RunCodegen), before the rest of the pipeline, as MLC-LLM
+    does. Returns (module, what went: the offloaded functions and their calls from main). OffloadUnavailable, with
+    what would have gone, where this build has no codegen for it (the PyPI wheel has none: TVM built with
+    USE_CUBLAS=ON has `relax.ext.cublas`)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cuda.cublas import partition_for_cublas
+
+    partitioned = {"cublas": partition_for_cublas}[library](mod)
+    funcs = [gv.name_hint for gv, f in partitioned.functions.items() if f.attrs is not None and f.attrs.get("Codegen") == library]
+    main = str(partitioned["main"])  # calls print as `lv = NAME(args)`
+    calls = {name: len(re.findall(rf"(?<![\w.]){re.escape(name)}\(", main)) for name in funcs}
+    info = dict(library=library, functions=len(funcs), calls=sum(calls.values()), by_function=calls)
+    if tvm.get_global_func(f"relax.ext.{library}", allow_missing=True) is None:
+        raise OffloadUnavailable(f"this TVM build has no {library} codegen (relax.ext.{library} is absent, as in the PyPI wheel): "
+                                 f"{info['calls']} matmul calls of main would go to {library}; build TVM with USE_{library.upper()}=ON "
+                                 "(docker/'s tvm-build stage) and run in that environment", info)
+    return relax.transform.RunCodegen()(partitioned), info
 
 
 LEGACY_PIPELINE = ("TVM 0.19 (untuned): the harness's rewrites, then Relax's zero pipeline (LegalizeOps, AnnotateTIROpPattern, "

@@ -5,12 +5,12 @@ and the Relay cells all go through these steps; whatever fails is recorded in th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench import baselines as bl
-from bench.build.relax import Compiled, build, load_library, remote_compiled
+from bench.build.relax import Compiled, OffloadUnavailable, build, load_library, offload, remote_compiled
 from bench.build.rewrites import rewrite_counts
 from bench.core import tvm_compat
 from bench.core.errors import UserError
@@ -122,6 +122,8 @@ def import_and_build(ctx: CellContext, case, export=None):
 
     cell.rewrites = rewrite_counts(imported.mod, cfg.fast_math, imported.relax_ops)
     log(f"{tag} imported ({sum(imported.relax_ops.values())} Relax op calls); building for {cfg.target}")
+    if cfg.offload and (imported := _offloaded(ctx, imported)) is None:
+        return None
     found, db = _cell_database(ctx, imported)
     if not found:
         log(f"{tag} {cell.error}")
@@ -148,6 +150,21 @@ def import_and_build(ctx: CellContext, case, export=None):
     cell.stage = "run"
     return Compiled(ex, tinfo.device(), imported.params, imported=imported,
                     untuned=lambda inputs: bl.prepare_untuned(imported, tinfo, inputs, cfg.dlight, cfg.fast_math))
+
+
+def _offloaded(ctx: CellContext, imported):
+    """The import with its matmuls handed to --offload's library (bench.build.relax.offload; cell.notes["offload"] says
+    which), or None when this TVM cannot: a build_failed cell that says what would have gone."""
+    try:
+        mod, info = offload(imported.mod, ctx.cfg.offload)
+    except OffloadUnavailable as e:
+        ctx.cell.notes["offload"] = e.info
+        ctx.cell.set(status="build_failed", error=str(e))
+        log(f"{ctx.tag} {ctx.cell.error}")
+        return None
+    ctx.cell.notes["offload"] = info
+    log(f"{ctx.tag} {info['calls']} matmul calls ({info['functions']} functions) handed to {info['library']}")
+    return replace(imported, mod=mod)
 
 
 def _cell_database(ctx: CellContext, imported) -> tuple[bool, str | None]:

@@ -79,6 +79,7 @@ class RunConfig:
     tvm_src: str | None = None  # the TVM repository git:REF environments are built from
     tvm_recipe: str | None = None  # the build recipe of git:REF environments (bench.core.tvm_build)
     blas: bool = False  # Relay cells: GEMMs through BLAS (-libs=cblas)
+    offload: str | None = None  # Relax cells: matmuls to this library before the pipeline (bench.build.relax.offload)
     memory: bool = False  # each backend's memory, in a fresh process of its own after the timing (bench.pipeline.memory)
     tuned_after: list[float] = field(default_factory=list)  # seconds of tuning (inf: all): one cell per cut (bench.tuning.progress)
     tuning_cut: float | None = None  # one point of --tuned-after: the database as it was after this many seconds of tuning
@@ -140,6 +141,13 @@ class RunConfig:
             raise ValueError(f"--dtype {self.dtype} is for --target {takes}" + (f" ({target.dtype_note})" if target.dtype_note else ""))
         if self.cuda_arch and not target.takes_arch:
             raise ValueError(f"--cuda-arch {self.cuda_arch} is for --target cuda; this run's target is {self.target}")
+        if self.offload is not None and self.offload not in target.offloads:
+            takes = [f"{t.name} ({', '.join(t.offloads)})" for t in TARGETS.values() if t.offloads]
+            raise ValueError(f"--offload {self.offload}: --target {self.target} offloads to no library; offloading is for --target "
+                             + ", ".join(takes))
+        if self.offload and (self.db or self.tune_budget):
+            raise ValueError("--offload with a tuning database is not supported yet (the database's tasks would have to be "
+                             "extracted after the offload): drop --db/--tune-budget, or --offload")
 
     def _check_sizes(self) -> None:
         """Token counts, repeats and timeouts in range; symbolic shapes need a size torch.export keeps symbolic."""
@@ -373,6 +381,7 @@ def variant_name(cfg: RunConfig, env: str | None = None, frontend: str | None = 
     relax = tuned if frontend is None else not FRONTENDS[frontend].relay
     parts = ([] if tuned else [f"tvm-{env}"]) + (["+dlight"] if cfg.dlight and tuned else []) + \
         (["+fastmath"] if cfg.fast_math and relax else []) + (["+cblas"] if cfg.blas and not relax else []) + \
+        ([f"+{cfg.offload}"] if cfg.offload and relax else []) + \
         ([f"+tuned@{cut_label(cfg.tuning_cut)}"] if cfg.tuning_cut is not None and tuned else [])
     return "".join(parts) or None
 

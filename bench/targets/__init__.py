@@ -37,6 +37,7 @@ class Target:
     cpu_rules: bool = False  # a CPU pipeline: --dlight adds dlight's CPU rules, tuning uses CPU tensor intrinsics
     takes_arch: bool = False  # --cuda-arch picks the architecture its kernels are scheduled for
     ablations: tuple[str, ...] = ()  # passes of its own pipeline `gptbench passes` ablates besides the common ones
+    offloads: tuple[str, ...] = ()  # libraries --offload can hand its matmuls to (bench.build.relax.offload)
     make: Callable[..., TargetInfo] | None = None  # (threads, arch, llvm host spec) -> TargetInfo
     load_runtime: Callable[[], str | None] | None = None  # a runtime-only TVM: load the device's runtime (None, or why not)
     jit: Callable[[str, object], dict] | None = None  # (arch, device) -> what it records: kernels compiled when a build loads
@@ -129,7 +130,7 @@ TARGET_LIST = [
            dtype_note="eager PyTorch has no fast fp16 CPU path to compare with", cpu_rules=True, make=_llvm),
     Target("cuda", "an NVIDIA GPU (CUDA; arch from --cuda-arch, the visible GPU or $" + CUDA_ARCH_ENV + ")", "cuda", gpu=True,
            dtypes=("float32", "float16"), takes_arch=True,
-           ablations=("ApplyDefaultSchedule",), make=_cuda, load_runtime=cuda.load_runtime, jit=cuda.jit),  # ablations: dlight's
+           ablations=("ApplyDefaultSchedule",), offloads=("cublas",), make=_cuda, load_runtime=cuda.load_runtime, jit=cuda.jit),  # ablations: dlight's
 ]                                                                                                            # default GPU schedules
 TARGETS = {t.name: t for t in TARGET_LIST}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.baselines import BASELINE_LIST, baselines_help
 from bench.core.errors import UserError
+from bench.pipeline.config import DEFAULTS as D
 from bench.targets import TARGET_LIST, TARGETS
 from frontends import FRONTENDS
 
@@ -54,9 +55,9 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
     p.add_argument("--model", required=True, help="model name(s), comma-separated (see `gptbench models`)")
     p.add_argument("--frontend", default=frontend_default, help=f"{', '.join(FRONTENDS)} (comma-separated; "
                    f"default {frontend_default})")
-    p.add_argument("--target", default="llvm", help="; ".join(f"{t.name}: {t.summary}" for t in TARGET_LIST) + " (default llvm)")
-    p.add_argument("--weights", default="auto", help="auto | random | pretrained | PATH (default auto: pretrained where available)")
-    p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
+    p.add_argument("--target", default=D["target"], help="; ".join(f"{t.name}: {t.summary}" for t in TARGET_LIST) + f" (default {D['target']})")
+    p.add_argument("--weights", default=D["weights"], help=f"auto | random | pretrained | PATH (default {D['weights']}: pretrained where available)")
+    p.add_argument("--threads", type=int, default=D["threads"], help="threads for TVM and PyTorch (default: all usable cores)")
     p.add_argument("--cuda-arch", default=None, help="e.g. sm_90; default: the visible GPU, else $GPTBENCH_CUDA_ARCH")
     p.add_argument("--db", default=None, help="MetaSchedule tuning database directory to apply at build (see `gptbench tune`)")
     p.add_argument("--foreign-db", action="store_true", help="apply --db although it was tuned for another CPU or core count "
@@ -64,18 +65,20 @@ def add_model_args(p: argparse.ArgumentParser, frontend_default: str = "export,o
     p.add_argument("--dlight", action="store_true", help="llvm: add dlight's CPU default schedules (GEMV, Reduction) after FuseTIR")
     p.add_argument("--fast-math", action="store_true", help="approximate erf/tanh/exp/softmax by TVM's vectorisable fast_* "
                    "functions (FastMathTransform); the cell's variant says +fastmath, parity is checked as always")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=D["seed"])
 
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", default="prefill", help="prefill, decode, generate or classify (a classification head on "
-                   "padded pairs; default prefill)")
-    p.add_argument("--batch", default="1", help="batch size (`run`: comma-separated values sweep, e.g. 1,4)")
-    p.add_argument("--seq-len", default="128", help="prompt tokens (prefill, generate; `run`: a comma-separated sweep, e.g. 32,128,512)")
-    p.add_argument("--past-len", default="128", help="KV-cache length for --scenario decode (`run`: a comma-separated sweep)")
-    p.add_argument("--new-tokens", type=int, default=32, help="tokens to generate for --scenario generate")
-    p.add_argument("--shapes", default="static", help="static (fixed batch/seq, default) or symbolic (torch.export.Dim)")
-    p.add_argument("--dtype", default="float32", help="float32 or float16 (cuda)")
+    p.add_argument("--scenario", default=D["scenario"], help="prefill, decode, generate or classify (a classification head on "
+                   f"padded pairs; default {D['scenario']})")
+    p.add_argument("--batch", default=str(D["batch"]), help=f"batch size (default {D['batch']}; `run`: comma-separated values sweep, e.g. 1,4)")
+    p.add_argument("--seq-len", default=str(D["seq_len"]), help=f"prompt tokens (prefill, generate; default {D['seq_len']}; `run`: a "
+                   "comma-separated sweep, e.g. 32,128,512)")
+    p.add_argument("--past-len", default=str(D["past_len"]), help=f"KV-cache length for --scenario decode (default {D['past_len']}; "
+                   "`run`: a comma-separated sweep)")
+    p.add_argument("--new-tokens", type=int, default=D["new_tokens"], help=f"tokens to generate for --scenario generate (default {D['new_tokens']})")
+    p.add_argument("--shapes", default=D["shapes"], help=f"static (fixed batch/seq) or symbolic (torch.export.Dim); default {D['shapes']}")
+    p.add_argument("--dtype", default=D["dtype"], help=f"float32 or float16 (cuda); default {D['dtype']}")
 
 
 def add_rpc_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -86,10 +89,11 @@ def add_rpc_args(p: argparse.ArgumentParser, what: str) -> None:
 def add_timing_args(p: argparse.ArgumentParser, warmup: int, repeat: int) -> None:
     p.add_argument("--warmup", type=int, default=warmup, help=f"calls per backend before timing, discarded (default {warmup})")
     p.add_argument("--repeat", type=int, default=repeat, help=f"timed samples (calls) per backend (default {repeat})")
-    p.add_argument("--timing", default="blocks", help="blocks (default: each backend alone in alternating blocks) or "
-                   "interleaved (one call per backend per round; the thread pools then disturb each other)")
-    p.add_argument("--block", type=int, default=5, help="timed calls per block (default 5)")
-    p.add_argument("--solo", type=int, default=10, help="calls per backend in the solo check after the rounds (default 10; 0: none)")
+    p.add_argument("--timing", default=D["timing"], help="blocks (each backend alone in alternating blocks) or interleaved (one call "
+                   f"per backend per round; the thread pools then disturb each other); default {D['timing']}")
+    p.add_argument("--block", type=int, default=D["block"], help=f"timed calls per block (default {D['block']})")
+    p.add_argument("--solo", type=int, default=D["solo"], help=f"calls per backend in the solo check after the rounds (default {D['solo']}; "
+                   "0: none)")
 
 
 def _duration(flag: str, text) -> float:
@@ -123,12 +127,13 @@ def _sizes(flag: str, value) -> list[int]:
     return list(dict.fromkeys(sizes))
 
 
-def _sweep(args, opt) -> list[list[int]]:
+def _sweep(args) -> list[list[int]]:
     """--batch × --seq-len (prefill, generate) or × --past-len (decode): [batch, seq_len, past_len] per shape, the
     first first; more than one is a sweep, for `run` only, and only over the scenario's own length."""
-    scenario = opt("scenario", "prefill")
-    batches, seqs, pasts = (_sizes(f, opt(k, d)) for f, k, d in (("--batch", "batch", 1), ("--seq-len", "seq_len", 128),
-                                                                 ("--past-len", "past_len", 128)))
+    given = vars(args)
+    scenario = given.get("scenario") or D["scenario"]
+    batches, seqs, pasts = (_sizes(f, given[k] if given.get(k) is not None else D[k])
+                            for f, k in (("--batch", "batch"), ("--seq-len", "seq_len"), ("--past-len", "past_len")))
     other = ("--past-len", pasts) if scenario != "decode" else ("--seq-len", seqs)
     if len(other[1]) > 1:
         raise UserError(f"{other[0]} takes one value with --scenario {scenario} (the sweep is over "
@@ -140,28 +145,30 @@ def _sweep(args, opt) -> list[list[int]]:
     return shapes
 
 
+# RunConfig fields a command's flag gives as it is, where the command has that flag (else the field's default)
+AS_GIVEN = ("target", "scenario", "new_tokens", "warmup", "repeat", "threads", "shapes", "weights", "dtype", "tol", "db", "foreign_db",
+            "cuda_arch", "seed", "cell_timeout", "val_text", "val_tokens", "dlight", "timing", "block", "solo", "fast_math", "tune_cache",
+            "bundle", "tvm_src", "tvm_recipe", "blas", "rpc", "rpc_key", "offload")
+
+
 def config_from_args(args):
-    """The run's flags (bench.pipeline.config.RunConfig) and state (RunState, after the checks that need I/O)."""
+    """The run's flags (bench.pipeline.config.RunConfig) and state (RunState, after the checks that need I/O). A flag the
+    command does not have takes RunConfig's default; the commands without --no-isolate run their cells in this process."""
     from bench.pipeline.config import RunConfig, prepare
 
-    opt = vars(args).get
-    shapes = _sweep(args, opt)
-    first, sweep = shapes[0], (shapes if len(shapes) > 1 else [])
+    given = vars(args)
+    shapes = _sweep(args)
+    kw = {k: given[k] for k in AS_GIVEN if given.get(k) is not None}
+    kw.update(models=_csv(args.model), frontends=_csv(args.frontend), batch=shapes[0][0], seq_len=shapes[0][1], past_len=shapes[0][2],
+              sweep=shapes if len(shapes) > 1 else [], isolate=not given["no_isolate"] if "no_isolate" in given else False,
+              memory=given.get("memory") == "on", tune_budget=_duration("--tune-budget", given.get("tune_budget")),
+              tuned_after=_cuts(given.get("tuned_after")))
+    if "baselines" in given:
+        kw["baselines"] = _csv(given["baselines"])
+    if given.get("tvm"):
+        kw["tvm"] = _csv(given["tvm"])
     try:
-        cfg = RunConfig(
-            models=_csv(args.model), frontends=_csv(args.frontend), target=args.target, scenario=opt("scenario", "prefill"),
-            batch=first[0], seq_len=first[1], past_len=first[2], sweep=sweep, new_tokens=opt("new_tokens", 32),
-            warmup=opt("warmup", 5), repeat=opt("repeat", 30), threads=args.threads, shapes=opt("shapes", "static"),
-            weights=args.weights, baselines=_csv(opt("baselines", "eager")), dtype=opt("dtype", "float32"),
-            tol=opt("tol", 0.0), db=args.db, foreign_db=bool(opt("foreign_db", False)), cuda_arch=args.cuda_arch, isolate=not opt("no_isolate", True),
-            seed=args.seed, cell_timeout=opt("cell_timeout", 0.0), val_text=opt("val_text"), val_tokens=opt("val_tokens", 4096), dlight=bool(opt("dlight", False)),
-            timing=opt("timing", "blocks"), block=opt("block", 5), solo=opt("solo", 10), fast_math=bool(opt("fast_math", False)),
-            tune_budget=_duration("--tune-budget", opt("tune_budget")), tune_cache=opt("tune_cache") or "results/tuning",
-            bundle=opt("bundle"), tvm=_csv(opt("tvm")) if opt("tvm") else None, tvm_src=opt("tvm_src"), tvm_recipe=opt("tvm_recipe"),
-            blas=bool(opt("blas", False)), memory=opt("memory", "off") == "on",
-            rpc=opt("rpc"), rpc_key=opt("rpc_key"), tuned_after=_cuts(opt("tuned_after")), offload=opt("offload"),
-        )
-        return prepare(cfg)
+        return prepare(RunConfig(**kw))
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -819,9 +826,9 @@ def _add_run(sub) -> None:
     p.add_argument("--baselines", default="eager", help=baselines_help() + " (comma-separated; none: time TVM alone (eager still gives "
                    "the parity reference))")
     add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
+    p.add_argument("--tol", type=float, default=D["tol"], help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (faster start; a crash ends the run)")
-    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds (isolated cells only)")
+    p.add_argument("--cell-timeout", type=float, default=D["cell_timeout"], help="kill a cell after this many seconds (isolated cells only)")
     p.add_argument("--fail-on", default="mismatch", help="exit 1 when a cell is: mismatch (default), any (not ok), none")
     p.add_argument("--memory", choices=["on", "off"], default=os.environ.get("GPTBENCH_MEMORY") or "on",
                    help="each backend's peak memory, loaded and run alone in a fresh process after the timing (CPU; "
@@ -841,8 +848,8 @@ def add_ab_args(p: argparse.ArgumentParser, rounds: int, fail_help: str) -> None
     """What ab and bisect share: the baselines and timing of each side, the rounds, the rules and the test's levels."""
     p.add_argument("--baselines", default="eager", help=baselines_help(("eager", "compile", "ort")) + " (comma-separated)")
     add_timing_args(p, warmup=5, repeat=30)
-    p.add_argument("--tol", type=float, default=0.0, help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
-    p.add_argument("--cell-timeout", type=float, default=0.0, help="kill a cell after this many seconds")
+    p.add_argument("--tol", type=float, default=D["tol"], help="parity tolerance on relative L2 error (default 1e-5 fp32, 2e-2 fp16)")
+    p.add_argument("--cell-timeout", type=float, default=D["cell_timeout"], help="kill a cell after this many seconds")
     p.add_argument("--rounds", type=int, default=rounds, help=f"rounds per side, alternated A B B A ... (default {rounds})")
     p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help=fail_help)
     p.add_argument("--alpha", default="0.05", help="significance level (default 0.05)")
@@ -886,14 +893,14 @@ def _add_envs(sub) -> None:
 def _add_val_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
-    p.add_argument("--val-tokens", type=int, default=4096, help="compare eager and TVM on the first N tokens of the "
+    p.add_argument("--val-tokens", type=int, default=D["val_tokens"], help="compare eager and TVM on the first N tokens of the "
                    "validation split (default 4096; 0: all); eager's loss is always over the whole split")
 
 
 def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-budget", default=None, help="tune each model for at most this long (e.g. 5m) when no database is "
                    "cached for it, keep the database and build with it; the next run finds it and tunes nothing (0: no tuning)")
-    p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget keeps its databases (default results/tuning, "
+    p.add_argument("--tune-cache", default=D["tune_cache"], help=f"where --tune-budget keeps its databases (default {D['tune_cache']}, "
                    "laid out as tvm-<version>/<target>/<model>-<scenario>-b<B>-t<T>-prepack)")
     p.add_argument("--tuned-after", default=None, metavar="CUTS", help="build and measure the tuning database as it was after "
                    "each of these durations of tuning (e.g. 0,1m,2m,5m,all), one cell each, from its progress log: speedup "
@@ -939,7 +946,7 @@ def _add_passes(sub) -> None:
                    "(default: FoldConstant,FuseOps,FuseTIR,RewriteDataflowReshape,StaticPlanBlockMemory,KillAfterLastUse"
                    " and ApplyDefaultSchedule on cuda)")
     add_timing_args(p, warmup=3, repeat=20)
-    p.add_argument("--tol", type=float, default=0.0)
+    p.add_argument("--tol", type=float, default=D["tol"])
     add_output_args(p, "passes")
     p.set_defaults(func=cmd_passes, no_isolate=True)
 
@@ -964,7 +971,7 @@ def _add_profile(sub) -> None:
     p.add_argument("--top", type=int, default=15, help="kernels in the report's table (default 15; the JSON has all)")
     p.add_argument("--tune-budget", default=None, help="build with the database `run --tune-budget` finds for this model and "
                    "shape (tuning for at most this long where there is none); default: --db, else untuned")
-    p.add_argument("--tune-cache", default="results/tuning", help="where --tune-budget finds its databases (default results/tuning)")
+    p.add_argument("--tune-cache", default=D["tune_cache"], help=f"where --tune-budget finds its databases (default {D['tune_cache']})")
     p.add_argument("--tvm", default=None, help="profile every frontend in each of these TVM environments, each in its own process "
                    "(columns FRONTEND@ENV): " + TVM_HELP + ". Default: this process's TVM")
     add_tvm_source_args(p)

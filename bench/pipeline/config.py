@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from bench.baselines import BASELINES
@@ -49,8 +49,8 @@ class RunConfig:
     past_len: int = 128
     sweep: list = field(default_factory=list)  # [batch, seq_len, past_len] of each shape of a `run` sweep (empty: the one above)
     new_tokens: int = 32
-    warmup: int = 5
-    repeat: int = 30
+    warmup: int = TimingPlan.warmup
+    repeat: int = TimingPlan.repeat
     threads: int = 0  # 0: every usable core
     shapes: str = "static"
     weights: str = "auto"
@@ -69,9 +69,9 @@ class RunConfig:
     fast_math: bool = False  # approximate erf/tanh/exp/softmax that vectorise (bench.build.rewrites)
     tune_budget: float = 0.0  # seconds: tune each model for at most this long when no database is cached for it
     tune_cache: str = "results/tuning"  # where --tune-budget looks for and keeps databases
-    timing: str = "blocks"  # blocks | interleaved (see bench.measure.timing)
-    block: int = 5  # timed calls per block
-    solo: int = 10  # calls per backend in the solo check (0: none)
+    timing: str = TimingPlan.method  # blocks | interleaved (see bench.measure.timing)
+    block: int = TimingPlan.block  # timed calls per block
+    solo: int = TimingPlan.solo  # calls per backend in the solo check (0: none)
     bundle: str | None = None  # build and export each cell here, to be measured elsewhere (bench.pipeline.bundle)
     rpc: str | None = None  # HOST:PORT of an RPC tracker: TVM runs on a server of rpc_key (bench.targets.remote)
     rpc_key: str | None = None
@@ -274,6 +274,10 @@ class RunConfig:
     def env_specs(self) -> list:
         """The --tvm environments (bench.core.tvm_envs.EnvSpec), parsed."""
         return parse_envs(self.tvm or [], self.tvm_src)
+
+
+# Each flag's default, in one place: the CLI's flags and help read these (the timing plan's come from TimingPlan).
+DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
 
 
 @dataclass

@@ -38,6 +38,7 @@ import zipfile
 from pathlib import Path
 
 FORMAT = "gptbench-gpu-kit-v1"
+SCHEMA = "gptbench.gpu-kit"  # as the harness's other JSON files name their kind
 MANIFEST = "MANIFEST.json"
 PART = "kit.tar.xz.{:03d}"
 TRANSFER_MIB = 64  # what one call to a lent GPU machine carries, the tracked tree included
@@ -190,7 +191,7 @@ def pack(out: Path, python: str, part_bytes: int, wheels_dir: Path | None = None
         log(f"unpacked {len(found)} wheels ({sum(f.stat().st_size for f in site.rglob('*') if f.is_file()) >> 20} MiB, "
             f"less {sum(stripped.values()) >> 20} MiB of TVM sources and headers); compressing with xz -9e")
         parts, digest, raw_bytes = write_parts(site, stage, part_bytes)
-        manifest = dict(format=FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), python=python,
+        manifest = dict(schema=SCHEMA, format=FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), python=python,
                         packages=[dict(wheel=w.name, sha256=hashlib.sha256(w.read_bytes()).hexdigest()) for w in found],
                         stripped=stripped, tar_bytes=raw_bytes, xz_sha256=digest, part_limit=part_bytes, parts=parts,
                         pack_s=round(time.perf_counter() - t0, 1))

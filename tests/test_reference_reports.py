@@ -12,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ("results/*.json", "results/reference/**/*.json")
-# committed JSON that is no report (`timers`, `ab`, `bisect`'s state, `profile`): not for report/compare
-OTHER_SCHEMAS = {"gptbench.timers", "gptbench.ab", "gptbench.bisect", "gptbench.profile"}
+# committed JSON that is no report (`timers`, `ab`, `bisect`'s state, `profile`, a GPU kit's manifest): not for report/compare
+OTHER_SCHEMAS = {"gptbench.timers", "gptbench.ab", "gptbench.bisect", "gptbench.profile", "gptbench.gpu-kit"}
 
 
 def _committed_json() -> list[Path]:

@@ -66,8 +66,8 @@ from typing import TYPE_CHECKING
 
 from bench.core.errors import UserError
 from bench.core.markdown import fmt, md_table
-from bench.record import LATENCY_STATS, Cell, Latency, RecordError, cells_from_json, stat_of
-from bench.reports.report import read_report, shapes_text
+from bench.record import LATENCY_STATS, Cell, Latency, stat_of
+from bench.reports.report import checked_cells, read_report, shapes_text
 
 if TYPE_CHECKING:  # numpy and scipy are imported where statistics are computed: `gptbench --help` needs neither
     import numpy as np
@@ -314,15 +314,6 @@ def _get(d: dict | None, dotted: str):
 
 
 # ------------------------------------------------------------------------------------ validation
-def _cells(report: dict, name: str) -> list[Cell]:
-    """The report's cells as records, checked by the one validator (bench.record.cells_from_json): UserError naming
-    `name` (the file), the cell, the backend and the field."""
-    try:
-        return cells_from_json(report["cells"], name)
-    except RecordError as e:
-        raise UserError(str(e)) from None
-
-
 def cell_label(cell: Cell) -> str:
     return f"{cell.model} × {cell.frontend}" + (f" [{cell.variant}]" if cell.variant else "")
 
@@ -481,8 +472,8 @@ def compare_reports(base: dict, new: dict, rules: list[Rule], alpha: float = 0.0
                     base_name: str = "BASE", new_name: str = "NEW") -> CompareResult:
     """Compare two loaded reports (see the module docstring for the method); UserError naming
     base_name or new_name (their files) when a value in one is malformed or corrupt."""
-    base_cells = {c.id: c for c in _cells(base, base_name)}
-    new_cells = {c.id: c for c in _cells(new, new_name)}
+    base_cells = {c.id: c for c in checked_cells(base.get("cells"), base_name)}
+    new_cells = {c.id: c for c in checked_cells(new.get("cells"), new_name)}
     matched = [i for i in new_cells if i in base_cells]
     pairs = [(base_cells[i], new_cells[i]) for i in matched]
     speedup = any(r.is_speedup for r in rules)

@@ -32,7 +32,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from bench.core.errors import UserError
-from bench.record import ID_FIELDS, Cell, RecordError, cells_from_json
+from bench.record import ID_FIELDS, Cell
+from bench.reports.report import checked_cells
 
 SCHEMA = "gptbench.history"
 SCHEMA_VERSION = 1
@@ -300,11 +301,7 @@ def prepare(report: dict, source: str) -> Prepared:
                onnxruntime=versions.get("onnxruntime"), partial=bool(report.get("partial")),
                report=json.dumps(report, default=str))
     points = []
-    try:
-        cells = cells_from_json(report.get("cells") or [], source)
-    except RecordError as e:
-        raise UserError(str(e)) from None
-    for i, cell in enumerate(cells):
+    for i, cell in enumerate(checked_cells(report.get("cells") or [], source)):
         version, commit, flags = _tvm_identity(cell, env)
         timing = cell.timing or {}
         point = dict(position=i, series=series_key(machine["key"], cell), cell_id=cell.id, model=cell.model, frontend=cell.frontend,

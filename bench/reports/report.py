@@ -108,8 +108,8 @@ def to_json(report: dict) -> str:
 
 
 def read_report(path: str | Path) -> dict:
-    """A report file's JSON, its schema and every cell checked (bench.record.cells_from_json; the cells stay JSON
-    objects); UserError naming the file, the cell and the field otherwise."""
+    """A report file's JSON with its schema checked; UserError naming the file otherwise. Its cells stay JSON objects,
+    checked where they become records (checked_cells: load_report, compare, the history store)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -126,17 +126,22 @@ def read_report(path: str | Path) -> dict:
         raise UserError(f"{p} has report schema version {version!r}; this gptbench reads version {SCHEMA_VERSION}")
     if data.get("kind") not in KINDS:
         raise UserError(f"{p}: unknown report kind {data.get('kind')!r} (expected one of {', '.join(KINDS)})")
+    return data
+
+
+def checked_cells(cells, name: str) -> list[Cell]:
+    """A report's cells as records, every value checked by the one validator (bench.record.cells_from_json);
+    UserError naming `name` (the file), the cell and the field otherwise."""
     try:
-        cells_from_json(data.get("cells"), str(p))  # every value checked by the one validator; the cells stay JSON here
+        return cells_from_json(cells, name)
     except RecordError as e:
         raise UserError(str(e)) from None
-    return data
 
 
 def load_report(path: str | Path) -> dict:
     """A report with typed cells (bench.record.Cell); UserError naming the file, cell and field otherwise."""
     data = read_report(path)
-    data["cells"] = cells_from_json(data["cells"], str(path))
+    data["cells"] = checked_cells(data.get("cells"), str(path))
     return data
 
 

@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from bench.baselines import BASELINE_LIST, baselines_help
+from bench.baselines import MODEL_ONLY, baselines_help
 from bench.core.errors import UserError
 from bench.pipeline.config import DEFAULTS as D
+from bench.pipeline.config import RunConfig, RunState, importers, new_cell, prepare, run_json
 from bench.targets import TARGET_LIST, TARGETS
 from frontends import FRONTENDS
 
@@ -154,7 +155,6 @@ AS_GIVEN = ("target", "scenario", "new_tokens", "warmup", "repeat", "threads", "
 def config_from_args(args):
     """The run's flags (bench.pipeline.config.RunConfig) and state (RunState, after the checks that need I/O). A flag the
     command does not have takes RunConfig's default; the commands without --no-isolate run their cells in this process."""
-    from bench.pipeline.config import RunConfig, prepare
 
     given = vars(args)
     shapes = _sweep(args)
@@ -237,7 +237,6 @@ def add_to_history(spec: str | None, paths: list[Path]) -> None:
 
 def cmd_run(args) -> int:
     from bench.core.errors import Interrupted
-    from bench.pipeline.config import run_json
     from bench.pipeline.runner import run_matrix
 
     cfg, state = config_from_args(args)
@@ -314,7 +313,6 @@ def cmd_measure(args) -> int:
     """Measure a bundle built elsewhere (`run --bundle`); exit codes as run's."""
     from bench.core.log import log
     from bench.pipeline.bundle import measure_bundle, measure_config, read_bundle
-    from bench.pipeline.config import RunState, run_json
     from bench.reports.report import check_out_dir
 
     top, records = read_bundle(args.bundle)
@@ -387,7 +385,6 @@ def cmd_envs(args) -> int:
     exit 0 when every one imports TVM, 1 when one does not, 2 bad input or a build that failed."""
     from bench.core import tvm_build, tvm_envs
     from bench.core.log import log
-    from bench.pipeline.config import FRONTENDS, importers
 
     specs = tvm_envs.parse_envs(_csv(args.tvm), args.tvm_src)
     for spec in specs:
@@ -492,8 +489,6 @@ def cmd_timers(args) -> int:
 def _one_model_relax(run: tuple, one_model: str, relay_message, generate: str):
     """(cfg, state), when cfg has one model, Relax frontends only and a scenario of one call; else UserError with the command's words."""
     cfg = run[0]
-    from frontends import FRONTENDS
-
     if len(cfg.models) != 1:
         raise UserError(one_model)
     relay = [f for f in cfg.frontends if FRONTENDS[f].relay]
@@ -548,7 +543,6 @@ def cmd_profile(args) -> int:
 
 # ---------------------------------------------------------------------------------------- passes
 def cmd_passes(args) -> int:
-    from bench.pipeline.config import run_json
     from bench.reports.report import check_out_dir
 
     cfg, state = config_from_args(args)
@@ -574,7 +568,6 @@ def _single(args, scenario: str, seq_len: int):
     import argparse as _ap
 
     from bench.pipeline.cell import setup_cell
-    from bench.pipeline.config import new_cell
 
     ns = _ap.Namespace(**{**vars(args), "scenario": scenario, "seq_len": seq_len, "new_tokens": 1})
     cfg, state = config_from_args(ns)
@@ -591,7 +584,6 @@ def cmd_ppl(args) -> int:
     from bench.measure.ppl import read_text, split_ids, text_parity, tokenize
     from bench.models import get_spec
     from bench.pipeline.cell import TEXT_TOL, CellContext, import_and_build
-    from bench.pipeline.config import run_json
     from bench.record import Parity
     from bench.scenarios import make_case
 
@@ -894,7 +886,7 @@ def _add_val_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-text", default=None, help="text file: report the validation loss on its last 10%%, eager and "
                    "through each TVM build (prefill, batch 1; they must agree to 1e-4)")
     p.add_argument("--val-tokens", type=int, default=D["val_tokens"], help="compare eager and TVM on the first N tokens of the "
-                   "validation split (default 4096; 0: all); eager's loss is always over the whole split")
+                   f"validation split (default {D['val_tokens']}; 0: all); eager's loss is always over the whole split")
 
 
 def _add_tune_budget_args(p: argparse.ArgumentParser) -> None:
@@ -931,8 +923,8 @@ def _add_tvm_env_args(p: argparse.ArgumentParser) -> None:
 def _add_measure(sub) -> None:
     p = sub.add_parser("measure", help="measure a bundle built by `run --bundle` (here, with TVM's runtime only); write a run report")
     p.add_argument("bundle", metavar="DIR", help="the bundle directory")
-    p.add_argument("--baselines", default="eager", help=baselines_help(b.name for b in BASELINE_LIST if b.model_only) + " (comma-separated; none: TVM alone)")
-    p.add_argument("--threads", type=int, default=0, help="threads for TVM and PyTorch (default: all usable cores)")
+    p.add_argument("--baselines", default="eager", help=baselines_help(MODEL_ONLY) + " (comma-separated; none: TVM alone)")
+    p.add_argument("--threads", type=int, default=D["threads"], help="threads for TVM and PyTorch (default: all usable cores)")
     add_timing_args(p, warmup=5, repeat=30)
     add_output_args(p, "measure")
     p.set_defaults(func=cmd_measure)

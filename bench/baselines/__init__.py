@@ -183,6 +183,7 @@ BASELINE_LIST = [
     BaselineKind("untuned", "TVM without the --db: the tuning gain", lambda r: _untuned(r.compiled, r.case.inputs), "#e377c2"),
 ]
 BASELINES = {b.name: b for b in BASELINE_LIST}
+MODEL_ONLY = tuple(b.name for b in BASELINE_LIST if b.model_only)  # what `measure` and TVM 0.19's cells can time
 
 
 def baselines_help(names=None) -> str:

@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.baselines import BASELINE_LIST
+from bench.baselines import MODEL_ONLY
 from bench.build.relax import Compiled
 from bench.core.env import cpu_flags
 from bench.core.errors import Interrupted, UserError
@@ -41,7 +41,6 @@ from frontends.base import short_error
 
 SCHEMA, SCHEMA_VERSION = "gptbench.bundle", 1
 LIB, CELL, TOP, INPUTS = "lib.so", "cell.json", "BUNDLE.json", "inputs.npz"
-MEASURE_BASELINES = tuple(b.name for b in BASELINE_LIST if b.model_only)  # no TVM build, no ONNX export there
 CASE_KEYS = ("weights", "seed", "scenario", "batch", "seq_len", "past_len", "shapes", "dtype", "tol")
 
 
@@ -142,8 +141,8 @@ def measure_config(top: dict, records: list[dict], baselines: list[str], threads
     """The RunConfig the measurement runs under: the build run's models, frontends, case and tolerance,
     with this machine's threads, baselines and timing plan."""
     for b in baselines:
-        if b not in (*MEASURE_BASELINES, "none"):
-            raise UserError(f"measure takes baselines {', '.join(MEASURE_BASELINES)} or none (got {b!r}): the untuned build "
+        if b not in (*MODEL_ONLY, "none"):
+            raise UserError(f"measure takes baselines {', '.join(MODEL_ONLY)} or none (got {b!r}): the untuned build "
                             "and ONNX Runtime's export are made on the build side, not in a bundle")
     built = top["config"]
     try:

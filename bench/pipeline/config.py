@@ -303,15 +303,15 @@ class RunState:
         return replace(self, dbs=dict(self.dbs), tuned_now=dict(self.tuned_now))
 
 
-def prepare(cfg: RunConfig, state: RunState | None = None) -> tuple[RunConfig, RunState]:
+def prepare(cfg: RunConfig) -> tuple[RunConfig, RunState]:
     """The checks a configuration cannot make without I/O, in order (a ValueError naming the flag): --val-text
     readable; the --rpc device asked for its CPU (its thread count becomes the run's); --db a tuning database
     of this target and --fast-math setting, with a progress log for --tuned-after; the --weights asked for
     present. Returns the configuration (threads from the device with --rpc) and the run's state."""
-    state = state or RunState()
+    state = RunState()
     if cfg.val_text is not None:
         check_text_file("--val-text", cfg.val_text)
-    if cfg.rpc is not None and not state.rpc_device:
+    if cfg.rpc is not None:
         state.rpc_device = device_info(cfg.rpc, cfg.rpc_key, check_key(cfg.rpc, cfg.rpc_key))
         cfg = replace(cfg, threads=state.rpc_device.get("threads") or cfg.threads)
     if cfg.db is not None:
@@ -357,9 +357,10 @@ def run_json(cfg: RunConfig, state: RunState) -> dict:
 
 def run_from_json(data: dict) -> tuple[RunConfig, RunState]:
     """run_json's inverse; keys of neither part (older fields of a report) are ignored."""
-    names = {f for f in RunState.__dataclass_fields__}
-    state = RunState(**{k: v for k, v in data.items() if k in names})
-    return RunConfig(**{k: v for k, v in data.items() if k in RunConfig.__dataclass_fields__}), state
+    def of(cls) -> dict:
+        return {f.name: data[f.name] for f in fields(cls) if f.name in data}
+
+    return RunConfig(**of(RunConfig)), RunState(**of(RunState))
 
 
 RELAY_ENV = "0.19"  # where the Relay frontends' cells run unless --tvm says otherwise

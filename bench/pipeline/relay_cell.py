@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.baselines import BASELINE_LIST, Prepared
+from bench.baselines import MODEL_ONLY, Prepared
 from bench.build.relax import as_numpy
 from bench.core.env import cpu_flags
 from bench.pipeline.cell import (
@@ -108,7 +108,7 @@ def tvm019_setup(cfg, cell: Cell, blas: bool, tuned: bool = False) -> tuple:
     (`blas`: -libs=cblas, which only relay.build uses). Returns (cfg, target string, its -mcpu)."""
     import tvm
 
-    here = [b.name for b in BASELINE_LIST if b.model_only] + (["untuned"] if tuned else [])
+    here = [*MODEL_ONLY, *(["untuned"] if tuned else [])]
     others = [b for b in cfg.baselines if b not in here]
     if others:  # ONNX Runtime and untuned TVM 0.27 belong to the 0.27 cells of the same report
         cell.notes["baselines"] = f"{', '.join(others)} not run in the TVM 0.19 cells: see the TVM 0.27 cells of the same run"

@@ -33,12 +33,12 @@ class Target:
     device_type: str  # TVM's device (tvm.device(device_type, 0)) and torch's, where the device is present
     gpu: bool  # kernels run on a GPU: built here without one, run only where one is
     dtypes: tuple[str, ...]  # the --dtype values a run on it takes
+    make: Callable[[str | None, dict], TargetInfo]  # (--cuda-arch, the llvm host's spec) -> the TVM target
     dtype_note: str = ""  # why it takes no other dtype
     cpu_rules: bool = False  # a CPU pipeline: --dlight adds dlight's CPU rules, tuning uses CPU tensor intrinsics
     takes_arch: bool = False  # --cuda-arch picks the architecture its kernels are scheduled for
     ablations: tuple[str, ...] = ()  # passes of its own pipeline `gptbench passes` ablates besides the common ones
     offloads: tuple[str, ...] = ()  # libraries --offload can hand its matmuls to (bench.build.relax.offload)
-    make: Callable[..., TargetInfo] | None = None  # (threads, arch, llvm host spec) -> TargetInfo
     load_runtime: Callable[[], str | None] | None = None  # a runtime-only TVM: load the device's runtime (None, or why not)
     jit: Callable[[str, object], dict] | None = None  # (arch, device) -> what it records: kernels compiled when a build loads
 
@@ -99,13 +99,13 @@ def cuda_runtime_status() -> tuple[bool, str]:
     return True, ""
 
 
-def _llvm(threads: int, _arch: str | None, llvm: dict) -> TargetInfo:
+def _llvm(_arch: str | None, llvm: dict) -> TargetInfo:
     import tvm
 
     return TargetInfo("llvm", tvm.target.Target(llvm), llvm, True, "")
 
 
-def _cuda(threads: int, cuda_arch: str | None, llvm: dict) -> TargetInfo:
+def _cuda(cuda_arch: str | None, llvm: dict) -> TargetInfo:
     import tvm
 
     if cuda_arch:
@@ -126,12 +126,13 @@ def _cuda(threads: int, cuda_arch: str | None, llvm: dict) -> TargetInfo:
 
 
 TARGET_LIST = [
-    Target("llvm", "this CPU (LLVM; the mcpu detected on every run)", "cpu", gpu=False, dtypes=("float32",),
-           dtype_note="eager PyTorch has no fast fp16 CPU path to compare with", cpu_rules=True, make=_llvm),
+    Target("llvm", "this CPU (LLVM; the mcpu detected on every run)", "cpu", gpu=False, dtypes=("float32",), make=_llvm,
+           dtype_note="eager PyTorch has no fast fp16 CPU path to compare with", cpu_rules=True),
+    # ablations: dlight's default GPU schedules
     Target("cuda", "an NVIDIA GPU (CUDA; arch from --cuda-arch, the visible GPU or $" + CUDA_ARCH_ENV + ")", "cuda", gpu=True,
-           dtypes=("float32", "float16"), takes_arch=True,
-           ablations=("ApplyDefaultSchedule",), offloads=("cublas",), make=_cuda, load_runtime=cuda.load_runtime, jit=cuda.jit),  # ablations: dlight's
-]                                                                                                            # default GPU schedules
+           dtypes=("float32", "float16"), make=_cuda, takes_arch=True, ablations=("ApplyDefaultSchedule",), offloads=("cublas",),
+           load_runtime=cuda.load_runtime, jit=cuda.jit),
+]
 TARGETS = {t.name: t for t in TARGET_LIST}
 
 
@@ -144,4 +145,4 @@ def get_target(name: str) -> Target:
 def make_target(kind: str, threads: int, cuda_arch: str | None = None, mcpu: str | None = None) -> TargetInfo:
     """The TVM target of a registry entry, with an llvm host on this CPU (`mcpu`: another machine's, a remote device's with
     `--rpc`; default this host's)."""
-    return get_target(kind).make(threads, cuda_arch, {"kind": "llvm", "mcpu": mcpu or host_mcpu(), "num-cores": int(threads)})
+    return get_target(kind).make(cuda_arch, {"kind": "llvm", "mcpu": mcpu or host_mcpu(), "num-cores": int(threads)})
